@@ -1,0 +1,27 @@
+// Package aivmv1 holds the Go types generated from
+// chain-client/proto/aivm/v1/aivm.proto (proto package aivm.v1), plus the
+// type URLs and query paths that go with them.
+//
+// Regenerate with `go generate ./chain-client/aivmv1` (needs protoc and
+// protoc-gen-go v1.36.12 on PATH).
+package aivmv1
+
+//go:generate protoc -I ../proto --go_out=.. --go_opt=module=github.com/aivm-dev/aivm-operator/chain-client ../proto/aivm/v1/aivm.proto
+
+// Type URLs of the module's messages, as they appear in a TxBody's Any.
+const (
+	TypeURLMsgRegisterProvider = "/aivm.v1.MsgRegisterProvider"
+	TypeURLMsgSubmitResults    = "/aivm.v1.MsgSubmitResults"
+)
+
+// ABCI query paths (request and response proto-encoded).
+const (
+	QueryPathProvider = "/aivm.v1.Query/Provider"
+	QueryPathResult   = "/aivm.v1.Query/Result"
+	// QueryPathAccount is the standard Cosmos auth account query
+	// (cosmos.auth.v1beta1.QueryAccountRequest/Response).
+	QueryPathAccount = "/cosmos.auth.v1beta1.Query/Account"
+)
+
+// Codespace is the ABCI codespace of the module's own errors.
+const Codespace = "aivm"
