@@ -1,0 +1,105 @@
+# aivm-operator Makefile. Run `make help` for the targets.
+
+SHELL := /usr/bin/env bash -o pipefail
+.SHELLFLAGS := -ec
+
+# go-nvml needs cgo; this quiets its deprecation warnings.
+export CGO_CFLAGS ?= -Wno-deprecated-declarations
+GO ?= go
+CONTROLLER_GEN ?= $(GO) tool controller-gen
+GOLANGCI_LINT_VERSION ?= v2.15.0
+LOCALBIN ?= $(CURDIR)/bin
+GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
+IMG ?= ghcr.io/aivm-dev/aivm-operator:dev
+# Packages whose tests run in `make test`.
+TEST_PKGS ?= ./...
+TEST_FLAGS ?= -timeout 30m
+# Fuzz targets each run briefly in `make test-fuzz`.
+FUZZTIME ?= 10s
+
+.PHONY: all
+all: build
+
+##@ General
+
+.PHONY: help
+help: ## Show the targets.
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  %-16s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: manifests
+manifests: ## Generate CRDs and RBAC roles from the Go markers.
+	$(CONTROLLER_GEN) crd paths="./api/..." output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) rbac:roleName=manager-role paths="./controllers/..." output:rbac:artifacts:config=config/rbac
+	@if ls nodeagent/*.go >/dev/null 2>&1; then \
+	  $(CONTROLLER_GEN) rbac:roleName=node-agent-role paths="./nodeagent/..." output:rbac:artifacts:config=config/node-agent/rbac; \
+	fi
+
+.PHONY: generate
+generate: ## Generate deepcopy code (and other go:generate outputs).
+	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
+
+.PHONY: fmt
+fmt: ## Run gofmt on the code.
+	gofmt -l -w $$(git ls-files '*.go')
+
+.PHONY: vet
+vet: ## Run go vet.
+	$(GO) vet ./...
+
+.PHONY: lint
+lint: $(GOLANGCI_LINT) ## Run golangci-lint.
+	$(GOLANGCI_LINT) run ./...
+
+$(GOLANGCI_LINT):
+	mkdir -p $(LOCALBIN)
+	GOBIN=$(LOCALBIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	mv $(LOCALBIN)/golangci-lint $(GOLANGCI_LINT)
+
+.PHONY: envtest
+envtest: ## Provide kube-apiserver and etcd for the tests; prints their directory.
+	@./hack/envtest.sh
+
+.PHONY: test
+test: ## Run unit and integration tests (a real kube-apiserver and etcd; the devnet chain).
+	@assets=$$(./hack/envtest.sh) && \
+	  echo "KUBEBUILDER_ASSETS=$$assets" && \
+	  KUBEBUILDER_ASSETS="$$assets" $(GO) test $(TEST_FLAGS) $(TEST_PKGS)
+
+.PHONY: test-fuzz
+test-fuzz: ## Run each fuzz target for FUZZTIME.
+	@./hack/fuzz.sh $(FUZZTIME)
+
+.PHONY: bench
+bench: ## Run the benchmarks.
+	@assets=$$(./hack/envtest.sh) && \
+	  KUBEBUILDER_ASSETS="$$assets" $(GO) test -run '^$$' -bench . -benchmem ./...
+
+.PHONY: verify
+verify: ## Regenerate everything and fail if anything changed; check formatting.
+	$(MAKE) generate manifests
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+	@if [ -n "$$(git status --porcelain -- api config charts chain-client/aivmv1)" ]; then \
+	  echo "generated files are out of date; run 'make generate manifests' and commit:"; \
+	  git status --porcelain -- api config charts chain-client/aivmv1; git diff --stat; exit 1; fi
+
+##@ Build
+
+.PHONY: build
+build: ## Build the binaries into bin/.
+	CGO_ENABLED=0 $(GO) build -o $(LOCALBIN)/manager ./cmd/manager
+	@if [ -d cmd/aivmctl ]; then CGO_ENABLED=0 $(GO) build -o $(LOCALBIN)/aivmctl ./cmd/aivmctl; fi
+	@if [ -d cmd/node-agent ]; then CGO_ENABLED=1 $(GO) build -o $(LOCALBIN)/node-agent ./cmd/node-agent; fi
+
+.PHONY: run
+run: manifests generate ## Run the manager against the cluster in ~/.kube/config.
+	$(GO) run ./cmd/manager
+
+.PHONY: docker-build
+docker-build: ## Build the manager image (needs a Docker engine).
+	docker build -t $(IMG) .
+
+.PHONY: install
+install: manifests ## Install the CRDs into the cluster in ~/.kube/config.
+	kubectl apply --server-side -f config/crd/bases

@@ -1,0 +1,178 @@
+/*
+Copyright 2026 The aivm-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package v1alpha1
+
+import (
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ModelFormat is the serialization format of a model's weights.
+// +kubebuilder:validation:Enum=safetensors;gguf;onnx;other
+type ModelFormat string
+
+// Model formats.
+const (
+	ModelFormatSafetensors ModelFormat = "safetensors"
+	ModelFormatGGUF        ModelFormat = "gguf"
+	ModelFormatONNX        ModelFormat = "onnx"
+	ModelFormatOther       ModelFormat = "other"
+)
+
+// CachePolicy says whether node caches may evict a model.
+// +kubebuilder:validation:Enum=Evictable;Pinned
+type CachePolicy string
+
+// Cache policies.
+const (
+	// CachePolicyEvictable lets least-recently-used eviction remove the model
+	// from a node cache when no running job uses it.
+	CachePolicyEvictable CachePolicy = "Evictable"
+	// CachePolicyPinned keeps the model in every node cache that holds it.
+	CachePolicyPinned CachePolicy = "Pinned"
+)
+
+// ModelSpec describes a model's weights: where they are and what they must hash to.
+// +kubebuilder:validation:XValidation:rule="!has(self.credentialsSecretRef) || self.uri.startsWith('https://') || self.uri.startsWith('http://') || self.uri.startsWith('hf://')",message="credentialsSecretRef applies only to http://, https:// and hf:// sources"
+type ModelSpec struct {
+	// uri is where the weights are: https://host/path, http://host/path,
+	// file:///absolute/path (a path on every node), or
+	// hf://<org>/<repo>/<file>@<revision> (resolved against the Hugging Face
+	// compatible endpoint the operator is configured with).
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('https://') || self.startsWith('http://') || self.startsWith('file:///') || self.startsWith('hf://')",message="uri must start with https://, http://, file:/// or hf://"
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('hf://') || self.matches('^hf://[A-Za-z0-9._-]+/[A-Za-z0-9._-]+/[^@]+@[A-Za-z0-9._/-]+$')",message="hf:// uri must be hf://<org>/<repo>/<file>@<revision>"
+	URI string `json:"uri"`
+
+	// sha256 is the lowercase hex SHA-256 digest of the weights file. Nothing
+	// runs on bytes that do not hash to it. Immutable.
+	// +required
+	// +kubebuilder:validation:MinLength=64
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[a-f0-9]{64}$`
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="sha256 is immutable"
+	SHA256 string `json:"sha256"`
+
+	// format is the serialization format of the weights.
+	// +optional
+	// +kubebuilder:default=safetensors
+	Format ModelFormat `json:"format,omitempty"`
+
+	// sizeBytes is the size of the weights file. When set, a download of any
+	// other size is rejected before hashing completes.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	SizeBytes *int64 `json:"sizeBytes,omitempty"`
+
+	// gpuMemory is the GPU memory the model needs once loaded (weights plus
+	// runtime overhead), across all GPUs a kernel gives it.
+	// +required
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).isGreaterThan(quantity('0'))",message="gpuMemory must be greater than zero"
+	GPUMemory resource.Quantity `json:"gpuMemory"`
+
+	// credentialsSecretRef names a Secret in the Model's namespace whose key
+	// holds a bearer token for the source.
+	// +optional
+	CredentialsSecretRef *SecretKeyReference `json:"credentialsSecretRef,omitempty"`
+
+	// cachePolicy says whether node caches may evict the model when no job uses it.
+	// +optional
+	// +kubebuilder:default=Evictable
+	CachePolicy CachePolicy `json:"cachePolicy,omitempty"`
+
+	// prefetch makes node agents on matching nodes fetch the model ahead of jobs.
+	// +optional
+	Prefetch *ModelPrefetch `json:"prefetch,omitempty"`
+}
+
+// SecretKeyReference names a key of a Secret in the referring object's namespace.
+type SecretKeyReference struct {
+	// name is the Secret's name.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// key is the key within the Secret.
+	// +optional
+	// +kubebuilder:default=token
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Key string `json:"key,omitempty"`
+}
+
+// ModelPrefetch selects nodes that fetch a model before any job needs it.
+type ModelPrefetch struct {
+	// nodeSelector selects the nodes whose agents prefetch the model.
+	// +required
+	NodeSelector metav1.LabelSelector `json:"nodeSelector"`
+}
+
+// ModelStatus is the observed state of a Model.
+type ModelStatus struct {
+	// conditions: Verified (a node checked the bytes against sha256) and
+	// Ready (the source is reachable and nothing contradicts the digest).
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=8
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// observedGeneration is the generation the status was computed for.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// cachedNodes is the number of nodes holding the verified bytes in their cache.
+	// +optional
+	CachedNodes int32 `json:"cachedNodes,omitempty"`
+}
+
+// Model is a set of weights identified by their SHA-256 digest.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=mdl,categories=aivm
+// +kubebuilder:printcolumn:name="Format",type=string,JSONPath=`.spec.format`
+// +kubebuilder:printcolumn:name="GPU-Memory",type=string,JSONPath=`.spec.gpuMemory`
+// +kubebuilder:printcolumn:name="Verified",type=string,JSONPath=`.status.conditions[?(@.type=="Verified")].status`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="Cached",type=integer,JSONPath=`.status.cachedNodes`
+// +kubebuilder:printcolumn:name="SHA256",type=string,JSONPath=`.spec.sha256`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type Model struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec describes the weights.
+	// +required
+	Spec ModelSpec `json:"spec"`
+	// status is the observed state.
+	// +optional
+	Status ModelStatus `json:"status,omitempty"`
+}
+
+// ModelList is a list of Models.
+// +kubebuilder:object:root=true
+type ModelList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	// items are the Models.
+	Items []Model `json:"items"`
+}
+
+func init() { register(&Model{}, &ModelList{}) }
