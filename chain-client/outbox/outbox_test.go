@@ -1,0 +1,370 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/aivm-dev/aivm-operator/chain-client/merkle"
+)
+
+func item(uid string) Item {
+	return Item{UID: uid, Leaf: merkle.LeafHash([]byte(uid)), Record: []byte("record:" + uid)}
+}
+
+func openT(t testing.TB, dir string) *Outbox {
+	t.Helper()
+	o, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { o.Close() })
+	return o
+}
+
+func uidsOf(es []Entry) []string {
+	out := make([]string, len(es))
+	for i, e := range es {
+		out[i] = e.UID
+	}
+	return out
+}
+
+func batchOf(t testing.TB, hash string, seq uint64, uids ...string) Batch {
+	t.Helper()
+	leaves := make([]merkle.Hash, len(uids))
+	for i, u := range uids {
+		leaves[i] = item(u).Leaf
+	}
+	root, err := merkle.Root(leaves)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Batch{TxHash: hash, TxBytes: []byte("signed-" + hash), Sequence: seq, UIDs: uids, Root: root}
+}
+
+func TestEnqueueIsIdempotentAndOrdered(t *testing.T) {
+	ctx := context.Background()
+	o := openT(t, t.TempDir())
+	if err := o.Enqueue(ctx, item("a"), item("b")); err != nil {
+		t.Fatal(err)
+	}
+	changed := item("a")
+	changed.Record = []byte("other")
+	if err := o.Enqueue(ctx, changed, item("c"), item("c")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := o.Pending(10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"a", "b", "c"}, uidsOf(got)); diff != "" {
+		t.Fatalf("pending (-want +got):\n%s", diff)
+	}
+	a, err := o.Get("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(a.Record) != "record:a" || a.State != StatePending {
+		t.Fatalf("entry a = %+v, want the first record, Pending", a)
+	}
+	if got, _ := o.Pending(2); len(got) != 2 {
+		t.Fatalf("Pending(2) returned %d entries", len(got))
+	}
+	if _, err := o.Get("zz"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get(zz) error = %v, want ErrNotFound", err)
+	}
+}
+
+func TestEnqueueRejectsInvalidItemsAndStoresNothing(t *testing.T) {
+	ctx := context.Background()
+	o := openT(t, t.TempDir())
+	bad := map[string]Item{
+		"empty uid":    {Leaf: item("x").Leaf, Record: []byte("r")},
+		"long uid":     {UID: strings.Repeat("u", MaxUIDLen+1), Leaf: item("x").Leaf, Record: []byte("r")},
+		"bad utf8":     {UID: "\xff", Leaf: item("x").Leaf, Record: []byte("r")},
+		"empty record": {UID: "x", Leaf: item("x").Leaf},
+		"huge record":  {UID: "x", Leaf: item("x").Leaf, Record: make([]byte, MaxRecordLen+1)},
+		"zero leaf":    {UID: "x", Record: []byte("r")},
+	}
+	for name, it := range bad {
+		t.Run(name, func(t *testing.T) {
+			if err := o.Enqueue(ctx, item("good"), it); err == nil {
+				t.Fatal("invalid item accepted")
+			}
+		})
+	}
+	counts, err := o.Counts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(counts) != 0 {
+		t.Fatalf("counts after rejected enqueues = %v, want none", counts)
+	}
+}
+
+func TestLifecycleSurvivesReopen(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	o, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if err := o.Enqueue(ctx, item(fmt.Sprintf("job-%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := batchOf(t, "HASH1", 7, "job-0", "job-1", "job-2")
+	if err := o.MarkBatched(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	o = openT(t, dir)
+	inflight, err := o.InFlight()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]Batch{b}, inflight); diff != "" {
+		t.Fatalf("in-flight after reopen (-want +got):\n%s", diff)
+	}
+	pending, err := o.Pending(10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"job-3", "job-4"}, uidsOf(pending)); diff != "" {
+		t.Fatalf("pending after reopen (-want +got):\n%s", diff)
+	}
+	// Sequence numbers continue after a reopen.
+	if err := o.Enqueue(ctx, item("job-5")); err != nil {
+		t.Fatal(err)
+	}
+	e5, _ := o.Get("job-5")
+	if e5.Seq != 5 {
+		t.Fatalf("job-5 seq = %d, want 5", e5.Seq)
+	}
+
+	committed, err := o.MarkCommitted("HASH1", 42)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(b.UIDs, uidsOf(committed)); diff != "" {
+		t.Fatalf("committed (-want +got):\n%s", diff)
+	}
+	for _, e := range committed {
+		got, err := o.Get(e.UID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State != StateCommitted || got.Height != 42 || got.TxHash != "HASH1" || got.Root != b.Root {
+			t.Fatalf("entry %s = %+v", e.UID, got)
+		}
+		if err := merkle.Verify(got.Leaf, *got.Proof, got.Root); err != nil {
+			t.Fatalf("proof of %s: %v", e.UID, err)
+		}
+	}
+	if inflight, _ := o.InFlight(); len(inflight) != 0 {
+		t.Fatalf("in-flight after commit = %v", inflight)
+	}
+	if _, err := o.MarkCommitted("HASH1", 43); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second commit error = %v, want ErrNotFound", err)
+	}
+	// A committed UID is never enqueued again.
+	if err := o.Enqueue(ctx, item("job-0")); err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := o.Get("job-0"); e.State != StateCommitted {
+		t.Fatalf("job-0 after re-enqueue is %s", e.State)
+	}
+}
+
+func TestMarkBatchedValidates(t *testing.T) {
+	ctx := context.Background()
+	o := openT(t, t.TempDir())
+	if err := o.Enqueue(ctx, item("a"), item("b"), item("c")); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.MarkBatched(batchOf(t, "H0", 1, "a")); err != nil {
+		t.Fatal(err)
+	}
+	wrongRoot := batchOf(t, "H1", 2, "b", "c")
+	wrongRoot.Root = item("x").Leaf
+	tests := map[string]Batch{
+		"already batched": batchOf(t, "H2", 2, "a", "b"),
+		"unknown uid":     batchOf(t, "H3", 2, "b", "nope"),
+		"duplicate uid":   batchOf(t, "H4", 2, "b", "b"),
+		"wrong root":      wrongRoot,
+		"reused hash":     batchOf(t, "H0", 2, "b"),
+		"no uids":         {TxHash: "H5", TxBytes: []byte("x")},
+		"no bytes":        {TxHash: "H6", UIDs: []string{"b"}},
+	}
+	for name, b := range tests {
+		t.Run(name, func(t *testing.T) {
+			if err := o.MarkBatched(b); err == nil {
+				t.Fatal("invalid batch accepted")
+			}
+		})
+	}
+	pending, err := o.Pending(10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"b", "c"}, uidsOf(pending)); diff != "" {
+		t.Fatalf("pending after rejected batches (-want +got):\n%s", diff)
+	}
+}
+
+func TestRequeueRestoresOrderAndRejectKeepsReason(t *testing.T) {
+	ctx := context.Background()
+	o := openT(t, t.TempDir())
+	if err := o.Enqueue(ctx, item("a"), item("b"), item("c"), item("d")); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.MarkBatched(batchOf(t, "H1", 1, "a", "b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.MarkBatched(batchOf(t, "H2", 2, "c")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.Requeue("H1"); err != nil {
+		t.Fatal(err)
+	}
+	pending, err := o.Pending(10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"a", "b", "d"}, uidsOf(pending)); diff != "" {
+		t.Fatalf("pending after requeue (-want +got):\n%s", diff)
+	}
+	if pending[0].Requeues != 1 || pending[0].TxHash != "" {
+		t.Fatalf("requeued entry = %+v", pending[0])
+	}
+	rejected, err := o.MarkRejected("H2", 7, "aivm", "bad digest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Entry{UID: "c", Seq: 2, Leaf: item("c").Leaf, Record: item("c").Record, State: StateRejected,
+		TxHash: "H2", Code: 7, Codespace: "aivm", Log: "bad digest"}
+	if diff := cmp.Diff([]Entry{want}, rejected); diff != "" {
+		t.Fatalf("rejected (-want +got):\n%s", diff)
+	}
+	counts, err := o.Counts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[State]int{StatePending: 3, StateRejected: 1}, counts); diff != "" {
+		t.Fatalf("counts (-want +got):\n%s", diff)
+	}
+}
+
+func TestConcurrentEnqueueStoresEverythingOnce(t *testing.T) {
+	ctx := context.Background()
+	o := openT(t, t.TempDir())
+	const writers, each = 16, 50
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				// Every UID is written by two writers.
+				uid := fmt.Sprintf("job-%d-%d", w/2, i)
+				if err := o.Enqueue(ctx, item(uid)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	pending, err := o.Pending(10 * writers * each)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pending) != writers/2*each {
+		t.Fatalf("pending = %d, want %d", len(pending), writers/2*each)
+	}
+	seqs := map[uint64]bool{}
+	for _, e := range pending {
+		if seqs[e.Seq] {
+			t.Fatalf("sequence %d used twice", e.Seq)
+		}
+		seqs[e.Seq] = true
+	}
+}
+
+func TestClosed(t *testing.T) {
+	o, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Enqueue(context.Background(), item("a")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Enqueue after Close = %v, want ErrClosed", err)
+	}
+	if err := o.MarkBatched(Batch{TxHash: "H", TxBytes: []byte("x"), UIDs: []string{"a"}}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("MarkBatched after Close = %v, want ErrClosed", err)
+	}
+	if err := o.Close(); err != nil {
+		t.Fatalf("second Close = %v", err)
+	}
+}
+
+func TestOpenNeedsDir(t *testing.T) {
+	if _, err := Open("", Options{}); err == nil {
+		t.Fatal("Open with no directory succeeded")
+	}
+}
+
+// BenchmarkEnqueueDurable measures durable (fsynced) writes per second with
+// many concurrent writers sharing group commits.
+func BenchmarkEnqueueDurable(b *testing.B) {
+	ctx := context.Background()
+	o := openT(b, b.TempDir())
+	b.SetParallelism(64)
+	var n sync.Mutex
+	next := 0
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			n.Lock()
+			next++
+			uid := fmt.Sprintf("job-%09d", next)
+			n.Unlock()
+			if err := o.Enqueue(ctx, item(uid)); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
+}
+
+// BenchmarkEnqueueDurableSerial measures one writer waiting for each fsync,
+// the figure group commit improves on.
+func BenchmarkEnqueueDurableSerial(b *testing.B) {
+	ctx := context.Background()
+	o := openT(b, b.TempDir())
+	i := 0
+	for b.Loop() {
+		i++
+		if err := o.Enqueue(ctx, item(fmt.Sprintf("job-%09d", i))); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
+}
