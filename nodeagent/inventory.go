@@ -1,0 +1,128 @@
+/*
+Copyright 2026 The aivm-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package nodeagent discovers the GPUs of one node through NVML, watches
+// their health through NVML events, scans the node-local model cache and
+// publishes the result as the node's GPUNode.
+//
+// The discovery and health logic is plain Go over nvml.Interface, so the
+// go-nvml mock servers (see package simulate) stand in for real GPUs in
+// tests and in the dev environment.
+package nodeagent
+
+// Health is the health of one GPU as the agent sees it.
+type Health string
+
+// Health values.
+const (
+	// HealthHealthy: NVML answers for the GPU and no critical event was seen.
+	HealthHealthy Health = "Healthy"
+	// HealthUnhealthy: a critical XID or ECC event was seen, an NVML query
+	// failed, or the GPU disappeared.
+	HealthUnhealthy Health = "Unhealthy"
+	// HealthUnknown: NVML answers for the GPU but its health events cannot
+	// be watched.
+	HealthUnknown Health = "Unknown"
+)
+
+// MIGMode says whether a GPU is partitioned with Multi-Instance GPU.
+type MIGMode string
+
+// MIG modes.
+const (
+	// MIGEnabled: the GPU runs in MIG mode.
+	MIGEnabled MIGMode = "Enabled"
+	// MIGDisabled: the GPU supports MIG but runs without it.
+	MIGDisabled MIGMode = "Disabled"
+	// MIGUnsupported: the GPU does not support MIG.
+	MIGUnsupported MIGMode = "Unsupported"
+)
+
+// Inventory is what one poll of NVML found on the node.
+type Inventory struct {
+	// DriverVersion is the NVIDIA kernel driver version, e.g. "550.54.15".
+	DriverVersion string
+	// CUDADriverVersion is the CUDA version the driver supports, e.g. "12.4".
+	CUDADriverVersion string
+	// NVMLVersion is the NVML library version.
+	NVMLVersion string
+	// GPUs lists every GPU the agent has seen since it started, ordered by
+	// index; a GPU that disappeared stays listed as Unhealthy.
+	GPUs []GPU
+	// CallErrors counts the NVML calls that failed during this poll.
+	CallErrors int
+}
+
+// HealthyCount returns how many GPUs are Healthy.
+func (inv *Inventory) HealthyCount() int {
+	n := 0
+	for i := range inv.GPUs {
+		if inv.GPUs[i].Health == HealthHealthy {
+			n++
+		}
+	}
+	return n
+}
+
+// GPU describes one physical GPU.
+type GPU struct {
+	// Index is the NVML device index.
+	Index int
+	// UUID is the NVML UUID ("GPU-..."); empty when NVML could not tell it.
+	UUID string
+	// Product is the NVML product name, e.g. "NVIDIA H100 80GB HBM3".
+	Product string
+	// MemoryTotal is the framebuffer size in bytes.
+	MemoryTotal uint64
+	// MemoryUsed is the framebuffer memory in use, in bytes.
+	MemoryUsed uint64
+	// MemoryFree is the framebuffer memory free, in bytes.
+	MemoryFree uint64
+	// ComputeCapability is the CUDA compute capability, e.g. "8.0".
+	ComputeCapability string
+	// MIGMode is the current MIG mode.
+	MIGMode MIGMode
+	// MIGDevices lists the MIG devices when MIGMode is Enabled.
+	MIGDevices []MIGDevice
+	// Health is the GPU's health.
+	Health Health
+	// HealthReason says why the GPU is not Healthy; empty when it is.
+	HealthReason string
+	// UtilizationPercent is the GPU utilization over the last sample
+	// period; nil when NVML does not report it.
+	UtilizationPercent *int32
+	// MemoryUtilizationPercent is the memory controller utilization; nil
+	// when NVML does not report it.
+	MemoryUtilizationPercent *int32
+	// TemperatureCelsius is the GPU core temperature; nil when NVML does
+	// not report it.
+	TemperatureCelsius *int32
+}
+
+// MIGDevice describes one MIG device (a GPU instance plus compute instance).
+type MIGDevice struct {
+	// UUID is the MIG device UUID ("MIG-...").
+	UUID string
+	// Profile is the MIG profile name, e.g. "1g.5gb" or "1c.2g.10gb";
+	// empty when NVML could not tell it.
+	Profile string
+	// MemoryTotal is the MIG device's memory in bytes.
+	MemoryTotal uint64
+	// GPUInstanceID is the GPU instance id on the parent GPU.
+	GPUInstanceID int32
+	// ComputeInstanceID is the compute instance id within the GPU instance.
+	ComputeInstanceID int32
+}
