@@ -1,0 +1,36 @@
+package artifact
+
+import (
+	"fmt"
+	"strings"
+)
+
+// DigestPrefix is the optional algorithm prefix accepted by [ParseDigest].
+const DigestPrefix = "sha256:"
+
+// ParseDigest validates a sha256 digest written as 64 hexadecimal characters,
+// optionally prefixed with "sha256:", and returns it as lowercase hex.
+func ParseDigest(s string) (string, error) {
+	hex := strings.TrimPrefix(s, DigestPrefix)
+	if len(hex) != 64 {
+		return "", fmt.Errorf("invalid sha256 digest %q: want 64 hexadecimal characters, got %d", truncate(s, 80), len(hex))
+	}
+	out := []byte(hex)
+	for i, c := range out {
+		switch {
+		case c >= '0' && c <= '9', c >= 'a' && c <= 'f':
+		case c >= 'A' && c <= 'F':
+			out[i] = c + ('a' - 'A')
+		default:
+			return "", fmt.Errorf("invalid sha256 digest %q: character %q at position %d is not hexadecimal", truncate(s, 80), c, i)
+		}
+	}
+	return string(out), nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

@@ -1,0 +1,65 @@
+package artifact
+
+import (
+	"errors"
+	"fmt"
+)
+
+// DigestMismatchError reports bytes whose sha256 is not the expected one.
+// Nothing is left in the cache when it is returned.
+type DigestMismatchError struct {
+	// Expected is the digest the caller asked for, lowercase hex.
+	Expected string
+	// Actual is the digest of the bytes received, lowercase hex.
+	Actual string
+}
+
+func (e *DigestMismatchError) Error() string {
+	return fmt.Sprintf("sha256 mismatch: expected %s, got %s", e.Expected, e.Actual)
+}
+
+// SizeMismatchError reports an artifact whose size is not the expected one.
+type SizeMismatchError struct {
+	// Expected is the size the caller declared, in bytes.
+	Expected int64
+	// Actual is the size the source announced or delivered, in bytes. When
+	// the source delivered more bytes than expected, Actual is a lower bound.
+	Actual int64
+}
+
+func (e *SizeMismatchError) Error() string {
+	return fmt.Sprintf("size mismatch: expected %d bytes, got %d", e.Expected, e.Actual)
+}
+
+// HTTPStatusError reports an HTTP response status that ended a fetch or check.
+type HTTPStatusError struct {
+	// Source is the URL, with credentials and query values redacted.
+	Source string
+	// StatusCode is the HTTP status code received.
+	StatusCode int
+	// Status is the HTTP status line text.
+	Status string
+}
+
+func (e *HTTPStatusError) Error() string {
+	return fmt.Sprintf("%s: unexpected HTTP status %s", e.Source, e.Status)
+}
+
+// Transient reports whether the status is worth retrying.
+func (e *HTTPStatusError) Transient() bool { return transientStatus(e.StatusCode) }
+
+// ErrInUse is returned when removing a blob that is pinned.
+var ErrInUse = errors.New("artifact is in use")
+
+// ErrNotCached is returned for a digest that is not in the cache.
+var ErrNotCached = errors.New("artifact is not cached")
+
+func transientStatus(code int) bool {
+	switch {
+	case code == 408, code == 425, code == 429:
+		return true
+	case code >= 500 && code != 501 && code != 505:
+		return true
+	}
+	return false
+}

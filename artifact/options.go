@@ -1,0 +1,99 @@
+package artifact
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/utils/clock"
+)
+
+// Defaults for a Fetcher.
+const (
+	// DefaultMaxTotalTime bounds one fetch, retries included.
+	DefaultMaxTotalTime = 2 * time.Hour
+	// DefaultRetryInitial is the first wait before retrying a transient error.
+	DefaultRetryInitial = 500 * time.Millisecond
+	// DefaultRetryMax caps the wait between retries.
+	DefaultRetryMax = 30 * time.Second
+	// DefaultMaxRetries is how many consecutive attempts may fail without
+	// receiving a byte before the fetch gives up (progress resets the count).
+	DefaultMaxRetries = 8
+)
+
+// config is shared by Fetcher and Checker.
+type config struct {
+	client       *http.Client
+	hfBase       string
+	maxTotal     time.Duration
+	retryInitial time.Duration
+	retryMax     time.Duration
+	maxRetries   int
+	clock        clock.Clock
+	log          logr.Logger
+}
+
+// Option configures a Fetcher or a Checker.
+type Option func(*config)
+
+// WithHTTPClient sets the HTTP client (for proxies, custom CAs, timeouts).
+func WithHTTPClient(c *http.Client) Option { return func(o *config) { o.client = c } }
+
+// WithHFBaseURL sets the base URL hf:// sources resolve against, such as a
+// mirror. The default is DefaultHFBaseURL.
+func WithHFBaseURL(base string) Option { return func(o *config) { o.hfBase = base } }
+
+// WithMaxTotalTime bounds one fetch, retries and waits included.
+func WithMaxTotalTime(d time.Duration) Option { return func(o *config) { o.maxTotal = d } }
+
+// WithRetryBackoff sets the exponential backoff between retries of
+// transient errors, and how many attempts in a row may fail without progress.
+func WithRetryBackoff(initial, maxWait time.Duration, maxRetries int) Option {
+	return func(o *config) {
+		o.retryInitial, o.retryMax, o.maxRetries = initial, maxWait, maxRetries
+	}
+}
+
+// WithClock sets the clock that times retry and lock waits.
+func WithClock(c clock.Clock) Option { return func(o *config) { o.clock = c } }
+
+// WithLogger sets the logger. Tokens are never logged; URLs are logged
+// without credentials and query values.
+func WithLogger(l logr.Logger) Option { return func(o *config) { o.log = l } }
+
+func newConfig(opts []Option) (config, error) {
+	c := config{
+		client:       http.DefaultClient,
+		hfBase:       DefaultHFBaseURL,
+		maxTotal:     DefaultMaxTotalTime,
+		retryInitial: DefaultRetryInitial,
+		retryMax:     DefaultRetryMax,
+		maxRetries:   DefaultMaxRetries,
+		clock:        clock.RealClock{},
+		log:          logr.Discard(),
+	}
+	for _, o := range opts {
+		o(&c)
+	}
+	if c.client == nil {
+		return c, fmt.Errorf("http client is nil")
+	}
+	if u, err := url.Parse(c.hfBase); err != nil || (u.Scheme != SchemeHTTPS && u.Scheme != SchemeHTTP) || u.Host == "" || u.User != nil {
+		return c, fmt.Errorf("hugging face base URL %q is not an http(s) URL without credentials", truncate(c.hfBase, 120))
+	}
+	if c.maxTotal <= 0 {
+		return c, fmt.Errorf("maximum fetch time %s is not positive", c.maxTotal)
+	}
+	if c.retryInitial <= 0 || c.retryMax < c.retryInitial {
+		return c, fmt.Errorf("retry backoff %s..%s is invalid: want 0 < initial <= max", c.retryInitial, c.retryMax)
+	}
+	if c.maxRetries < 0 {
+		return c, fmt.Errorf("retry count %d is negative", c.maxRetries)
+	}
+	if c.clock == nil {
+		return c, fmt.Errorf("clock is nil")
+	}
+	return c, nil
+}

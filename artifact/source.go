@@ -1,0 +1,148 @@
+package artifact
+
+import (
+	"fmt"
+	"net/url"
+	"path"
+	"sort"
+	"strings"
+)
+
+// DefaultHFBaseURL is the Hugging Face endpoint hf:// sources resolve against
+// unless a Fetcher is given another one.
+const DefaultHFBaseURL = "https://huggingface.co"
+
+// DefaultHFRevision is the revision of an hf:// source that names none.
+const DefaultHFRevision = "main"
+
+// Source schemes.
+const (
+	SchemeHTTPS = "https"
+	SchemeHTTP  = "http"
+	SchemeFile  = "file"
+	SchemeHF    = "hf"
+)
+
+// maxSourceLen bounds a source URI.
+const maxSourceLen = 4096
+
+// ResolveSource parses a source URI and returns the URL it is fetched from:
+// an http(s) URL, or a file URL with an absolute, clean path. hf:// sources
+// are resolved against hfBase (DefaultHFBaseURL when empty).
+func ResolveSource(raw, hfBase string) (*url.URL, error) {
+	if raw == "" {
+		return nil, fmt.Errorf("source is empty")
+	}
+	if len(raw) > maxSourceLen {
+		return nil, fmt.Errorf("source is %d characters long, more than %d", len(raw), maxSourceLen)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		// url.Parse errors quote the input, which may hold credentials.
+		return nil, fmt.Errorf("source is not a valid URI")
+	}
+	if u.User != nil {
+		return nil, fmt.Errorf("source %s: credentials in the URI are not allowed; reference a Secret holding a bearer token instead", RedactURL(u))
+	}
+	switch u.Scheme {
+	case SchemeHTTPS, SchemeHTTP:
+		if u.Host == "" {
+			return nil, fmt.Errorf("source %s: missing host", RedactURL(u))
+		}
+		u.Fragment = ""
+		return u, nil
+	case SchemeFile:
+		if u.Host != "" && u.Host != "localhost" {
+			return nil, fmt.Errorf("source %s: file sources must be local (file:///path), not on host %q", RedactURL(u), u.Host)
+		}
+		if !path.IsAbs(u.Path) {
+			return nil, fmt.Errorf("source %s: file path must be absolute", RedactURL(u))
+		}
+		if u.RawQuery != "" || u.Fragment != "" {
+			return nil, fmt.Errorf("source %s: file sources take no query or fragment", RedactURL(u))
+		}
+		return &url.URL{Scheme: SchemeFile, Path: path.Clean(u.Path)}, nil
+	case SchemeHF:
+		return resolveHF(raw, u, hfBase)
+	case "":
+		return nil, fmt.Errorf("source %q has no scheme; want https://, http://, file:// or hf://", truncate(raw, 80))
+	default:
+		return nil, fmt.Errorf("source scheme %q is not supported; want https, http, file or hf", u.Scheme)
+	}
+}
+
+// resolveHF turns hf://<namespace>/<repo>/<file>[@<revision>] into
+// <base>/<namespace>/<repo>/resolve/<revision>/<file>.
+func resolveHF(raw string, u *url.URL, hfBase string) (*url.URL, error) {
+	const form = "want hf://<namespace>/<repo>/<file>[@<revision>]"
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("source %q: hf sources take no query or fragment; %s", truncate(raw, 120), form)
+	}
+	rest := strings.TrimPrefix(raw, "hf://")
+	if rest == raw {
+		return nil, fmt.Errorf("source %q: %s", truncate(raw, 120), form)
+	}
+	revision := DefaultHFRevision
+	if i := strings.LastIndexByte(rest, '@'); i >= 0 {
+		revision = rest[i+1:]
+		rest = rest[:i]
+		if revision == "" {
+			return nil, fmt.Errorf("source %q: empty revision after '@'; %s", truncate(raw, 120), form)
+		}
+	}
+	parts := strings.Split(rest, "/")
+	if len(parts) < 3 {
+		return nil, fmt.Errorf("source %q: %s", truncate(raw, 120), form)
+	}
+	for _, p := range parts {
+		if p == "" || p == "." || p == ".." {
+			return nil, fmt.Errorf("source %q: empty, '.' or '..' path segment; %s", truncate(raw, 120), form)
+		}
+	}
+	if strings.Contains(revision, "..") {
+		return nil, fmt.Errorf("source %q: revision must not contain '..'", truncate(raw, 120))
+	}
+	if hfBase == "" {
+		hfBase = DefaultHFBaseURL
+	}
+	base, err := url.Parse(hfBase)
+	if err != nil || (base.Scheme != SchemeHTTPS && base.Scheme != SchemeHTTP) || base.Host == "" {
+		return nil, fmt.Errorf("hugging face base URL %q is not an http(s) URL", truncate(hfBase, 120))
+	}
+	segs := []string{parts[0], parts[1], "resolve", revision}
+	segs = append(segs, parts[2:]...)
+	escaped := make([]string, len(segs))
+	for i, s := range segs {
+		escaped[i] = url.PathEscape(s)
+	}
+	out := *base
+	out.RawQuery, out.Fragment = "", ""
+	unescaped := strings.TrimSuffix(base.Path, "/") + "/" + strings.Join(segs, "/")
+	escapedPath := strings.TrimSuffix(base.EscapedPath(), "/") + "/" + strings.Join(escaped, "/")
+	out.Path, out.RawPath = unescaped, escapedPath
+	return &out, nil
+}
+
+// RedactURL renders u without user information and with every query value
+// replaced, so signed URLs and credentials do not reach logs or errors.
+func RedactURL(u *url.URL) string {
+	if u == nil {
+		return ""
+	}
+	c := *u
+	c.User = nil
+	if c.RawQuery != "" {
+		q := c.Query()
+		keys := make([]string, 0, len(q))
+		for k := range q {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		parts := make([]string, len(keys))
+		for i, k := range keys {
+			parts[i] = url.QueryEscape(k) + "=redacted"
+		}
+		c.RawQuery = strings.Join(parts, "&")
+	}
+	return c.String()
+}

@@ -1,0 +1,48 @@
+package artifact
+
+import (
+	"fmt"
+)
+
+const redacted = "[redacted]"
+
+// Token is a bearer credential for an artifact source. Every printed form of
+// a Token (String, GoString, fmt verbs, text and JSON marshalling) is
+// redacted, so a Token inside a logged or formatted struct does not leak.
+type Token struct {
+	value string
+}
+
+// NewToken wraps a bearer token. Surrounding whitespace (such as the trailing
+// newline of a Secret created from a file) is not trimmed here; callers pass
+// the exact token.
+func NewToken(value string) Token { return Token{value: value} }
+
+// IsZero reports whether the token is empty.
+func (t Token) IsZero() bool { return t.value == "" }
+
+// String returns a redacted placeholder, or "" for an empty token.
+func (t Token) String() string {
+	if t.value == "" {
+		return ""
+	}
+	return redacted
+}
+
+// GoString returns a redacted placeholder.
+func (t Token) GoString() string { return "artifact.Token{" + t.String() + "}" }
+
+// Format prints a redacted placeholder for every verb.
+func (t Token) Format(f fmt.State, verb rune) {
+	if verb == 'v' && f.Flag('#') {
+		_, _ = f.Write([]byte(t.GoString()))
+		return
+	}
+	_, _ = f.Write([]byte(t.String()))
+}
+
+// MarshalText returns a redacted placeholder.
+func (t Token) MarshalText() ([]byte, error) { return []byte(t.String()), nil }
+
+// bearer returns the Authorization header value.
+func (t Token) bearer() string { return "Bearer " + t.value }
