@@ -1,0 +1,135 @@
+package chainclient
+
+import (
+	"context"
+	"errors"
+	"regexp"
+	"strconv"
+
+	"github.com/aivm-dev/aivm-operator/chain-client/aivmv1"
+)
+
+// Cosmos SDK error codes (codespace "sdk") the client tells apart.
+const (
+	CodeOK                = 0
+	CodeTxDecode          = 2
+	CodeUnauthorized      = 4
+	CodeInsufficientFunds = 5
+	CodeInsufficientFee   = 13
+	CodeInvalidRequest    = 18
+	CodeTxInMempoolCache  = 19
+	CodeTxTooLarge        = 21
+	CodeWrongSequence     = 32
+	CodeNotFound          = 38
+)
+
+// CodespaceSDK is the codespace of the standard Cosmos SDK errors.
+const CodespaceSDK = "sdk"
+
+// ErrAccountNotFound is returned (wrapped) by Chain.Account when the chain
+// has no account for the address: it has never been funded.
+var ErrAccountNotFound = errors.New("account not found")
+
+// BroadcastResult is a node's answer to broadcast_tx_sync: the CheckTx
+// outcome.
+type BroadcastResult struct {
+	// Code is the ABCI result code; 0 means accepted into the mempool.
+	Code uint32
+	// Codespace qualifies Code.
+	Codespace string
+	// Log is the node's message.
+	Log string
+	// Hash is the transaction hash the node computed.
+	Hash string
+}
+
+// TxResult is the outcome of a transaction looked up by hash.
+type TxResult struct {
+	// Found is false while no block holds the transaction.
+	Found bool
+	// Height is the block that included it.
+	Height int64
+	// Code is its FinalizeBlock result code; 0 means success.
+	Code uint32
+	// Codespace qualifies Code.
+	Codespace string
+	// Log is the chain's message.
+	Log string
+}
+
+// Chain is what the client needs from a CometBFT RPC endpoint. The rpc
+// package's client satisfies it through NewRPCChain.
+type Chain interface {
+	// Account returns the account number and next sequence of address, or an
+	// error wrapping ErrAccountNotFound.
+	Account(ctx context.Context, address string) (accountNumber, sequence uint64, err error)
+	// BroadcastSync submits signed transaction bytes and returns the CheckTx
+	// outcome (never waiting for a block).
+	BroadcastSync(ctx context.Context, txBytes []byte) (BroadcastResult, error)
+	// Tx looks a transaction up by its hash.
+	Tx(ctx context.Context, hash string) (TxResult, error)
+	// Provider returns the provider registered under address, or nil when
+	// there is none.
+	Provider(ctx context.Context, address string) (*aivmv1.Provider, error)
+	// Height returns the latest committed block height.
+	Height(ctx context.Context) (int64, error)
+}
+
+// expectedSeqPattern finds the expected sequence in a Cosmos "account
+// sequence mismatch, expected N, got M" log.
+var expectedSeqPattern = regexp.MustCompile(`expected (\d+), got (\d+)`)
+
+// expectedSequence parses the sequence a chain expects from a sequence
+// mismatch log.
+func expectedSequence(log string) (uint64, bool) {
+	m := expectedSeqPattern.FindStringSubmatch(log)
+	if m == nil {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(m[1], 10, 64)
+	return n, err == nil
+}
+
+// outcome classifies a chain answer.
+type outcome int
+
+const (
+	// outcomeAccepted: in the mempool (or already there).
+	outcomeAccepted outcome = iota
+	// outcomeWrongSequence: the signed sequence is not the one the chain
+	// expects; the transaction is not in this node's mempool.
+	outcomeWrongSequence
+	// outcomeNotRegistered: the provider's registration is missing or has
+	// expired; register and send again.
+	outcomeNotRegistered
+	// outcomeRetryLater: a condition an operator can fix (funds, fees);
+	// the results wait and are sent again after a backoff.
+	outcomeRetryLater
+	// outcomeRejected: the transaction can never succeed; its results are
+	// rejected for good.
+	outcomeRejected
+)
+
+// CodeProviderNotRegistered is the devnet module's code (codespace "aivm")
+// for results from a provider that is not registered or whose registration
+// has expired.
+const CodeProviderNotRegistered = 3
+
+func classify(code uint32, codespace string) outcome {
+	switch {
+	case code == CodeOK:
+		return outcomeAccepted
+	case codespace == CodespaceSDK || codespace == "":
+		switch code {
+		case CodeTxInMempoolCache:
+			return outcomeAccepted
+		case CodeWrongSequence:
+			return outcomeWrongSequence
+		case CodeInsufficientFunds, CodeInsufficientFee:
+			return outcomeRetryLater
+		}
+	case codespace == aivmv1.Codespace && code == CodeProviderNotRegistered:
+		return outcomeNotRegistered
+	}
+	return outcomeRejected
+}

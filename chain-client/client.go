@@ -1,0 +1,293 @@
+// Package chainclient reports signed inference results to the chain exactly
+// once.
+//
+// A Client owns one provider key and one signer queue for it. Results are
+// enqueued into a durable outbox (package outbox) keyed by job UID; a single
+// loop folds pending results into batches (up to MaxBatchResults results or
+// BatchDelay, within MaxTxBytes), builds a MsgSubmitResults with the batch's
+// Merkle root, signs it with the locally tracked account sequence, stores the
+// signed bytes in the outbox and only then broadcasts them with
+// broadcast_tx_sync. Inclusion is confirmed by polling the transaction hash.
+//
+// Exactly once, in practice:
+//   - a broadcast that may have reached the node is retried with the same
+//     signed bytes, never re-signed; "tx already in mempool" counts as
+//     accepted;
+//   - a batch's results are signed again only once its transaction can no
+//     longer be included: the chain refused it at CheckTx (so it is in no
+//     mempool), or its account sequence was consumed by another transaction
+//     and its hash is still unknown a block later;
+//   - on "account sequence mismatch" the local sequence is re-synced from the
+//     chain's answer;
+//   - an unreachable chain is retried with exponential backoff; the outbox
+//     keeps everything meanwhile, across restarts.
+//
+// At start the provider registers itself (MsgRegisterProvider) and renews
+// the registration before it expires. Commits and rejections are reported
+// through Options.OnEvent and are always readable with Client.Get.
+package chainclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/utils/clock"
+
+	"github.com/aivm-dev/aivm-operator/chain-client/aivmv1"
+	"github.com/aivm-dev/aivm-operator/chain-client/keys"
+	"github.com/aivm-dev/aivm-operator/chain-client/merkle"
+	"github.com/aivm-dev/aivm-operator/chain-client/outbox"
+	"github.com/aivm-dev/aivm-operator/chain-client/receipt"
+)
+
+// Defaults of Options.
+const (
+	DefaultChainID           = "nesa"
+	DefaultMaxBatchResults   = 1000
+	DefaultBatchDelay        = 200 * time.Millisecond
+	DefaultMaxTxBytes        = 1 << 20
+	DefaultPollInterval      = 250 * time.Millisecond
+	DefaultMaxInFlight       = 16
+	DefaultResendAfterBlocks = 3
+	DefaultRenewBeforeBlocks = 50
+	DefaultMinBackoff        = 500 * time.Millisecond
+	DefaultMaxBackoff        = 30 * time.Second
+	DefaultGasPrice          = 0.025
+	DefaultFeeDenom          = "unes"
+	DefaultGasBase           = 100_000
+	DefaultGasPerResult      = 2_000
+)
+
+// txOverhead bounds what a TxRaw adds around its messages: the Any wrapper,
+// the body, the signer info with its public key, the fee and the signature.
+const txOverhead = 512
+
+// Options configure a Client. Key, Outbox and Chain are required.
+type Options struct {
+	// Key is the provider's account key; it signs every transaction.
+	Key *keys.Key
+	// Prefix is the bech32 account prefix (default keys.DefaultPrefix).
+	Prefix string
+	// ChainID is the chain the transactions are for (default "nesa").
+	ChainID string
+	// Chain reaches the chain's RPC endpoint.
+	Chain Chain
+	// Outbox is the durable result queue; the client does not close it.
+	Outbox *outbox.Outbox
+
+	// MaxBatchResults caps the results in one transaction.
+	MaxBatchResults int
+	// BatchDelay is how long pending results may wait for more to fill a
+	// batch.
+	BatchDelay time.Duration
+	// MaxTxBytes caps the size of one signed transaction.
+	MaxTxBytes int
+	// MaxInFlight caps the transactions broadcast but not yet committed.
+	MaxInFlight int
+	// PollInterval is how often in-flight transactions are looked up.
+	PollInterval time.Duration
+	// ResendAfterBlocks is how many blocks a transaction may stay unknown
+	// before its same bytes are broadcast again.
+	ResendAfterBlocks int64
+	// MinBackoff and MaxBackoff bound the wait after a failed chain call.
+	MinBackoff, MaxBackoff time.Duration
+
+	// GasPrice is the fee per unit of gas, in FeeDenom.
+	GasPrice float64
+	// FeeDenom is the fee denomination (default "unes").
+	FeeDenom string
+	// GasBase and GasPerResult give a transaction's gas limit:
+	// GasBase + GasPerResult * results.
+	GasBase, GasPerResult uint64
+
+	// Registration, when set, is registered at start (its Provider field is
+	// filled in) and renewed RenewBeforeBlocks before it expires.
+	Registration *aivmv1.MsgRegisterProvider
+	// RenewBeforeBlocks is the renewal margin.
+	RenewBeforeBlocks int64
+
+	// OnEvent, when set, is called from the client's loop for every result
+	// that is committed or rejected. It must not block for long.
+	OnEvent func(Event)
+	// Clock drives timers (default the real clock).
+	Clock clock.WithTicker
+	// Logger receives the client's log lines.
+	Logger logr.Logger
+}
+
+// EventType names what happened to a result.
+type EventType string
+
+// Event types.
+const (
+	// EventCommitted: the result is in a block.
+	EventCommitted EventType = "Committed"
+	// EventRejected: the chain rejected the result's transaction for good.
+	EventRejected EventType = "Rejected"
+)
+
+// Event reports a result's final state.
+type Event struct {
+	// Type is what happened.
+	Type EventType
+	// UID is the job UID.
+	UID string
+	// TxHash is the transaction that carried the result.
+	TxHash string
+	// Height is the committing block (EventCommitted).
+	Height int64
+	// Root is the batch's Merkle root (EventCommitted).
+	Root merkle.Hash
+	// Proof is the result's inclusion proof under Root (EventCommitted).
+	Proof *merkle.Proof
+	// Code, Codespace and Log are the chain's rejection (EventRejected).
+	Code      uint32
+	Codespace string
+	Log       string
+}
+
+// Client is the provider's chain reporter for one key.
+type Client struct {
+	opts    Options
+	address string
+	log     logr.Logger
+
+	mu       sync.Mutex
+	chainErr error
+	running  bool
+	kick     chan struct{}
+}
+
+// New validates opts, fills in defaults and returns a Client. Call Run to
+// start reporting.
+func New(opts Options) (*Client, error) {
+	if opts.Key == nil {
+		return nil, errors.New("chainclient: a key is required")
+	}
+	if opts.Chain == nil {
+		return nil, errors.New("chainclient: a chain is required")
+	}
+	if opts.Outbox == nil {
+		return nil, errors.New("chainclient: an outbox is required")
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = keys.DefaultPrefix
+	}
+	if opts.ChainID == "" {
+		opts.ChainID = DefaultChainID
+	}
+	setDefault(&opts.MaxBatchResults, DefaultMaxBatchResults)
+	setDefault(&opts.BatchDelay, DefaultBatchDelay)
+	setDefault(&opts.MaxTxBytes, DefaultMaxTxBytes)
+	setDefault(&opts.MaxInFlight, DefaultMaxInFlight)
+	setDefault(&opts.PollInterval, DefaultPollInterval)
+	setDefault(&opts.ResendAfterBlocks, DefaultResendAfterBlocks)
+	setDefault(&opts.MinBackoff, DefaultMinBackoff)
+	setDefault(&opts.MaxBackoff, DefaultMaxBackoff)
+	setDefault(&opts.GasPrice, DefaultGasPrice)
+	setDefault(&opts.FeeDenom, DefaultFeeDenom)
+	setDefault(&opts.GasBase, DefaultGasBase)
+	setDefault(&opts.GasPerResult, DefaultGasPerResult)
+	setDefault(&opts.RenewBeforeBlocks, DefaultRenewBeforeBlocks)
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	if opts.MaxTxBytes < 4*txOverhead {
+		return nil, fmt.Errorf("chainclient: MaxTxBytes %d is too small (at least %d)", opts.MaxTxBytes, 4*txOverhead)
+	}
+	if opts.MinBackoff > opts.MaxBackoff {
+		return nil, fmt.Errorf("chainclient: MinBackoff %s exceeds MaxBackoff %s", opts.MinBackoff, opts.MaxBackoff)
+	}
+	if opts.GasPrice < 0 || math.IsNaN(opts.GasPrice) || math.IsInf(opts.GasPrice, 0) {
+		return nil, fmt.Errorf("chainclient: invalid gas price %v", opts.GasPrice)
+	}
+	addr, err := opts.Key.Address(opts.Prefix)
+	if err != nil {
+		return nil, fmt.Errorf("chainclient: provider address: %w", err)
+	}
+	return &Client{
+		opts:    opts,
+		address: addr,
+		log:     opts.Logger.WithValues("provider", addr),
+		kick:    make(chan struct{}, 1),
+	}, nil
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// Address returns the provider's bech32 account address.
+func (c *Client) Address() string { return c.address }
+
+// Enqueue stores a result durably for reporting; it returns once the result
+// is on disk. The record is validated (receipt.ValidateRecord). Enqueueing a
+// job UID that the outbox already holds does nothing, so callers may retry
+// freely.
+func (c *Client) Enqueue(ctx context.Context, records ...*aivmv1.ResultRecord) error {
+	items := make([]outbox.Item, 0, len(records))
+	for _, r := range records {
+		canon, err := receipt.Canonical(r)
+		if err != nil {
+			return fmt.Errorf("chainclient: %w", err)
+		}
+		items = append(items, outbox.Item{UID: r.GetJobUid(), Leaf: merkle.LeafHash(canon), Record: canon})
+	}
+	return c.opts.Outbox.Enqueue(ctx, items...)
+}
+
+// Get returns the outbox state of a job's result (outbox.ErrNotFound when it
+// was never enqueued).
+func (c *Client) Get(uid string) (outbox.Entry, error) {
+	return c.opts.Outbox.Get(uid)
+}
+
+// ChainError returns the error of the latest failed attempt to reach the
+// chain, or nil once a chain call succeeded again.
+func (c *Client) ChainError() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.chainErr
+}
+
+func (c *Client) setChainErr(err error) {
+	c.mu.Lock()
+	c.chainErr = err
+	c.mu.Unlock()
+}
+
+// Kick asks the loop to look at the chain and the outbox now.
+func (c *Client) Kick() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run reports results until ctx is cancelled. It returns nil on
+// cancellation; everything not yet committed stays in the outbox for the
+// next Run. Only one Run may be active per Client.
+func (c *Client) Run(ctx context.Context) error {
+	c.mu.Lock()
+	if c.running {
+		c.mu.Unlock()
+		return errors.New("chainclient: already running")
+	}
+	c.running = true
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.running = false
+		c.mu.Unlock()
+	}()
+	l := newLoop(c)
+	return l.run(ctx)
+}

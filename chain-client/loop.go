@@ -1,0 +1,534 @@
+package chainclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/aivm-dev/aivm-operator/chain-client/aivmv1"
+	"github.com/aivm-dev/aivm-operator/chain-client/merkle"
+	"github.com/aivm-dev/aivm-operator/chain-client/outbox"
+	"github.com/aivm-dev/aivm-operator/chain-client/tx"
+)
+
+// flight is a broadcast transaction awaiting inclusion.
+type flight struct {
+	hash    string
+	txBytes []byte
+	seq     uint64
+	// uids is empty for a registration.
+	uids []string
+	// sentHeight is the height at the last accepted broadcast; 0 means the
+	// bytes must be (re)sent at the next step.
+	sentHeight int64
+	// consumedAt is the height at which the account sequence was seen past
+	// seq while the hash was unknown; the transaction is dead if it is still
+	// unknown at a later height.
+	consumedAt int64
+}
+
+// unreachableError marks a failed call to the chain.
+type unreachableError struct{ err error }
+
+func (e *unreachableError) Error() string { return "chain unreachable: " + e.err.Error() }
+func (e *unreachableError) Unwrap() error { return e.err }
+
+func unreachable(what string, err error) error {
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	return &unreachableError{fmt.Errorf("%s: %w", what, err)}
+}
+
+// loop is the single goroutine that signs, broadcasts and confirms for one
+// key: the signer queue.
+type loop struct {
+	c *Client
+	o *Options
+
+	synced        bool
+	accountNumber uint64
+	nextSeq       uint64
+	height        int64
+
+	batches []*flight
+	reg     *flight
+	// expires is the registration's expiry height; 0 when unknown.
+	expires int64
+
+	backoff        time.Duration
+	retryAt        time.Time
+	firstPendingAt time.Time
+}
+
+func newLoop(c *Client) *loop {
+	return &loop{c: c, o: &c.opts}
+}
+
+func (l *loop) run(ctx context.Context) error {
+	stored, err := l.o.Outbox.InFlight()
+	if err != nil {
+		return fmt.Errorf("chainclient: load in-flight batches: %w", err)
+	}
+	for _, b := range stored {
+		// Unknown whether these reached a node before the restart: look
+		// them up and, if unknown, resend the same bytes at once.
+		l.batches = append(l.batches, &flight{hash: b.TxHash, txBytes: b.TxBytes, seq: b.Sequence, uids: b.UIDs})
+	}
+	if len(stored) > 0 {
+		l.c.log.Info("Resuming in-flight batches", "count", len(stored))
+	}
+	ticker := l.o.Clock.NewTicker(l.o.PollInterval)
+	defer ticker.Stop()
+	for {
+		err := l.step(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		now := l.o.Clock.Now()
+		if err != nil {
+			l.backoff = min(max(2*l.backoff, l.o.MinBackoff), l.o.MaxBackoff)
+			l.retryAt = now.Add(l.backoff)
+			var ue *unreachableError
+			if errors.As(err, &ue) {
+				l.c.setChainErr(err)
+			}
+			l.c.log.Info("Chain step failed, backing off", "err", err.Error(), "backoff", l.backoff)
+		} else if l.retryAt.IsZero() || !now.Before(l.retryAt) {
+			l.backoff = 0
+			l.retryAt = time.Time{}
+			l.c.setChainErr(nil)
+		}
+		var wake <-chan time.Time
+		switch {
+		case !l.retryAt.IsZero() && now.Before(l.retryAt):
+			wake = l.o.Clock.After(l.retryAt.Sub(now))
+		case !l.firstPendingAt.IsZero():
+			wake = l.o.Clock.After(max(l.firstPendingAt.Add(l.o.BatchDelay).Sub(now), 0))
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C():
+		case <-l.o.Outbox.Notify():
+		case <-l.c.kick:
+		case <-wake:
+		}
+	}
+}
+
+// step does one round: sync, confirm, register, send.
+func (l *loop) step(ctx context.Context) error {
+	now := l.o.Clock.Now()
+	if !l.retryAt.IsZero() && now.Before(l.retryAt) {
+		return nil
+	}
+	h, err := l.o.Chain.Height(ctx)
+	if err != nil {
+		return unreachable("read height", err)
+	}
+	l.height = h
+	if !l.synced {
+		if err := l.resync(ctx, 0, false); err != nil {
+			return err
+		}
+	}
+	if err := l.confirm(ctx); err != nil {
+		return err
+	}
+	if err := l.register(ctx); err != nil {
+		return err
+	}
+	if l.o.Registration != nil && l.height >= l.expires {
+		// Not (or no longer) registered: results would be refused.
+		return nil
+	}
+	return l.send(ctx)
+}
+
+// resync reads the account and sets the next sequence. With hint set (the
+// sequence a node said it expects), the hint wins.
+func (l *loop) resync(ctx context.Context, hint uint64, haveHint bool) error {
+	num, seq, err := l.o.Chain.Account(ctx, l.c.address)
+	if err != nil {
+		if errors.Is(err, ErrAccountNotFound) {
+			return fmt.Errorf("account %s does not exist on chain %s (fund it first): %w", l.c.address, l.o.ChainID, err)
+		}
+		return unreachable("read account", err)
+	}
+	l.accountNumber = num
+	next := seq
+	if haveHint {
+		next = hint
+	} else if !l.synced {
+		// After a restart, transactions already signed may still be in a
+		// mempool; never sign a second one with their sequence.
+		for _, f := range l.inflight() {
+			if f.seq >= next {
+				next = f.seq + 1
+			}
+		}
+	}
+	if l.synced && next != l.nextSeq {
+		l.c.log.Info("Re-synced account sequence", "from", l.nextSeq, "to", next)
+	}
+	l.nextSeq = next
+	l.synced = true
+	return nil
+}
+
+func (l *loop) inflight() []*flight {
+	out := append([]*flight(nil), l.batches...)
+	if l.reg != nil {
+		out = append(out, l.reg)
+	}
+	return out
+}
+
+// confirm looks up every in-flight transaction and settles those that are
+// in a block or can no longer get there.
+func (l *loop) confirm(ctx context.Context) error {
+	kept := l.batches[:0]
+	var firstErr error
+	for i, f := range l.batches {
+		if firstErr != nil {
+			kept = append(kept, l.batches[i:]...)
+			break
+		}
+		done, err := l.confirmOne(ctx, f)
+		if err != nil {
+			firstErr = err
+		}
+		if !done {
+			kept = append(kept, f)
+		}
+	}
+	l.batches = kept
+	return firstErr
+}
+
+// confirmOne returns done when f left the in-flight set.
+func (l *loop) confirmOne(ctx context.Context, f *flight) (done bool, err error) {
+	res, err := l.o.Chain.Tx(ctx, f.hash)
+	if err != nil {
+		return false, unreachable("look up tx "+f.hash, err)
+	}
+	if res.Found {
+		return true, l.settleIncluded(ctx, f, res)
+	}
+	if f.consumedAt != 0 {
+		if l.height > f.consumedAt {
+			l.c.log.Info("Transaction can no longer be included; signing its results again", "tx", f.hash, "sequence", f.seq)
+			return true, l.requeue(ctx, f, 0, false)
+		}
+		return false, nil
+	}
+	if f.sentHeight != 0 && l.height-f.sentHeight < l.o.ResendAfterBlocks {
+		return false, nil
+	}
+	br, err := l.o.Chain.BroadcastSync(ctx, f.txBytes)
+	if err != nil {
+		f.sentHeight = 0
+		return false, unreachable("broadcast tx "+f.hash, err)
+	}
+	switch classify(br.Code, br.Codespace) {
+	case outcomeAccepted:
+		f.sentHeight = l.height
+		return false, nil
+	case outcomeWrongSequence:
+		_, seq, err := l.o.Chain.Account(ctx, l.c.address)
+		if err != nil {
+			return false, unreachable("read account", err)
+		}
+		if seq > f.seq {
+			// Another transaction may have used the sequence, or this one
+			// was included and is not indexed yet: decide a block later.
+			f.consumedAt = l.height
+			return false, nil
+		}
+		// The node refused the bytes: they are in no mempool here.
+		exp, ok := expectedSequence(br.Log)
+		return true, l.requeue(ctx, f, exp, ok)
+	default:
+		return true, l.settleRefused(ctx, f, br.Code, br.Codespace, br.Log)
+	}
+}
+
+// settleIncluded handles a transaction found in a block.
+func (l *loop) settleIncluded(ctx context.Context, f *flight, res TxResult) error {
+	if f.uids == nil {
+		return l.settleRegistration(ctx, f, res.Code, res.Codespace, res.Log)
+	}
+	if res.Code == CodeOK {
+		entries, err := l.o.Outbox.MarkCommitted(f.hash, res.Height)
+		if err != nil {
+			return fmt.Errorf("record commit of %s: %w", f.hash, err)
+		}
+		l.c.log.V(1).Info("Batch committed", "tx", f.hash, "height", res.Height, "results", len(entries))
+		for _, e := range entries {
+			l.emit(Event{Type: EventCommitted, UID: e.UID, TxHash: e.TxHash, Height: e.Height, Root: e.Root, Proof: e.Proof})
+		}
+		return nil
+	}
+	return l.settleRefused(ctx, f, res.Code, res.Codespace, res.Log)
+}
+
+// settleRefused handles a non-zero code for a batch that will therefore
+// never be included as is (refused at CheckTx or failed in its block).
+func (l *loop) settleRefused(ctx context.Context, f *flight, code uint32, codespace, log string) error {
+	if f.uids == nil {
+		return l.settleRegistration(ctx, f, code, codespace, log)
+	}
+	switch classify(code, codespace) {
+	case outcomeWrongSequence:
+		exp, ok := expectedSequence(log)
+		return l.requeue(ctx, f, exp, ok)
+	case outcomeNotRegistered:
+		l.expires = 0
+		return l.requeue(ctx, f, 0, false)
+	case outcomeRetryLater:
+		if err := l.requeue(ctx, f, 0, false); err != nil {
+			return err
+		}
+		return fmt.Errorf("chain refused batch %s: code %d (%s): %s", f.hash, code, codespace, log)
+	}
+	entries, err := l.o.Outbox.MarkRejected(f.hash, code, codespace, log)
+	if err != nil {
+		return fmt.Errorf("record rejection of %s: %w", f.hash, err)
+	}
+	l.c.log.Info("Chain rejected batch", "tx", f.hash, "code", code, "codespace", codespace, "log", log, "results", len(entries))
+	for _, e := range entries {
+		l.emit(Event{Type: EventRejected, UID: e.UID, TxHash: e.TxHash, Code: code, Codespace: codespace, Log: log})
+	}
+	return nil
+}
+
+// requeue returns a dead batch's results to Pending and re-syncs the
+// sequence.
+func (l *loop) requeue(ctx context.Context, f *flight, hint uint64, haveHint bool) error {
+	if f.uids == nil {
+		// A registration is not in the outbox; register() signs a new one.
+		return l.resync(ctx, hint, haveHint)
+	}
+	if _, err := l.o.Outbox.Requeue(f.hash); err != nil {
+		return fmt.Errorf("requeue %s: %w", f.hash, err)
+	}
+	return l.resync(ctx, hint, haveHint)
+}
+
+func (l *loop) emit(e Event) {
+	if l.o.OnEvent != nil {
+		l.o.OnEvent(e)
+	}
+}
+
+// register keeps the provider registered.
+func (l *loop) register(ctx context.Context) error {
+	if l.o.Registration == nil {
+		return nil
+	}
+	if l.reg != nil {
+		done, err := l.confirmOne(ctx, l.reg)
+		if done {
+			l.reg = nil
+		}
+		if err != nil || !done {
+			return err
+		}
+	}
+	if l.expires != 0 && l.height < l.expires-l.o.RenewBeforeBlocks {
+		return nil
+	}
+	p, err := l.o.Chain.Provider(ctx, l.c.address)
+	if err != nil {
+		return unreachable("query provider", err)
+	}
+	if p != nil && l.height < p.GetExpiresHeight()-l.o.RenewBeforeBlocks {
+		l.expires = p.GetExpiresHeight()
+		return nil
+	}
+	if p != nil {
+		l.expires = p.GetExpiresHeight()
+	}
+	msg := proto.Clone(l.o.Registration).(*aivmv1.MsgRegisterProvider)
+	msg.Provider = l.c.address
+	f, err := l.sign(msg, 0)
+	if err != nil {
+		return err
+	}
+	l.c.log.Info("Registering provider", "tx", f.hash, "expiresHeight", l.expires)
+	br, err := l.o.Chain.BroadcastSync(ctx, f.txBytes)
+	if err != nil {
+		// The bytes may have arrived: keep them and resend.
+		l.reg = f
+		l.nextSeq++
+		return unreachable("broadcast registration", err)
+	}
+	switch classify(br.Code, br.Codespace) {
+	case outcomeAccepted:
+		f.sentHeight = l.height
+		l.reg = f
+		l.nextSeq++
+		return nil
+	case outcomeWrongSequence:
+		exp, ok := expectedSequence(br.Log)
+		return l.resync(ctx, exp, ok)
+	default:
+		return fmt.Errorf("chain refused provider registration: code %d (%s): %s", br.Code, br.Codespace, br.Log)
+	}
+}
+
+func (l *loop) settleRegistration(ctx context.Context, f *flight, code uint32, codespace, log string) error {
+	switch classify(code, codespace) {
+	case outcomeAccepted:
+		p, err := l.o.Chain.Provider(ctx, l.c.address)
+		if err != nil {
+			return unreachable("query provider", err)
+		}
+		if p == nil {
+			return errors.New("provider registration committed but the chain does not know the provider")
+		}
+		l.expires = p.GetExpiresHeight()
+		l.c.log.Info("Provider registered", "tx", f.hash, "expiresHeight", l.expires)
+		return nil
+	case outcomeWrongSequence:
+		exp, ok := expectedSequence(log)
+		return l.resync(ctx, exp, ok)
+	default:
+		return fmt.Errorf("chain refused provider registration %s: code %d (%s): %s", f.hash, code, codespace, log)
+	}
+}
+
+// sign builds and signs a transaction with the next sequence (not yet
+// consumed: the caller advances nextSeq once the bytes may be out).
+func (l *loop) sign(msg proto.Message, results int) (*flight, error) {
+	gas := l.o.GasBase + l.o.GasPerResult*uint64(results)
+	fee := uint64(math.Ceil(float64(gas) * l.o.GasPrice))
+	txBytes, hash, err := tx.BuildAndSign(tx.SignInput{
+		Key:           l.o.Key,
+		ChainID:       l.o.ChainID,
+		AccountNumber: l.accountNumber,
+		Sequence:      l.nextSeq,
+		Msgs:          []proto.Message{msg},
+		FeeAmount:     fee,
+		FeeDenom:      l.o.FeeDenom,
+		GasLimit:      gas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sign transaction: %w", err)
+	}
+	return &flight{hash: hash, txBytes: txBytes, seq: l.nextSeq}, nil
+}
+
+// maxSendRounds bounds the batches refused for their sequence in one step.
+const maxSendRounds = 3
+
+// send folds pending results into batches while there is room in flight.
+func (l *loop) send(ctx context.Context) error {
+	refused := 0
+	for len(l.batches) < l.o.MaxInFlight && refused < maxSendRounds {
+		entries, err := l.o.Outbox.Pending(l.o.MaxBatchResults)
+		if err != nil {
+			return err
+		}
+		if len(entries) == 0 {
+			l.firstPendingAt = time.Time{}
+			return nil
+		}
+		now := l.o.Clock.Now()
+		if len(entries) < l.o.MaxBatchResults {
+			if l.firstPendingAt.IsZero() {
+				l.firstPendingAt = now
+			}
+			if now.Sub(l.firstPendingAt) < l.o.BatchDelay {
+				return nil
+			}
+		}
+		f, err := l.buildBatch(entries)
+		if err != nil {
+			return err
+		}
+		l.firstPendingAt = time.Time{}
+		l.nextSeq++
+		br, err := l.o.Chain.BroadcastSync(ctx, f.txBytes)
+		if err != nil {
+			// The bytes may have reached the node: keep them, resend later.
+			l.batches = append(l.batches, f)
+			return unreachable("broadcast batch "+f.hash, err)
+		}
+		switch classify(br.Code, br.Codespace) {
+		case outcomeAccepted:
+			f.sentHeight = l.height
+			l.batches = append(l.batches, f)
+		case outcomeWrongSequence:
+			refused++
+			exp, ok := expectedSequence(br.Log)
+			l.c.log.Info("Account sequence mismatch; re-syncing", "tx", f.hash, "sequence", f.seq, "log", br.Log)
+			if err := l.requeue(ctx, f, exp, ok); err != nil {
+				return err
+			}
+		default:
+			if err := l.settleRefused(ctx, f, br.Code, br.Codespace, br.Log); err != nil {
+				return err
+			}
+			if l.expires == 0 && l.o.Registration != nil {
+				return nil
+			}
+		}
+	}
+	return nil
+}
+
+// buildBatch takes the oldest pending entries that fit in one transaction,
+// signs it and stores it in the outbox before anything is broadcast.
+func (l *loop) buildBatch(entries []outbox.Entry) (*flight, error) {
+	msg := &aivmv1.MsgSubmitResults{Provider: l.c.address, MerkleRoot: make([]byte, merkle.Size)}
+	size := proto.Size(msg) + txOverhead
+	var leaves []merkle.Hash
+	var uids []string
+	for _, e := range entries {
+		rec := &aivmv1.ResultRecord{}
+		if err := proto.Unmarshal(e.Record, rec); err != nil {
+			return nil, fmt.Errorf("decode stored record of job %q: %w", e.UID, err)
+		}
+		// Field tag, length varint and the record itself.
+		add := 1 + protoVarintLen(len(e.Record)) + len(e.Record)
+		if len(uids) > 0 && size+add > l.o.MaxTxBytes {
+			break
+		}
+		size += add
+		msg.Results = append(msg.Results, rec)
+		leaves = append(leaves, e.Leaf)
+		uids = append(uids, e.UID)
+	}
+	root, err := merkle.Root(leaves)
+	if err != nil {
+		return nil, err
+	}
+	msg.MerkleRoot = root[:]
+	f, err := l.sign(msg, len(uids))
+	if err != nil {
+		return nil, err
+	}
+	if len(f.txBytes) > l.o.MaxTxBytes && len(uids) > 1 {
+		return nil, fmt.Errorf("batch of %d results is %d bytes, above MaxTxBytes %d", len(uids), len(f.txBytes), l.o.MaxTxBytes)
+	}
+	f.uids = uids
+	if err := l.o.Outbox.MarkBatched(outbox.Batch{TxHash: f.hash, TxBytes: f.txBytes, Sequence: f.seq, UIDs: uids, Root: root}); err != nil {
+		return nil, fmt.Errorf("store batch before broadcast: %w", err)
+	}
+	return f, nil
+}
+
+func protoVarintLen(n int) int {
+	l := 1
+	for n >= 0x80 {
+		n >>= 7
+		l++
+	}
+	return l
+}
