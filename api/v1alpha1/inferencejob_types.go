@@ -121,14 +121,14 @@ type GenerationParameters struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=8
 	// +kubebuilder:validation:Pattern=`^[0-9](\.[0-9]{1,4})?$`
-	// +kubebuilder:validation:XValidation:rule="double(self) <= 2.0",message="temperature must be between 0 and 2"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^[0-9](\\\\.[0-9]{1,4})?$') || double(self) <= 2.0",message="temperature must be between 0 and 2"
 	Temperature string `json:"temperature,omitempty"`
 
 	// topP is the nucleus sampling mass as a decimal string, above 0 and at most 1.
 	// +optional
 	// +kubebuilder:validation:MaxLength=8
 	// +kubebuilder:validation:Pattern=`^[0-9](\.[0-9]{1,4})?$`
-	// +kubebuilder:validation:XValidation:rule="double(self) > 0.0 && double(self) <= 1.0",message="topP must be above 0 and at most 1"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^[0-9](\\\\.[0-9]{1,4})?$') || (double(self) > 0.0 && double(self) <= 1.0)",message="topP must be above 0 and at most 1"
 	TopP string `json:"topP,omitempty"`
 
 	// seed overrides the kernel's determinism seed for this job.
