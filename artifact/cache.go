@@ -1,3 +1,19 @@
+/*
+Copyright 2026 The aivm-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
 package artifact
 
 import (
@@ -255,17 +271,31 @@ type GCResult struct {
 	Evicted []Entry
 	// SkippedInUse lists digests that would have been evicted but are pinned.
 	SkippedInUse []string
+	// Kept lists digests that would have been evicted but GCOptions.Keep kept.
+	Kept []string
 	// RemovedPartials counts abandoned partial downloads removed.
 	RemovedPartials int
 	// BytesBefore and BytesAfter are the cache's size around the collection.
 	BytesBefore, BytesAfter int64
 }
 
+// GCOptions configure a garbage collection.
+type GCOptions struct {
+	// MaxBytes is the size the cache is reduced to, partial downloads in
+	// progress included.
+	MaxBytes int64
+	// Keep, when set, names digests never to evict even when unpinned (for
+	// example Models with cachePolicy Pinned).
+	Keep func(digest string) bool
+}
+
 // GC removes abandoned partial downloads and then evicts the least recently
-// used blobs until the cache holds at most maxBytes. Pinned blobs are never
-// evicted, so the cache may stay above maxBytes when they alone exceed it.
-func (c *Cache) GC(ctx context.Context, maxBytes int64) (GCResult, error) {
+// used blobs until the cache holds at most opts.MaxBytes. Pinned blobs and
+// those opts.Keep names are never evicted, so the cache may stay above the
+// limit when they alone exceed it.
+func (c *Cache) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 	var res GCResult
+	maxBytes := opts.MaxBytes
 	if maxBytes < 0 {
 		return res, fmt.Errorf("cache size limit %d is negative", maxBytes)
 	}
@@ -296,6 +326,10 @@ func (c *Cache) GC(ctx context.Context, maxBytes int64) (GCResult, error) {
 		if err := ctx.Err(); err != nil {
 			res.BytesAfter = total
 			return res, err
+		}
+		if opts.Keep != nil && opts.Keep(e.Digest) {
+			res.Kept = append(res.Kept, e.Digest)
+			continue
 		}
 		err := c.Remove(e.Digest)
 		switch {

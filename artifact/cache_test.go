@@ -1,3 +1,19 @@
+/*
+Copyright 2026 The aivm-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
 package artifact
 
 import (
@@ -57,7 +73,7 @@ func TestGCEvictsLeastRecentlyUsed(t *testing.T) {
 	if _, err := f.Fetch(context.Background(), Request{Source: "file:///unused", Digest: d[0]}); err != nil {
 		t.Fatalf("cache hit: %v", err)
 	}
-	res, err := c.GC(context.Background(), 2500)
+	res, err := c.GC(context.Background(), GCOptions{MaxBytes: 2500})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +93,7 @@ func TestGCEvictsLeastRecentlyUsed(t *testing.T) {
 		}
 	}
 	// Under the limit: nothing to do.
-	res, err = c.GC(context.Background(), 2000)
+	res, err = c.GC(context.Background(), GCOptions{MaxBytes: 2000})
 	if err != nil || len(res.Evicted) != 0 {
 		t.Errorf("GC under the limit = %+v, %v", res, err)
 	}
@@ -102,7 +118,7 @@ func TestGCKeepsPinnedArtifacts(t *testing.T) {
 	if inUse, err := c.InUse(d[0]); err != nil || !inUse {
 		t.Fatalf("InUse = %v, %v", inUse, err)
 	}
-	res, err := c.GC(context.Background(), 0)
+	res, err := c.GC(context.Background(), GCOptions{MaxBytes: 0})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +139,7 @@ func TestGCKeepsPinnedArtifacts(t *testing.T) {
 	if err := pin.Release(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.GC(context.Background(), 0); err != nil {
+	if _, err := c.GC(context.Background(), GCOptions{MaxBytes: 0}); err != nil {
 		t.Fatal(err)
 	}
 	if ok, _ := c.Has(d[0]); !ok {
@@ -135,7 +151,7 @@ func TestGCKeepsPinnedArtifacts(t *testing.T) {
 	if err := pin2.Release(); err != nil {
 		t.Errorf("second Release: %v", err)
 	}
-	res, err = c.GC(context.Background(), 0)
+	res, err = c.GC(context.Background(), GCOptions{MaxBytes: 0})
 	if err != nil || len(res.Evicted) != 1 || res.BytesAfter != 0 {
 		t.Errorf("GC after release = %+v, %v", res, err)
 	}
@@ -160,7 +176,7 @@ func TestPinBeforeFetchProtectsNewArtifact(t *testing.T) {
 	if _, err := f.Fetch(context.Background(), Request{Source: "file://" + src, Digest: digest}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.Cache().GC(context.Background(), 0); err != nil {
+	if _, err := f.Cache().GC(context.Background(), GCOptions{MaxBytes: 0}); err != nil {
 		t.Fatal(err)
 	}
 	if ok, _ := f.Cache().Has(digest); !ok {
@@ -187,7 +203,7 @@ func TestGCRemovesAbandonedPartials(t *testing.T) {
 		t.Fatalf("lock: %v %v", ok, err)
 	}
 	defer func() { _ = l.unlock() }()
-	res, err := c.GC(context.Background(), 1<<30)
+	res, err := c.GC(context.Background(), GCOptions{MaxBytes: 1 << 30})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,10 +240,29 @@ func TestVerifyDetectsCorruption(t *testing.T) {
 	if err := c.Verify(missing); !errors.Is(err, ErrNotCached) {
 		t.Errorf("Verify of a missing blob: %v", err)
 	}
-	if _, err := c.GC(context.Background(), -1); err == nil {
+	if _, err := c.GC(context.Background(), GCOptions{MaxBytes: -1}); err == nil {
 		t.Error("GC accepted a negative limit")
 	}
 	if _, err := OpenCache(""); err == nil {
 		t.Error("OpenCache accepted an empty directory")
+	}
+}
+
+func TestGCKeepsListedDigests(t *testing.T) {
+	f, clk := newClockedFetcher(t)
+	c := f.Cache()
+	d := fillCache(t, f, clk, 3, 100)
+	res, err := c.GC(context.Background(), GCOptions{MaxBytes: 0, Keep: func(digest string) bool { return digest == d[0] }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{d[0]}, res.Kept); diff != "" {
+		t.Errorf("kept (-want +got):\n%s", diff)
+	}
+	if len(res.Evicted) != 2 || res.BytesAfter != 100 {
+		t.Errorf("GC = %+v", res)
+	}
+	if ok, _ := c.Has(d[0]); !ok {
+		t.Error("kept digest was evicted")
 	}
 }

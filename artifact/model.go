@@ -1,0 +1,142 @@
+/*
+Copyright 2026 The aivm-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package artifact
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
+)
+
+// Reasons ErrorReason returns beyond the API's condition reasons.
+const (
+	// ReasonSizeMismatch: the source's size differs from spec.sizeBytes.
+	ReasonSizeMismatch = "SizeMismatch"
+	// ReasonFetchFailed: any other failure, such as a full disk.
+	ReasonFetchFailed = "FetchFailed"
+)
+
+// ModelRequest returns the Request that fetches a Model's weights. token is
+// the bearer token from the Model's credentials Secret, or zero.
+func ModelRequest(m *v1alpha1.Model, token Token) Request {
+	req := Request{Source: m.Spec.URI, Digest: m.Spec.SHA256, Token: token}
+	if m.Spec.SizeBytes != nil {
+		req.Size = *m.Spec.SizeBytes
+	}
+	return req
+}
+
+// PrefetchSelects reports whether a Model asks to be prefetched on a node
+// with the given labels. A Model without spec.prefetch selects no node; an
+// empty selector selects every node.
+func PrefetchSelects(m *v1alpha1.Model, nodeLabels map[string]string) (bool, error) {
+	if m.Spec.Prefetch == nil {
+		return false, nil
+	}
+	sel, err := metav1.LabelSelectorAsSelector(&m.Spec.Prefetch.NodeSelector)
+	if err != nil {
+		return false, fmt.Errorf("model %s: prefetch node selector: %w", types.NamespacedName{Namespace: m.Namespace, Name: m.Name}, err)
+	}
+	return sel.Matches(labels.Set(nodeLabels)), nil
+}
+
+// TokenFunc returns the bearer token of a Model's credentials Secret; it is
+// only called for Models that name one.
+type TokenFunc func(ctx context.Context, m *v1alpha1.Model) (Token, error)
+
+// PrefetchOutcome is what prefetching one Model did.
+type PrefetchOutcome struct {
+	// Model is the Model's namespace and name.
+	Model types.NamespacedName
+	// Digest is the Model's sha256.
+	Digest string
+	// Result is the fetched blob when Err is nil.
+	Result Result
+	// Err is why the Model could not be fetched; ErrorReason names its cause.
+	Err error
+}
+
+// Prefetch fetches, one after another, every Model whose
+// spec.prefetch.nodeSelector matches nodeLabels, and returns an outcome for
+// each such Model. Models already cached cost a stat each. The node agent
+// calls it with the Models it lists and its Node's labels, and reports
+// failures in its GPUNode's status.modelCacheErrors with ErrorReason.
+func Prefetch(ctx context.Context, f *Fetcher, nodeLabels map[string]string, models []v1alpha1.Model, tokens TokenFunc) []PrefetchOutcome {
+	var out []PrefetchOutcome
+	for i := range models {
+		m := &models[i]
+		o := PrefetchOutcome{Model: types.NamespacedName{Namespace: m.Namespace, Name: m.Name}, Digest: m.Spec.SHA256}
+		ok, err := PrefetchSelects(m, nodeLabels)
+		if err != nil {
+			o.Err = err
+			out = append(out, o)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		var token Token
+		if m.Spec.CredentialsSecretRef != nil {
+			if tokens == nil {
+				o.Err = fmt.Errorf("model %s names credentials but no token source is configured", o.Model)
+				out = append(out, o)
+				continue
+			}
+			if token, err = tokens(ctx, m); err != nil {
+				o.Err = fmt.Errorf("model %s credentials: %w", o.Model, err)
+				out = append(out, o)
+				continue
+			}
+		}
+		o.Result, o.Err = f.Fetch(ctx, ModelRequest(m, token))
+		out = append(out, o)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return out
+}
+
+// ErrorReason names the cause of a fetch or check error as a PascalCase
+// reason for conditions and GPUNode status.modelCacheErrors:
+// DigestMismatch, SizeMismatch, SourceUnreachable, or FetchFailed.
+func ErrorReason(err error) string {
+	var dm *DigestMismatchError
+	var sm *SizeMismatchError
+	var se *HTTPStatusError
+	var ne net.Error
+	var re *retryable
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &dm):
+		return v1alpha1.ReasonDigestMismatch
+	case errors.As(err, &sm):
+		return ReasonSizeMismatch
+	case errors.As(err, &se), errors.As(err, &ne), errors.As(err, &re):
+		return v1alpha1.ReasonSourceUnreachable
+	default:
+		return ReasonFetchFailed
+	}
+}

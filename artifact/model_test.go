@@ -1,0 +1,131 @@
+/*
+Copyright 2026 The aivm-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package artifact
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
+)
+
+func testModel(name, uri, digest string, prefetch *metav1.LabelSelector) v1alpha1.Model {
+	m := v1alpha1.Model{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name},
+		Spec:       v1alpha1.ModelSpec{URI: uri, SHA256: digest},
+	}
+	if prefetch != nil {
+		m.Spec.Prefetch = &v1alpha1.ModelPrefetch{NodeSelector: *prefetch}
+	}
+	return m
+}
+
+func TestPrefetch(t *testing.T) {
+	const token = "tok_prefetch"
+	good, goodDigest := blob(3000, 60)
+	private, privateDigest := blob(2000, 61)
+	_, badDigest := blob(10, 62)
+	srv := newServer(t, func(n int32, w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/good":
+			serveData(good)(n, w, r)
+		case "/private":
+			if r.Header.Get("Authorization") != "Bearer "+token {
+				http.Error(w, "no", http.StatusUnauthorized)
+				return
+			}
+			serveData(private)(n, w, r)
+		default:
+			serveData(good)(n, w, r) // wrong bytes for badDigest
+		}
+	})
+	gpuNodes := &metav1.LabelSelector{MatchLabels: map[string]string{"aivm.dev/gpu.product": "H100"}}
+	models := []v1alpha1.Model{
+		testModel("good", srv.URL+"/good", goodDigest, gpuNodes),
+		testModel("not-prefetched", srv.URL+"/good", goodDigest, nil),
+		testModel("other-nodes", srv.URL+"/other", badDigest, &metav1.LabelSelector{MatchLabels: map[string]string{"pool": "b"}}),
+		testModel("tampered", srv.URL+"/tampered", badDigest, &metav1.LabelSelector{}),
+		testModel("private", srv.URL+"/private", privateDigest, gpuNodes),
+		testModel("bad-selector", srv.URL+"/good", goodDigest, &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "k", Operator: "Bogus"}}}),
+	}
+	models[4].Spec.CredentialsSecretRef = &v1alpha1.SecretKeyReference{Name: "hf", Key: "token"}
+	tokens := func(_ context.Context, m *v1alpha1.Model) (Token, error) {
+		if m.Spec.CredentialsSecretRef.Name != "hf" {
+			return Token{}, errors.New("unknown secret")
+		}
+		return NewToken(token), nil
+	}
+
+	f := newTestFetcher(t)
+	out := Prefetch(context.Background(), f, map[string]string{"aivm.dev/gpu.product": "H100"}, models, tokens)
+	got := map[string]PrefetchOutcome{}
+	for _, o := range out {
+		got[o.Model.Name] = o
+	}
+	if len(out) != 4 {
+		t.Errorf("outcomes for %d models, want 4: %+v", len(out), out)
+	}
+	if o := got["good"]; o.Err != nil || !o.Result.Downloaded {
+		t.Errorf("good: %+v", o)
+	}
+	if o := got["private"]; o.Err != nil {
+		t.Errorf("private: %v", o.Err)
+	}
+	if o := got["tampered"]; ErrorReason(o.Err) != v1alpha1.ReasonDigestMismatch {
+		t.Errorf("tampered: reason %q for %v", ErrorReason(o.Err), o.Err)
+	}
+	if o := got["bad-selector"]; o.Err == nil || !strings.Contains(o.Err.Error(), "prefetch node selector") {
+		t.Errorf("bad selector: %v", o.Err)
+	}
+	for _, name := range []string{"not-prefetched", "other-nodes"} {
+		if _, ok := got[name]; ok {
+			t.Errorf("%s was prefetched", name)
+		}
+	}
+	assertCached(t, f.Cache(), goodDigest, good)
+	assertCached(t, f.Cache(), privateDigest, private)
+
+	// Without a token source, a model naming credentials fails clearly.
+	out = Prefetch(context.Background(), newTestFetcher(t), map[string]string{"aivm.dev/gpu.product": "H100"}, models[4:5], nil)
+	if len(out) != 1 || out[0].Err == nil || !strings.Contains(out[0].Err.Error(), "no token source") {
+		t.Errorf("no token source: %+v", out)
+	}
+}
+
+func TestErrorReason(t *testing.T) {
+	tests := map[string]struct {
+		err  error
+		want string
+	}{
+		"nil":     {nil, ""},
+		"digest":  {errors.Join(errors.New("x"), &DigestMismatchError{}), v1alpha1.ReasonDigestMismatch},
+		"size":    {&SizeMismatchError{}, ReasonSizeMismatch},
+		"status":  {&HTTPStatusError{StatusCode: 404}, v1alpha1.ReasonSourceUnreachable},
+		"network": {&retryable{errors.New("reset")}, v1alpha1.ReasonSourceUnreachable},
+		"disk":    {&writeError{errors.New("no space")}, ReasonFetchFailed},
+	}
+	for name, tt := range tests {
+		if got := ErrorReason(tt.err); got != tt.want {
+			t.Errorf("%s: ErrorReason = %q, want %q", name, got, tt.want)
+		}
+	}
+}
