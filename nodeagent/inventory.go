@@ -54,16 +54,16 @@ const (
 // Inventory is what one poll of NVML found on the node.
 type Inventory struct {
 	// DriverVersion is the NVIDIA kernel driver version, e.g. "550.54.15".
-	DriverVersion string
+	DriverVersion string `json:"driverVersion"`
 	// CUDADriverVersion is the CUDA version the driver supports, e.g. "12.4".
-	CUDADriverVersion string
+	CUDADriverVersion string `json:"cudaDriverVersion"`
 	// NVMLVersion is the NVML library version.
-	NVMLVersion string
+	NVMLVersion string `json:"nvmlVersion"`
 	// GPUs lists every GPU the agent has seen since it started, ordered by
 	// index; a GPU that disappeared stays listed as Unhealthy.
-	GPUs []GPU
+	GPUs []GPU `json:"gpus,omitempty"`
 	// CallErrors counts the NVML calls that failed during this poll.
-	CallErrors int
+	CallErrors int `json:"callErrors"`
 }
 
 // HealthyCount returns how many GPUs are Healthy.
@@ -80,49 +80,49 @@ func (inv *Inventory) HealthyCount() int {
 // GPU describes one physical GPU.
 type GPU struct {
 	// Index is the NVML device index.
-	Index int
+	Index int `json:"index"`
 	// UUID is the NVML UUID ("GPU-..."); empty when NVML could not tell it.
-	UUID string
+	UUID string `json:"uuid"`
 	// Product is the NVML product name, e.g. "NVIDIA H100 80GB HBM3".
-	Product string
+	Product string `json:"product"`
 	// MemoryTotal is the framebuffer size in bytes.
-	MemoryTotal uint64
+	MemoryTotal uint64 `json:"memoryTotal"`
 	// MemoryUsed is the framebuffer memory in use, in bytes.
-	MemoryUsed uint64
+	MemoryUsed uint64 `json:"memoryUsed"`
 	// MemoryFree is the framebuffer memory free, in bytes.
-	MemoryFree uint64
+	MemoryFree uint64 `json:"memoryFree"`
 	// ComputeCapability is the CUDA compute capability, e.g. "8.0".
-	ComputeCapability string
+	ComputeCapability string `json:"computeCapability"`
 	// MIGMode is the current MIG mode.
-	MIGMode MIGMode
+	MIGMode MIGMode `json:"migMode"`
 	// MIGDevices lists the MIG devices when MIGMode is Enabled.
-	MIGDevices []MIGDevice
+	MIGDevices []MIGDevice `json:"migDevices,omitempty"`
 	// Health is the GPU's health.
-	Health Health
+	Health Health `json:"health"`
 	// HealthReason says why the GPU is not Healthy; empty when it is.
-	HealthReason string
+	HealthReason string `json:"healthReason,omitempty"`
 	// UtilizationPercent is the GPU utilization over the last sample
 	// period; nil when NVML does not report it.
-	UtilizationPercent *int32
+	UtilizationPercent *int32 `json:"utilizationPercent,omitempty"`
 	// MemoryUtilizationPercent is the memory controller utilization; nil
 	// when NVML does not report it.
-	MemoryUtilizationPercent *int32
+	MemoryUtilizationPercent *int32 `json:"memoryUtilizationPercent,omitempty"`
 	// TemperatureCelsius is the GPU core temperature; nil when NVML does
 	// not report it.
-	TemperatureCelsius *int32
+	TemperatureCelsius *int32 `json:"temperatureCelsius,omitempty"`
 }
 
 // MIGDevice describes one MIG device (a GPU instance plus compute instance).
 type MIGDevice struct {
 	// UUID is the MIG device UUID ("MIG-...").
-	UUID string
+	UUID string `json:"uuid"`
 	// Profile is the MIG profile name, e.g. "1g.5gb" or "1c.2g.10gb";
 	// empty when NVML could not tell it.
-	Profile string
+	Profile string `json:"profile,omitempty"`
 	// MemoryTotal is the MIG device's memory in bytes.
-	MemoryTotal uint64
+	MemoryTotal uint64 `json:"memoryTotal"`
 	// GPUInstanceID is the GPU instance id on the parent GPU.
-	GPUInstanceID int32
+	GPUInstanceID int32 `json:"gpuInstanceID"`
 	// ComputeInstanceID is the compute instance id within the GPU instance.
-	ComputeInstanceID int32
+	ComputeInstanceID int32 `json:"computeInstanceID"`
 }

@@ -1,0 +1,219 @@
+/*
+Copyright 2026 The aivm-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Command node-agent runs on every GPU node (a DaemonSet): it reads the GPUs
+// through NVML, watches their health, scans the node-local model cache and
+// publishes the node's GPUNode and GPU labels.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/config"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	aivmv1alpha1 "github.com/aivm-dev/aivm-operator/api/v1alpha1"
+	"github.com/aivm-dev/aivm-operator/nodeagent"
+	"github.com/aivm-dev/aivm-operator/nodeagent/simulate"
+)
+
+type options struct {
+	nodeName          string
+	pollInterval      time.Duration
+	heartbeatInterval time.Duration
+	modelCacheDir     string
+	simulate          string
+	metricsAddr       string
+	ignoreXIDs        string
+	criticalXIDs      string
+	once              bool
+}
+
+func main() {
+	var o options
+	fs := flag.CommandLine
+	fs.StringVar(&o.nodeName, "node-name", os.Getenv("NODE_NAME"), "Name of the Node this agent runs on (default $NODE_NAME, set from the downward API).")
+	fs.DurationVar(&o.pollInterval, "poll-interval", nodeagent.DefaultPollInterval, "Time between two NVML polls.")
+	fs.DurationVar(&o.heartbeatInterval, "heartbeat-interval", nodeagent.DefaultHeartbeatInterval, "Longest time between two writes of the GPUNode status; at least the poll interval.")
+	fs.StringVar(&o.modelCacheDir, "model-cache-dir", "/var/lib/aivm/models", "Node-local model cache (layout <dir>/sha256/<digest>) whose digests the GPUNode lists; empty to report none.")
+	fs.StringVar(&o.simulate, "simulate", "", "Back the agent with a simulated GPU node instead of NVML: "+strings.Join(simulate.Profiles(), "|")+".")
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address serving /metrics, /healthz and /readyz; \"0\" disables it.")
+	fs.StringVar(&o.ignoreXIDs, "ignore-xids", os.Getenv("DP_DISABLE_HEALTHCHECKS"), "Comma-separated XIDs that leave a GPU healthy, on top of the application XIDs 13,31,43,45,68,109; \"all\" ignores every XID (default $DP_DISABLE_HEALTHCHECKS, as for NVIDIA's device plugin).")
+	fs.StringVar(&o.criticalXIDs, "critical-xids", os.Getenv("DP_ENABLE_HEALTHCHECKS"), "Comma-separated XIDs that make a GPU unhealthy even if ignored otherwise (default $DP_ENABLE_HEALTHCHECKS).")
+	fs.BoolVar(&o.once, "once", false, "Poll once, print the inventory as JSON and exit, without contacting the API server.")
+	config.RegisterFlags(fs)
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(fs)
+	flag.Parse()
+
+	log := zap.New(zap.UseFlagOptions(&zapOpts))
+	ctrl.SetLogger(log)
+	if err := run(ctrl.SetupSignalHandler(), o, log, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "node-agent:", err)
+		os.Exit(1)
+	}
+}
+
+// errNoNVML is the one line printed when NVML is missing.
+var errNoNVML = errors.New("NVML (libnvidia-ml.so.1) was not found: run the agent on a GPU node with the NVIDIA driver, " +
+	"in a container started by the NVIDIA container toolkit (runtimeClassName: nvidia), or pass --simulate=<" +
+	strings.Join(simulate.Profiles(), "|") + "> to back it with a simulated GPU node")
+
+// run runs the agent until ctx is done; with --once it writes the inventory
+// to stdout and returns.
+func run(ctx context.Context, o options, log logr.Logger, stdout io.Writer) error {
+	if err := o.validate(); err != nil {
+		return err
+	}
+	xids, err := nodeagent.NewXIDFilter(o.ignoreXIDs, o.criticalXIDs)
+	if err != nil {
+		return err
+	}
+	var lib nvml.Interface = nvml.New()
+	if o.simulate != "" {
+		sim, err := simulate.New(o.simulate, simulate.WithSeed(o.nodeName))
+		if err != nil {
+			return err
+		}
+		lib = sim
+	}
+	disc, err := nodeagent.Open(lib, nodeagent.Options{Log: log.WithName("nvml"), XIDs: &xids})
+	if errors.Is(err, nodeagent.ErrNVMLNotFound) {
+		return errNoNVML
+	}
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := disc.Close(); err != nil {
+			log.Error(err, "Closing NVML failed")
+		}
+	}()
+
+	if o.once {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(disc.Poll())
+	}
+
+	if o.nodeName == "" {
+		return errors.New("--node-name (or $NODE_NAME) is required: set it from the downward API (spec.nodeName)")
+	}
+	cfg, err := config.GetConfig()
+	if err != nil {
+		return fmt.Errorf("load kubeconfig: %w", err)
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := aivmv1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return fmt.Errorf("create api client: %w", err)
+	}
+	pub, err := nodeagent.NewPublisher(c, nodeagent.PublisherOptions{
+		NodeName:          o.nodeName,
+		HeartbeatInterval: o.heartbeatInterval,
+		Log:               log.WithName("publisher"),
+	})
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := nodeagent.NewMetrics(reg)
+	if err != nil {
+		return fmt.Errorf("register metrics: %w", err)
+	}
+	agent, err := nodeagent.NewAgent(disc, pub, nodeagent.AgentOptions{
+		PollInterval:  o.pollInterval,
+		ModelCacheDir: o.modelCacheDir,
+		Metrics:       metrics,
+		Log:           log.WithName("agent"),
+	})
+	if err != nil {
+		return err
+	}
+	if o.metricsAddr != "0" && o.metricsAddr != "" {
+		stop, err := serveMetrics(o.metricsAddr, reg, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	log.Info("Node agent started", "node", o.nodeName, "pollInterval", o.pollInterval,
+		"heartbeatInterval", o.heartbeatInterval, "modelCacheDir", o.modelCacheDir, "simulate", o.simulate)
+	return agent.Run(ctx)
+}
+
+// validate checks the intervals; the node name is checked once NVML is
+// known to work, so a machine without GPUs hears about NVML first.
+func (o options) validate() error {
+	if o.pollInterval < time.Second {
+		return fmt.Errorf("--poll-interval %s is below the 1s minimum", o.pollInterval)
+	}
+	if o.heartbeatInterval < o.pollInterval {
+		return fmt.Errorf("--heartbeat-interval %s is shorter than --poll-interval %s", o.heartbeatInterval, o.pollInterval)
+	}
+	return nil
+}
+
+// serveMetrics serves the registry's metrics and health endpoints on addr
+// and returns a function that stops the server.
+func serveMetrics(addr string, reg *prometheus.Registry, log logr.Logger) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s for metrics: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	ok := func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) }
+	mux.HandleFunc("/healthz", ok)
+	mux.HandleFunc("/readyz", ok)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error(err, "Metrics server stopped")
+		}
+	}()
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
+}
