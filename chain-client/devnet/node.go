@@ -1,0 +1,365 @@
+package devnet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	dbm "github.com/cometbft/cometbft-db"
+	cmtcfg "github.com/cometbft/cometbft/config"
+	"github.com/cometbft/cometbft/node"
+	"github.com/cometbft/cometbft/p2p"
+	"github.com/cometbft/cometbft/privval"
+	"github.com/cometbft/cometbft/proxy"
+	cmttypes "github.com/cometbft/cometbft/types"
+	"github.com/go-logr/logr"
+
+	"github.com/aivm-dev/aivm-operator/chain-client/keys"
+)
+
+// Defaults for Config's zero fields.
+const (
+	DefaultChainID             = "nesa"
+	DefaultFeeDenom            = "unes"
+	DefaultMinGasPrice         = "0.025"
+	DefaultBlockTime           = 200 * time.Millisecond
+	DefaultProviderValidBlocks = 1000
+	DefaultMaxTxBytes          = 1 << 20
+)
+
+// appDBName is the application database under <home>/data.
+const appDBName = "aivm-app"
+
+// Config configures a devnet node.
+type Config struct {
+	// Home is the node's directory (config/, data/); required. Restarting
+	// on the same Home resumes the chain.
+	Home string
+	// ChainID is the chain id (default "nesa"). On a restart it must match
+	// the genesis file, or be empty.
+	ChainID string
+	// Accounts are the genesis accounts: bech32 address -> balance in
+	// FeeDenom. Used only when Home has no genesis yet.
+	Accounts map[string]uint64
+	// BlockTime is the pause after each block (CometBFT timeout_commit);
+	// default 200ms.
+	BlockTime time.Duration
+	// ProviderValidBlocks is how many blocks a provider registration stays
+	// valid (default 1000). Genesis only.
+	ProviderValidBlocks int64
+	// Prefix is the bech32 account prefix (default "nesa"). Genesis only.
+	Prefix string
+	// FeeDenom is the fee denomination (default "unes"). Genesis only.
+	FeeDenom string
+	// MinGasPrice is the minimum gas price in FeeDenom, a decimal (default
+	// "0.025"; "0" for free transactions). Genesis only.
+	MinGasPrice string
+	// MaxTxBytes is the largest transaction accepted (default 1 MiB).
+	// Genesis only.
+	MaxTxBytes int64
+	// RPCListenAddr is the CometBFT RPC listen address, e.g.
+	// "tcp://127.0.0.1:26657"; empty picks a free loopback port.
+	RPCListenAddr string
+	// P2PListenAddr is the p2p listen address; empty picks a free loopback
+	// port. The devnet has no peers.
+	P2PListenAddr string
+	// Logger receives the node's logs (CometBFT info at V(2)); default
+	// discards them.
+	Logger logr.Logger
+}
+
+// Node is a running devnet.
+type Node struct {
+	cfg     Config
+	node    *node.Node
+	app     *App
+	appDB   dbm.DB
+	dbs     *dbTracker
+	rpcAddr string
+	chainID string
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// Start initialises Home on first use (keys, genesis with the configured
+// accounts) and starts the node. It returns once the first block is
+// committed, so accounts are queryable. Stop the node with Stop.
+func Start(ctx context.Context, cfg Config) (*Node, error) {
+	if cfg.Home == "" {
+		return nil, errors.New("devnet: Home is required")
+	}
+	setDefaults(&cfg)
+	if cfg.BlockTime < 0 {
+		return nil, fmt.Errorf("devnet: negative block time %s", cfg.BlockTime)
+	}
+	home, err := filepath.Abs(cfg.Home)
+	if err != nil {
+		return nil, fmt.Errorf("devnet: %w", err)
+	}
+	cfg.Home = home
+
+	ccfg := cmtcfg.DefaultConfig()
+	ccfg.SetRoot(home)
+	if err := os.MkdirAll(filepath.Join(home, "config"), 0o700); err != nil {
+		return nil, fmt.Errorf("devnet: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Join(home, "data"), 0o700); err != nil {
+		return nil, fmt.Errorf("devnet: %w", err)
+	}
+	ccfg.Moniker = "aivm-devnet"
+	if ccfg.RPC.ListenAddress, err = listenAddr(cfg.RPCListenAddr); err != nil {
+		return nil, fmt.Errorf("devnet: rpc address: %w", err)
+	}
+	if ccfg.P2P.ListenAddress, err = listenAddr(cfg.P2PListenAddr); err != nil {
+		return nil, fmt.Errorf("devnet: p2p address: %w", err)
+	}
+	ccfg.P2P.PexReactor = false
+	ccfg.P2P.AllowDuplicateIP = true
+	ccfg.P2P.AddrBookStrict = false
+	ccfg.Consensus.TimeoutCommit = cfg.BlockTime
+	ccfg.Consensus.TimeoutPropose = time.Second
+	ccfg.Consensus.TimeoutPrevote = 200 * time.Millisecond
+	ccfg.Consensus.TimeoutPrecommit = 200 * time.Millisecond
+	ccfg.Consensus.PeerGossipSleepDuration = 10 * time.Millisecond
+	ccfg.Mempool.MaxTxBytes = int(cfg.MaxTxBytes) * 2
+	if ccfg.Mempool.MaxTxsBytes < int64(ccfg.Mempool.MaxTxBytes)*4 {
+		ccfg.Mempool.MaxTxsBytes = int64(ccfg.Mempool.MaxTxBytes) * 4
+	}
+	ccfg.RPC.MaxBodyBytes = int64(ccfg.Mempool.MaxTxBytes)*2 + 1<<20
+	ccfg.Instrumentation.Prometheus = false
+	ccfg.TxIndex.Indexer = "kv"
+	ccfg.DBBackend = string(dbm.GoLevelDBBackend)
+	if err := ccfg.ValidateBasic(); err != nil {
+		return nil, fmt.Errorf("devnet: config: %w", err)
+	}
+	cmtcfg.WriteConfigFile(filepath.Join(home, "config", "config.toml"), ccfg)
+
+	pv, err := privval.LoadOrGenFilePV(ccfg.PrivValidatorKeyFile(), ccfg.PrivValidatorStateFile(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("devnet: validator key: %w", err)
+	}
+	nodeKey, err := p2p.LoadOrGenNodeKey(ccfg.NodeKeyFile())
+	if err != nil {
+		return nil, fmt.Errorf("devnet: node key: %w", err)
+	}
+	chainID, err := ensureGenesis(ccfg.GenesisFile(), cfg, pv)
+	if err != nil {
+		return nil, fmt.Errorf("devnet: %w", err)
+	}
+
+	appDB, err := dbm.NewDB(appDBName, dbm.GoLevelDBBackend, ccfg.DBDir())
+	if err != nil {
+		return nil, fmt.Errorf("devnet: open app db: %w", err)
+	}
+	app, err := newApp(appDB, chainID, cfg.Logger.WithName("app"))
+	if err != nil {
+		appDB.Close()
+		return nil, fmt.Errorf("devnet: %w", err)
+	}
+	dbs := &dbTracker{}
+	cn, err := node.NewNode(ctx, ccfg, pv, nodeKey, proxy.NewLocalClientCreator(app),
+		node.DefaultGenesisDocProviderFunc(ccfg), dbs.provide,
+		node.DefaultMetricsProvider(ccfg.Instrumentation), cmtLogger{l: cfg.Logger.WithName("cometbft")})
+	if err != nil {
+		dbs.closeAll()
+		appDB.Close()
+		return nil, fmt.Errorf("devnet: create node: %w", err)
+	}
+	if err := cn.Start(); err != nil {
+		dbs.closeAll()
+		appDB.Close()
+		return nil, fmt.Errorf("devnet: start node: %w", err)
+	}
+	n := &Node{cfg: cfg, node: cn, app: app, appDB: appDB, dbs: dbs, rpcAddr: ccfg.RPC.ListenAddress, chainID: chainID}
+	if err := app.waitForHeight(ctx, app.Height()+1); err != nil {
+		_ = n.Stop()
+		return nil, fmt.Errorf("devnet: %w", err)
+	}
+	cfg.Logger.Info("Devnet started", "chainID", chainID, "rpc", n.RPCURL(), "height", app.Height(), "home", home)
+	return n, nil
+}
+
+func setDefaults(c *Config) {
+	if c.BlockTime == 0 {
+		c.BlockTime = DefaultBlockTime
+	}
+	if c.ProviderValidBlocks == 0 {
+		c.ProviderValidBlocks = DefaultProviderValidBlocks
+	}
+	if c.Prefix == "" {
+		c.Prefix = keys.DefaultPrefix
+	}
+	if c.FeeDenom == "" {
+		c.FeeDenom = DefaultFeeDenom
+	}
+	if c.MinGasPrice == "" {
+		c.MinGasPrice = DefaultMinGasPrice
+	}
+	if c.MaxTxBytes == 0 {
+		c.MaxTxBytes = DefaultMaxTxBytes
+	}
+	if c.Logger.GetSink() == nil {
+		c.Logger = logr.Discard()
+	}
+}
+
+// listenAddr returns addr, or a free loopback port when addr is empty or
+// ends in ":0".
+func listenAddr(addr string) (string, error) {
+	if addr != "" && !strings.HasSuffix(addr, ":0") {
+		if !strings.Contains(addr, "://") {
+			addr = "tcp://" + addr
+		}
+		return addr, nil
+	}
+	host := "127.0.0.1"
+	if addr != "" {
+		h := strings.TrimSuffix(strings.TrimPrefix(addr, "tcp://"), ":0")
+		if h != "" {
+			host = h
+		}
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return "tcp://" + l.Addr().String(), nil
+}
+
+// ensureGenesis writes the genesis file on first start and returns the
+// chain id.
+func ensureGenesis(path string, cfg Config, pv *privval.FilePV) (string, error) {
+	if _, err := os.Stat(path); err == nil {
+		doc, err := cmttypes.GenesisDocFromFile(path)
+		if err != nil {
+			return "", fmt.Errorf("read genesis: %w", err)
+		}
+		if cfg.ChainID != "" && cfg.ChainID != doc.ChainID {
+			return "", fmt.Errorf("home holds chain %q, not %q", doc.ChainID, cfg.ChainID)
+		}
+		return doc.ChainID, nil
+	}
+	chainID := cfg.ChainID
+	if chainID == "" {
+		chainID = DefaultChainID
+	}
+	state := GenesisState{Params: Params{
+		Prefix:              cfg.Prefix,
+		FeeDenom:            cfg.FeeDenom,
+		MinGasPrice:         cfg.MinGasPrice,
+		ProviderValidBlocks: cfg.ProviderValidBlocks,
+		MaxTxBytes:          cfg.MaxTxBytes,
+	}}
+	for addr, bal := range cfg.Accounts {
+		state.Accounts = append(state.Accounts, GenesisAccount{Address: addr, Balance: strconv.FormatUint(bal, 10)})
+	}
+	sort.Slice(state.Accounts, func(i, j int) bool { return state.Accounts[i].Address < state.Accounts[j].Address })
+	if _, _, err := state.validate(); err != nil {
+		return "", err
+	}
+	appState, err := json.Marshal(state)
+	if err != nil {
+		return "", err
+	}
+	pub, err := pv.GetPubKey()
+	if err != nil {
+		return "", err
+	}
+	params := cmttypes.DefaultConsensusParams()
+	params.Block.MaxGas = -1
+	doc := &cmttypes.GenesisDoc{
+		GenesisTime:     time.Now().UTC(),
+		ChainID:         chainID,
+		InitialHeight:   1,
+		ConsensusParams: params,
+		Validators:      []cmttypes.GenesisValidator{{Address: pub.Address(), PubKey: pub, Power: 10, Name: "devnet"}},
+		AppState:        appState,
+	}
+	if err := doc.ValidateAndComplete(); err != nil {
+		return "", fmt.Errorf("genesis: %w", err)
+	}
+	tmp := path + ".tmp"
+	if err := doc.SaveAs(tmp); err != nil {
+		return "", fmt.Errorf("write genesis: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", fmt.Errorf("write genesis: %w", err)
+	}
+	return chainID, nil
+}
+
+// RPCURL returns the CometBFT RPC endpoint, e.g. "http://127.0.0.1:26657".
+func (n *Node) RPCURL() string {
+	return "http://" + strings.TrimPrefix(n.rpcAddr, "tcp://")
+}
+
+// ChainID returns the chain id.
+func (n *Node) ChainID() string { return n.chainID }
+
+// Home returns the node's home directory.
+func (n *Node) Home() string { return n.cfg.Home }
+
+// Height returns the last committed height.
+func (n *Node) Height() int64 { return n.app.Height() }
+
+// WaitForHeight blocks until height h is committed or ctx ends.
+func (n *Node) WaitForHeight(ctx context.Context, h int64) error {
+	return n.app.waitForHeight(ctx, h)
+}
+
+// Stop stops the node and closes its databases. It is safe to call more
+// than once; a new Start on the same Home resumes the chain.
+func (n *Node) Stop() error {
+	n.stopOnce.Do(func() {
+		if err := n.node.Stop(); err != nil {
+			n.stopErr = fmt.Errorf("devnet: stop node: %w", err)
+		}
+		n.node.Wait()
+		// CometBFT leaves its indexer databases open; close every database
+		// it opened (closing goleveldb twice is harmless) so the home can be
+		// opened again in this process.
+		n.dbs.closeAll()
+		if err := n.appDB.Close(); err != nil && n.stopErr == nil {
+			n.stopErr = fmt.Errorf("devnet: close app db: %w", err)
+		}
+	})
+	return n.stopErr
+}
+
+// dbTracker opens CometBFT's databases and remembers them, so Stop can
+// release every file lock.
+type dbTracker struct {
+	mu  sync.Mutex
+	dbs []dbm.DB
+}
+
+func (t *dbTracker) provide(ctx *cmtcfg.DBContext) (dbm.DB, error) {
+	db, err := cmtcfg.DefaultDBProvider(ctx)
+	if err != nil {
+		return nil, err
+	}
+	t.mu.Lock()
+	t.dbs = append(t.dbs, db)
+	t.mu.Unlock()
+	return db, nil
+}
+
+func (t *dbTracker) closeAll() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, db := range t.dbs {
+		_ = db.Close()
+	}
+	t.dbs = nil
+}
