@@ -129,7 +129,7 @@ func countingClient(t *testing.T) (client.Client, *writeLog) {
 	}), log
 }
 
-func plainClient(t *testing.T) client.Client {
+func plainClient(t testing.TB) client.Client {
 	t.Helper()
 	c, err := client.New(cfg, client.Options{Scheme: testenv.Scheme()})
 	if err != nil {
@@ -139,7 +139,7 @@ func plainClient(t *testing.T) client.Client {
 }
 
 // createNode creates a Node and removes it and its GPUNode when the test ends.
-func createNode(t *testing.T, name string, labels map[string]string) *corev1.Node {
+func createNode(t testing.TB, name string, labels map[string]string) *corev1.Node {
 	t.Helper()
 	c := plainClient(t)
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}

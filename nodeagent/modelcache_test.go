@@ -29,7 +29,7 @@ import (
 
 func cmpDiff(want, got any) string { return cmp.Diff(want, got) }
 
-func writeCacheFile(t *testing.T, dir, name string) {
+func writeCacheFile(t testing.TB, dir, name string) {
 	t.Helper()
 	p := filepath.Join(dir, "sha256", name)
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
