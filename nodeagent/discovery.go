@@ -442,10 +442,10 @@ func (d *Discoverer) collect(dev *device, errs *int) (g GPU) {
 			return false
 		}
 		*errs++
-		if ret == nvml.ERROR_GPU_IS_LOST && dev.lost == nil {
-			dev.lost = fmt.Errorf("%s: %w", op, ret)
-			d.log.Info("GPU lost", "uuid", dev.uuid, "index", dev.index, "error", ret)
-		}
+		// A GPU whose queries fail (even with ERROR_GPU_IS_LOST) while it
+		// can still be looked up is unhealthy for this poll; only a failed
+		// lookup marks it lost, so that its fault is not cleared when the
+		// next lookup succeeds.
 		failures = append(failures, fmt.Sprintf("%s: %v", op, ret))
 		return false
 	}
@@ -482,9 +482,6 @@ func (d *Discoverer) collect(dev *device, errs *int) (g GPU) {
 	}
 
 	switch {
-	case dev.lost != nil:
-		g.Health = HealthUnhealthy
-		g.HealthReason = joinReasons(dev.fault, "GPU lost: "+dev.lost.Error())
 	case dev.fault != "" || len(failures) > 0:
 		g.Health = HealthUnhealthy
 		g.HealthReason = joinReasons(append([]string{dev.fault}, failures...)...)

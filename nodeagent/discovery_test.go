@@ -413,6 +413,24 @@ func TestGPUThatFallsOffTheBusStaysListedUnhealthy(t *testing.T) {
 	}
 }
 
+func TestQueryLostErrorKeepsTheFault(t *testing.T) {
+	n := newNode(t, "dgxa100")
+	d := open(t, n, nodeagent.Options{})
+	n.InjectXID(2, 79)
+	healthyMem := n.Device(2).GetMemoryInfoFunc
+	n.Device(2).GetMemoryInfoFunc = func() (nvml.Memory, nvml.Return) { return nvml.Memory{}, nvml.ERROR_GPU_IS_LOST }
+	g := d.Poll().GPUs[2]
+	if g.Health != nodeagent.HealthUnhealthy || !strings.Contains(g.HealthReason, "XID 79") || !strings.Contains(g.HealthReason, "ERROR_GPU_IS_LOST") {
+		t.Fatalf("GPU 2 = %s %q", g.Health, g.HealthReason)
+	}
+	// The lookup never failed, so answering queries again is no recovery:
+	// the XID stays.
+	n.Device(2).GetMemoryInfoFunc = healthyMem
+	if g := d.Poll().GPUs[2]; g.Health != nodeagent.HealthUnhealthy || g.HealthReason != "XID 79: GPU has fallen off the bus" {
+		t.Errorf("GPU 2 after queries answer again = %s %q, want the XID kept", g.Health, g.HealthReason)
+	}
+}
+
 func TestGPULostBeforeStartIsListed(t *testing.T) {
 	n := newNode(t, "dgxa100")
 	n.Detach(7)
