@@ -21,7 +21,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
@@ -45,6 +47,33 @@ func ModelRequest(m *v1alpha1.Model, token Token) Request {
 		req.Size = *m.Spec.SizeBytes
 	}
 	return req
+}
+
+// DefaultTokenKey is the Secret key read when a credentials reference names none.
+const DefaultTokenKey = "token"
+
+// TokenFromSecret reads a bearer token from a Secret's key (DefaultTokenKey
+// when key is empty). Surrounding whitespace, such as the trailing newline of
+// a Secret made from a file, is trimmed. Errors name the Secret and key,
+// never the value.
+func TokenFromSecret(secret *corev1.Secret, key string) (Token, error) {
+	if key == "" {
+		key = DefaultTokenKey
+	}
+	v, ok := secret.Data[key]
+	if !ok {
+		if sv, sok := secret.StringData[key]; sok {
+			v, ok = []byte(sv), true
+		}
+	}
+	if !ok {
+		return Token{}, fmt.Errorf("secret %s/%s has no key %q", secret.Namespace, secret.Name, key)
+	}
+	t := strings.TrimSpace(string(v))
+	if t == "" {
+		return Token{}, fmt.Errorf("secret %s/%s key %q is empty", secret.Namespace, secret.Name, key)
+	}
+	return NewToken(t), nil
 }
 
 // PrefetchSelects reports whether a Model asks to be prefetched on a node

@@ -23,6 +23,7 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
@@ -127,5 +128,23 @@ func TestErrorReason(t *testing.T) {
 		if got := ErrorReason(tt.err); got != tt.want {
 			t.Errorf("%s: ErrorReason = %q, want %q", name, got, tt.want)
 		}
+	}
+}
+
+func TestTokenFromSecret(t *testing.T) {
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "hf"},
+		Data: map[string][]byte{"token": []byte("abc\n"), "blank": []byte(" \n"), "other": []byte("xyz")}}
+	tok, err := TokenFromSecret(s, "")
+	if err != nil || tok.bearer() != "Bearer abc" {
+		t.Errorf("default key: %v, %v", tok, err)
+	}
+	if tok, err := TokenFromSecret(s, "other"); err != nil || tok.bearer() != "Bearer xyz" {
+		t.Errorf("other key: %v", err)
+	}
+	if _, err := TokenFromSecret(s, "missing"); err == nil || !strings.Contains(err.Error(), `secret ns/hf has no key "missing"`) {
+		t.Errorf("missing key: %v", err)
+	}
+	if _, err := TokenFromSecret(s, "blank"); err == nil || !strings.Contains(err.Error(), "is empty") {
+		t.Errorf("blank value: %v", err)
 	}
 }

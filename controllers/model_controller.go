@@ -1,0 +1,514 @@
+/*
+Copyright 2026 The aivm-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
+	"github.com/aivm-dev/aivm-operator/artifact"
+)
+
+// Field indexes the Model reconciler registers on the manager's cache.
+// Other reconcilers may list with them once it is set up.
+const (
+	// IndexModelSHA256 indexes Models by spec.sha256.
+	IndexModelSHA256 = "spec.sha256"
+	// IndexGPUNodeCachedModel indexes GPUNodes by each digest in status.cachedModels.
+	IndexGPUNodeCachedModel = "status.cachedModels"
+	// IndexGPUNodeCacheError indexes GPUNodes by the digest of each entry
+	// in status.modelCacheErrors.
+	IndexGPUNodeCacheError = "status.modelCacheErrors.digest"
+)
+
+// Model source checking.
+const (
+	// DefaultSourceRecheckInterval is how long a successful source check
+	// is trusted before the source is checked again.
+	DefaultSourceRecheckInterval = 10 * time.Minute
+	// DefaultSourceRetryInterval is how soon a failed source check (or
+	// missing credentials) is retried.
+	DefaultSourceRetryInterval = time.Minute
+	// sourceCheckTimeout bounds one source check.
+	sourceCheckTimeout = 30 * time.Second
+	// maxConditionMessage bounds condition messages.
+	maxConditionMessage = 1024
+	// maxListedNodes is how many node names a message lists.
+	maxListedNodes = 5
+)
+
+// reasonInvalidSource: the Model's uri cannot be fetched as written.
+const reasonInvalidSource = "InvalidSource"
+
+// SourceChecker checks that a model source is reachable without
+// downloading it. *artifact.Checker implements it.
+type SourceChecker interface {
+	Check(ctx context.Context, req artifact.Request) (artifact.CheckResult, error)
+}
+
+// ModelReconciler keeps a Model's status current: it validates the spec,
+// checks that the source answers (a HEAD request; file:// sources are
+// checked by the nodes that fetch them), and folds in what node agents
+// report in GPUNode status: which nodes hold the verified bytes
+// (cachedModels) and which fetched bytes that did not match
+// (modelCacheErrors with reason DigestMismatch).
+//
+// Conditions: Verified is True once a node holds the verified bytes, False
+// with DigestMismatch when a node reported other bytes, Unknown before.
+// Ready is True when the source answered or a node holds the bytes, and
+// False with InvalidSource, DigestMismatch, SizeMismatch,
+// CredentialsNotFound or SourceUnreachable otherwise.
+type ModelReconciler struct {
+	client    client.Client
+	apiReader client.Reader
+	recorder  events.EventRecorder
+	checker   SourceChecker
+	clock     clock.PassiveClock
+	recheck   time.Duration
+	retry     time.Duration
+
+	mu     sync.Mutex
+	checks map[types.NamespacedName]sourceCheck
+}
+
+// sourceCheck is a remembered source check, so node heartbeats do not turn
+// into HEAD requests.
+type sourceCheck struct {
+	generation int64
+	at         time.Time
+	result     artifact.CheckResult
+	credErr    error // the credentials Secret or key is missing
+	err        error // the check failed
+}
+
+func (c sourceCheck) failed() bool { return c.err != nil || c.credErr != nil }
+
+// ModelReconcilerOption configures a ModelReconciler.
+type ModelReconcilerOption func(*ModelReconciler)
+
+// WithModelClock sets the clock for condition times and source rechecks.
+func WithModelClock(c clock.PassiveClock) ModelReconcilerOption {
+	return func(r *ModelReconciler) { r.clock = c }
+}
+
+// WithSourceRecheck sets how long a successful source check is trusted and
+// how soon a failed one is retried.
+func WithSourceRecheck(recheck, retry time.Duration) ModelReconcilerOption {
+	return func(r *ModelReconciler) { r.recheck, r.retry = recheck, retry }
+}
+
+// NewModelReconciler returns a ModelReconciler. apiReader reads the
+// credentials Secrets directly from the API server (mgr.GetAPIReader()), so
+// the manager does not cache Secrets.
+func NewModelReconciler(c client.Client, apiReader client.Reader, recorder events.EventRecorder, checker SourceChecker, opts ...ModelReconcilerOption) *ModelReconciler {
+	r := &ModelReconciler{
+		client:    c,
+		apiReader: apiReader,
+		recorder:  recorder,
+		checker:   checker,
+		clock:     clock.RealClock{},
+		recheck:   DefaultSourceRecheckInterval,
+		retry:     DefaultSourceRetryInterval,
+		checks:    map[types.NamespacedName]sourceCheck{},
+	}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
+}
+
+// +kubebuilder:rbac:groups=aivm.dev,resources=models,verbs=get;list;watch
+// +kubebuilder:rbac:groups=aivm.dev,resources=models/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=aivm.dev,resources=gpunodes,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+
+// Reconcile computes a Model's status and patches it when it changed.
+func (r *ModelReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	model := &v1alpha1.Model{}
+	if err := r.client.Get(ctx, req.NamespacedName, model); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.forget(req.NamespacedName)
+		}
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !model.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil // nothing outside the object to clean up
+	}
+	obs, err := r.observe(ctx, model)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	before := model.DeepCopy()
+	r.setStatus(model, obs)
+	if !equality.Semantic.DeepEqual(before.Status, model.Status) {
+		if err := r.client.Status().Patch(ctx, model, client.MergeFrom(before)); err != nil {
+			return ctrl.Result{}, fmt.Errorf("patch model status: %w", err)
+		}
+		r.recordEvents(before, model)
+	}
+	return ctrl.Result{RequeueAfter: obs.nextCheck}, nil
+}
+
+// modelObservation is everything a Model's status is computed from.
+type modelObservation struct {
+	specErr     error
+	cachedNodes []string
+	mismatches  []nodeCacheError
+	check       sourceCheck
+	nextCheck   time.Duration
+}
+
+type nodeCacheError struct {
+	node string
+	v1alpha1.ModelCacheError
+}
+
+func (r *ModelReconciler) observe(ctx context.Context, model *v1alpha1.Model) (modelObservation, error) {
+	var obs modelObservation
+	if _, err := artifact.ParseDigest(model.Spec.SHA256); err != nil {
+		obs.specErr = err
+		return obs, nil
+	}
+	if _, err := artifact.ResolveSource(model.Spec.URI, ""); err != nil {
+		obs.specErr = err
+		return obs, nil
+	}
+	var holding v1alpha1.GPUNodeList
+	if err := r.client.List(ctx, &holding, client.MatchingFields{IndexGPUNodeCachedModel: model.Spec.SHA256}); err != nil {
+		return obs, fmt.Errorf("list nodes holding the model: %w", err)
+	}
+	for _, n := range holding.Items {
+		obs.cachedNodes = append(obs.cachedNodes, n.Name)
+	}
+	slices.Sort(obs.cachedNodes)
+	var failing v1alpha1.GPUNodeList
+	if err := r.client.List(ctx, &failing, client.MatchingFields{IndexGPUNodeCacheError: model.Spec.SHA256}); err != nil {
+		return obs, fmt.Errorf("list nodes reporting cache errors: %w", err)
+	}
+	for _, n := range failing.Items {
+		for _, e := range n.Status.ModelCacheErrors {
+			if e.Digest == model.Spec.SHA256 && e.Reason == v1alpha1.ReasonDigestMismatch {
+				obs.mismatches = append(obs.mismatches, nodeCacheError{node: n.Name, ModelCacheError: e})
+			}
+		}
+	}
+	slices.SortFunc(obs.mismatches, func(a, b nodeCacheError) int { return strings.Compare(a.node, b.node) })
+
+	check, err := r.sourceCheck(ctx, model)
+	if err != nil {
+		return obs, err
+	}
+	obs.check = check
+	interval := r.recheck
+	if check.failed() {
+		interval = r.retry
+	}
+	obs.nextCheck = max(check.at.Add(interval).Sub(r.clock.Now()), time.Second)
+	return obs, nil
+}
+
+// sourceCheck returns the remembered check of the model's source, or
+// checks it when none is remembered for this generation or it is due.
+func (r *ModelReconciler) sourceCheck(ctx context.Context, model *v1alpha1.Model) (sourceCheck, error) {
+	key := client.ObjectKeyFromObject(model)
+	now := r.clock.Now()
+	r.mu.Lock()
+	prev, ok := r.checks[key]
+	r.mu.Unlock()
+	if ok && prev.generation == model.Generation {
+		interval := r.recheck
+		if prev.failed() {
+			interval = r.retry
+		}
+		if now.Before(prev.at.Add(interval)) {
+			return prev, nil
+		}
+	}
+
+	c := sourceCheck{generation: model.Generation, at: now}
+	token, credErr, err := r.token(ctx, model)
+	switch {
+	case err != nil:
+		return c, err
+	case credErr != nil:
+		c.credErr = credErr
+	default:
+		cctx, cancel := context.WithTimeout(ctx, sourceCheckTimeout)
+		c.result, c.err = r.checker.Check(cctx, artifact.ModelRequest(model, token))
+		cancel()
+		ctrl.LoggerFrom(ctx).V(1).Info("Checked model source", "url", c.result.URL, "size", c.result.Size, "failed", c.err != nil)
+	}
+	r.mu.Lock()
+	r.checks[key] = c
+	r.mu.Unlock()
+	return c, nil
+}
+
+// token reads the bearer token the Model's credentials Secret holds.
+// credErr reports a missing Secret or key; err a failure worth a retry.
+func (r *ModelReconciler) token(ctx context.Context, model *v1alpha1.Model) (token artifact.Token, credErr, err error) {
+	ref := model.Spec.CredentialsSecretRef
+	if ref == nil {
+		return artifact.Token{}, nil, nil
+	}
+	secret := &corev1.Secret{}
+	if err := r.apiReader.Get(ctx, types.NamespacedName{Namespace: model.Namespace, Name: ref.Name}, secret); err != nil {
+		if apierrors.IsNotFound(err) {
+			return artifact.Token{}, fmt.Errorf("secret %s/%s not found", model.Namespace, ref.Name), nil
+		}
+		return artifact.Token{}, nil, fmt.Errorf("get credentials secret: %w", err)
+	}
+	t, terr := artifact.TokenFromSecret(secret, ref.Key)
+	return t, terr, nil
+}
+
+func (r *ModelReconciler) forget(key types.NamespacedName) {
+	r.mu.Lock()
+	delete(r.checks, key)
+	r.mu.Unlock()
+}
+
+// setStatus writes the conditions and counts obs implies.
+func (r *ModelReconciler) setStatus(model *v1alpha1.Model, obs modelObservation) {
+	now := metav1.NewTime(r.clock.Now())
+	gen := model.Generation
+	set := func(t string, s metav1.ConditionStatus, reason, msg string) {
+		meta.SetStatusCondition(&model.Status.Conditions, metav1.Condition{
+			Type: t, Status: s, Reason: reason, Message: truncateMessage(msg),
+			ObservedGeneration: gen, LastTransitionTime: now,
+		})
+	}
+	model.Status.ObservedGeneration = gen
+	model.Status.CachedNodes = int32(len(obs.cachedNodes))
+
+	if obs.specErr != nil {
+		set(v1alpha1.ConditionVerified, metav1.ConditionUnknown, v1alpha1.ReasonPendingVerification, "the spec is invalid")
+		set(v1alpha1.ConditionReady, metav1.ConditionFalse, reasonInvalidSource, obs.specErr.Error())
+		return
+	}
+
+	held := len(obs.cachedNodes) > 0
+	nodeLocal := obs.check.result.NodeLocal
+	switch {
+	case held:
+		set(v1alpha1.ConditionVerified, metav1.ConditionTrue, v1alpha1.ReasonVerified,
+			fmt.Sprintf("the verified bytes are cached on %s", nodeList(obs.cachedNodes)))
+	case len(obs.mismatches) > 0:
+		set(v1alpha1.ConditionVerified, metav1.ConditionFalse, v1alpha1.ReasonDigestMismatch, mismatchMessage(obs.mismatches))
+	case nodeLocal:
+		set(v1alpha1.ConditionVerified, metav1.ConditionUnknown, v1alpha1.ReasonPendingVerification,
+			"no node has fetched the bytes yet; file:// sources are checked on the nodes that fetch them")
+	default:
+		set(v1alpha1.ConditionVerified, metav1.ConditionUnknown, v1alpha1.ReasonPendingVerification, "no node has fetched the bytes yet")
+	}
+
+	c := obs.check
+	var sm *artifact.SizeMismatchError
+	switch {
+	case len(obs.mismatches) > 0:
+		set(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonDigestMismatch, mismatchMessage(obs.mismatches))
+	case c.err != nil && errors.As(c.err, &sm):
+		set(v1alpha1.ConditionReady, metav1.ConditionFalse, artifact.ReasonSizeMismatch,
+			fmt.Sprintf("the source announces %d bytes but spec.sizeBytes is %d", sm.Actual, sm.Expected))
+	case c.failed() && held:
+		cause := "source unreachable: " + errString(c.err)
+		if c.credErr != nil {
+			cause = "credentials not found: " + c.credErr.Error()
+		}
+		set(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonVerified,
+			fmt.Sprintf("%s; the verified bytes are still cached on %s", cause, nodeList(obs.cachedNodes)))
+	case c.credErr != nil:
+		set(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonCredentialsNotFound, c.credErr.Error())
+	case c.err != nil:
+		set(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonSourceUnreachable, c.err.Error())
+	case held:
+		set(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonVerified,
+			fmt.Sprintf("the source answers and the verified bytes are cached on %s", nodeList(obs.cachedNodes)))
+	case nodeLocal:
+		set(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonReady,
+			"file:// sources are checked on the nodes that fetch them")
+	default:
+		msg := "the source answers"
+		if c.result.Size >= 0 {
+			msg = fmt.Sprintf("the source answers with %d bytes", c.result.Size)
+		}
+		set(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonSourceReachable, msg)
+	}
+}
+
+// recordEvents emits events for condition changes, after the status is saved.
+func (r *ModelReconciler) recordEvents(before, after *v1alpha1.Model) {
+	if r.recorder == nil {
+		return
+	}
+	oldV := meta.FindStatusCondition(before.Status.Conditions, v1alpha1.ConditionVerified)
+	newV := meta.FindStatusCondition(after.Status.Conditions, v1alpha1.ConditionVerified)
+	if newV != nil && newV.Status == metav1.ConditionTrue && (oldV == nil || oldV.Status != metav1.ConditionTrue) {
+		r.recorder.Eventf(after, nil, corev1.EventTypeNormal, v1alpha1.ReasonVerified, "Verify", "%s", newV.Message)
+	}
+	oldR := meta.FindStatusCondition(before.Status.Conditions, v1alpha1.ConditionReady)
+	newR := meta.FindStatusCondition(after.Status.Conditions, v1alpha1.ConditionReady)
+	if newR == nil || (oldR != nil && oldR.Status == newR.Status && oldR.Reason == newR.Reason) {
+		return
+	}
+	if newR.Status == metav1.ConditionTrue {
+		if oldR != nil && oldR.Status != metav1.ConditionTrue {
+			r.recorder.Eventf(after, nil, corev1.EventTypeNormal, v1alpha1.ReasonReady, "CheckSource", "%s", newR.Message)
+		}
+		return
+	}
+	r.recorder.Eventf(after, nil, corev1.EventTypeWarning, newR.Reason, "CheckSource", "%s", newR.Message)
+}
+
+// SetupWithManager registers the field indexes and watches: Models, and
+// GPUNodes whose cached models or cache errors change.
+func (r *ModelReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	ctx := context.Background()
+	idx := mgr.GetFieldIndexer()
+	if err := idx.IndexField(ctx, &v1alpha1.Model{}, IndexModelSHA256, func(o client.Object) []string {
+		return []string{o.(*v1alpha1.Model).Spec.SHA256}
+	}); err != nil {
+		return fmt.Errorf("index models by sha256: %w", err)
+	}
+	if err := idx.IndexField(ctx, &v1alpha1.GPUNode{}, IndexGPUNodeCachedModel, func(o client.Object) []string {
+		return o.(*v1alpha1.GPUNode).Status.CachedModels
+	}); err != nil {
+		return fmt.Errorf("index gpunodes by cached model: %w", err)
+	}
+	if err := idx.IndexField(ctx, &v1alpha1.GPUNode{}, IndexGPUNodeCacheError, func(o client.Object) []string {
+		var out []string
+		for _, e := range o.(*v1alpha1.GPUNode).Status.ModelCacheErrors {
+			out = append(out, e.Digest)
+		}
+		return out
+	}); err != nil {
+		return fmt.Errorf("index gpunodes by cache error: %w", err)
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&v1alpha1.Model{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&v1alpha1.GPUNode{}, handler.EnqueueRequestsFromMapFunc(r.modelsForGPUNode),
+			builder.WithPredicates(modelCacheChanged())).
+		Named("model").
+		Complete(r)
+}
+
+// modelsForGPUNode maps a GPUNode to the Models whose digests it holds or
+// failed to fetch. For updates it is called with the old and new object,
+// so Models a node stopped holding are reconciled too.
+func (r *ModelReconciler) modelsForGPUNode(ctx context.Context, o client.Object) []reconcile.Request {
+	node, ok := o.(*v1alpha1.GPUNode)
+	if !ok {
+		return nil
+	}
+	digests := slices.Clone(node.Status.CachedModels)
+	for _, e := range node.Status.ModelCacheErrors {
+		digests = append(digests, e.Digest)
+	}
+	slices.Sort(digests)
+	digests = slices.Compact(digests)
+	var reqs []reconcile.Request
+	for _, d := range digests {
+		var models v1alpha1.ModelList
+		if err := r.client.List(ctx, &models, client.MatchingFields{IndexModelSHA256: d}); err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "Could not list models for node", "gpuNode", klog.KObj(node))
+			continue
+		}
+		for _, m := range models.Items {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&m)})
+		}
+	}
+	return reqs
+}
+
+// modelCacheChanged passes GPUNode events that can change a Model's
+// status: creation, deletion, and updates of the cache lists (not
+// heartbeats or GPU metrics).
+func modelCacheChanged() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, ok1 := e.ObjectOld.(*v1alpha1.GPUNode)
+			n, ok2 := e.ObjectNew.(*v1alpha1.GPUNode)
+			if !ok1 || !ok2 {
+				return true
+			}
+			return !equality.Semantic.DeepEqual(o.Status.CachedModels, n.Status.CachedModels) ||
+				!equality.Semantic.DeepEqual(o.Status.ModelCacheErrors, n.Status.ModelCacheErrors)
+		},
+	}
+}
+
+func mismatchMessage(ms []nodeCacheError) string {
+	m := ms[0]
+	msg := fmt.Sprintf("node %s fetched bytes whose sha256 differs from spec.sha256; nothing runs on them", m.node)
+	if m.Message != "" {
+		msg += ": " + m.Message
+	}
+	if len(ms) > 1 {
+		msg += fmt.Sprintf(" (%d nodes reported a mismatch)", len(ms))
+	}
+	return msg
+}
+
+// nodeList renders node names for a message: "node a", "nodes a, b" or
+// "7 nodes (a, b, c, d, e, ...)".
+func nodeList(nodes []string) string {
+	switch {
+	case len(nodes) == 1:
+		return "node " + nodes[0]
+	case len(nodes) <= maxListedNodes:
+		return "nodes " + strings.Join(nodes, ", ")
+	default:
+		return fmt.Sprintf("%d nodes (%s, ...)", len(nodes), strings.Join(nodes[:maxListedNodes], ", "))
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func truncateMessage(s string) string {
+	if len(s) <= maxConditionMessage {
+		return s
+	}
+	return s[:maxConditionMessage-3] + "..."
+}

@@ -1,0 +1,413 @@
+/*
+Copyright 2026 The aivm-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
+	"github.com/aivm-dev/aivm-operator/artifact"
+)
+
+// modelServer serves random weights at /weights and counts requests by
+// method. Its behaviour can be switched while a test runs.
+type modelServer struct {
+	*httptest.Server
+	data   []byte
+	digest string
+	status atomic.Int32 // 0: serve the bytes; else answer with this status
+	token  string       // when set, required as a bearer token
+	gets   atomic.Int32
+	heads  atomic.Int32
+}
+
+func newModelServer(t *testing.T, token string) *modelServer {
+	t.Helper()
+	s := &modelServer{data: make([]byte, 4096), token: token}
+	_, _ = rand.Read(s.data)
+	sum := sha256.Sum256(s.data)
+	s.digest = hex.EncodeToString(sum[:])
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			s.heads.Add(1)
+		} else {
+			s.gets.Add(1)
+		}
+		if code := s.status.Load(); code != 0 {
+			http.Error(w, "unavailable", int(code))
+			return
+		}
+		if s.token != "" && r.Header.Get("Authorization") != "Bearer "+s.token {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		http.ServeContent(w, r, "weights", time.Unix(1700000000, 0), bytes.NewReader(s.data))
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func randomDigest() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// startModelController starts a manager running the Model reconciler with
+// a short retry for failed source checks.
+func startModelController(t *testing.T, extra ...func(ctrl.Manager) error) {
+	t.Helper()
+	checker, err := artifact.NewChecker()
+	if err != nil {
+		t.Fatal(err)
+	}
+	setup := func(mgr ctrl.Manager) error {
+		return NewModelReconciler(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetEventRecorder("model-controller"), checker,
+			WithSourceRecheck(DefaultSourceRecheckInterval, 100*time.Millisecond)).SetupWithManager(mgr)
+	}
+	startManager(t, append([]func(ctrl.Manager) error{setup}, extra...)...)
+}
+
+func newModel(ns, name, uri, digest string) *v1alpha1.Model {
+	return &v1alpha1.Model{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: v1alpha1.ModelSpec{
+			URI:       uri,
+			SHA256:    digest,
+			Format:    v1alpha1.ModelFormatGGUF,
+			GPUMemory: resource.MustParse("8Gi"),
+		},
+	}
+}
+
+func create(t *testing.T, obj client.Object) {
+	t.Helper()
+	if err := k8sClient.Create(context.Background(), obj); err != nil {
+		t.Fatalf("create %T %s: %v", obj, obj.GetName(), err)
+	}
+}
+
+// setGPUNodeCache creates (or updates) the GPUNode name with the given
+// cached digests and cache errors, as a node agent would.
+func setGPUNodeCache(t *testing.T, name string, cached []string, errs ...v1alpha1.ModelCacheError) {
+	t.Helper()
+	ctx := context.Background()
+	node := &v1alpha1.GPUNode{}
+	err := k8sClient.Get(ctx, client.ObjectKey{Name: name}, node)
+	if apierrors.IsNotFound(err) {
+		node = &v1alpha1.GPUNode{ObjectMeta: metav1.ObjectMeta{Name: name}}
+		if err := k8sClient.Create(ctx, node); err != nil {
+			t.Fatalf("create gpunode: %v", err)
+		}
+		t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), node) })
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	node.Status.CachedModels = cached
+	node.Status.ModelCacheErrors = errs
+	if err := k8sClient.Status().Update(ctx, node); err != nil {
+		t.Fatalf("update gpunode status: %v", err)
+	}
+}
+
+// waitModel waits until the Model's status, computed for its current
+// generation, satisfies check.
+func waitModel(t *testing.T, ns, name string, check func(m *v1alpha1.Model) error) *v1alpha1.Model {
+	t.Helper()
+	m := &v1alpha1.Model{}
+	eventually(t, func() error {
+		if err := k8sClient.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, m); err != nil {
+			return err
+		}
+		if m.Status.ObservedGeneration != m.Generation {
+			return fmt.Errorf("status is for generation %d, object is at %d", m.Status.ObservedGeneration, m.Generation)
+		}
+		return check(m)
+	})
+	return m
+}
+
+// hasCondition returns a check that the condition has the status and reason.
+func hasCondition(typ string, status metav1.ConditionStatus, reason string) func([]metav1.Condition) error {
+	return func(conds []metav1.Condition) error {
+		c := meta.FindStatusCondition(conds, typ)
+		if c == nil {
+			return fmt.Errorf("no %s condition", typ)
+		}
+		if c.Status != status || c.Reason != reason {
+			return fmt.Errorf("%s = %s/%s (%s), want %s/%s", typ, c.Status, c.Reason, c.Message, status, reason)
+		}
+		return nil
+	}
+}
+
+func modelIs(verified, ready func([]metav1.Condition) error, cachedNodes int32) func(*v1alpha1.Model) error {
+	return func(m *v1alpha1.Model) error {
+		for _, check := range []func([]metav1.Condition) error{verified, ready} {
+			if check == nil {
+				continue
+			}
+			if err := check(m.Status.Conditions); err != nil {
+				return err
+			}
+		}
+		if m.Status.CachedNodes != cachedNodes {
+			return fmt.Errorf("cachedNodes = %d, want %d", m.Status.CachedNodes, cachedNodes)
+		}
+		return nil
+	}
+}
+
+func TestModelReadinessFollowsSourceAndNodes(t *testing.T) {
+	startModelController(t)
+	ns := newNamespace(t)
+	srv := newModelServer(t, "")
+	create(t, newModel(ns, "llama", srv.URL+"/weights", srv.digest))
+
+	pending := hasCondition(v1alpha1.ConditionVerified, metav1.ConditionUnknown, v1alpha1.ReasonPendingVerification)
+	m := waitModel(t, ns, "llama", modelIs(pending,
+		hasCondition(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonSourceReachable), 0))
+	for _, c := range m.Status.Conditions {
+		if c.ObservedGeneration != m.Generation {
+			t.Errorf("condition %s observedGeneration = %d, want %d", c.Type, c.ObservedGeneration, m.Generation)
+		}
+	}
+	if srv.gets.Load() != 0 || srv.heads.Load() == 0 {
+		t.Errorf("controller made %d GET and %d HEAD requests; want HEAD only", srv.gets.Load(), srv.heads.Load())
+	}
+
+	// A node agent reports the verified bytes in its cache.
+	nodeA, nodeB := "model-a-"+ns, "model-b-"+ns
+	setGPUNodeCache(t, nodeA, []string{srv.digest, randomDigest()})
+	verified := hasCondition(v1alpha1.ConditionVerified, metav1.ConditionTrue, v1alpha1.ReasonVerified)
+	waitModel(t, ns, "llama", modelIs(verified, hasCondition(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonVerified), 1))
+	setGPUNodeCache(t, nodeB, []string{srv.digest})
+	waitModel(t, ns, "llama", modelIs(verified, nil, 2))
+
+	// Node B evicts it: the count follows.
+	setGPUNodeCache(t, nodeB, nil)
+	waitModel(t, ns, "llama", modelIs(verified, nil, 1))
+
+	// Node B fetches bytes that do not match: not ready, though A's bytes
+	// are verified.
+	setGPUNodeCache(t, nodeB, nil, v1alpha1.ModelCacheError{Digest: srv.digest, Reason: v1alpha1.ReasonDigestMismatch,
+		Message: "sha256 mismatch: expected " + srv.digest + ", got " + strings.Repeat("0", 64)})
+	mismatch := hasCondition(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonDigestMismatch)
+	m = waitModel(t, ns, "llama", modelIs(verified, mismatch, 1))
+	if msg := meta.FindStatusCondition(m.Status.Conditions, v1alpha1.ConditionReady).Message; !strings.Contains(msg, nodeB) {
+		t.Errorf("mismatch message does not name the node: %q", msg)
+	}
+
+	// Node A evicts too: nothing verified, and the mismatch stands.
+	setGPUNodeCache(t, nodeA, nil)
+	waitModel(t, ns, "llama", modelIs(hasCondition(v1alpha1.ConditionVerified, metav1.ConditionFalse, v1alpha1.ReasonDigestMismatch), mismatch, 0))
+	waitEvent(t, ns, "llama", corev1.EventTypeWarning, v1alpha1.ReasonDigestMismatch)
+
+	// The node's error clears (a good fetch): ready again.
+	setGPUNodeCache(t, nodeB, []string{srv.digest})
+	waitModel(t, ns, "llama", modelIs(verified, hasCondition(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonVerified), 1))
+	waitEvent(t, ns, "llama", corev1.EventTypeNormal, v1alpha1.ReasonVerified)
+}
+
+func TestModelSourceUnreachableThenRecovers(t *testing.T) {
+	startModelController(t)
+	ns := newNamespace(t)
+	srv := newModelServer(t, "")
+	srv.status.Store(http.StatusNotFound)
+	create(t, newModel(ns, "m", srv.URL+"/weights", srv.digest))
+	unreachable := hasCondition(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonSourceUnreachable)
+	m := waitModel(t, ns, "m", modelIs(nil, unreachable, 0))
+	if msg := meta.FindStatusCondition(m.Status.Conditions, v1alpha1.ConditionReady).Message; !strings.Contains(msg, "404") {
+		t.Errorf("message does not give the status: %q", msg)
+	}
+	waitEvent(t, ns, "m", corev1.EventTypeWarning, v1alpha1.ReasonSourceUnreachable)
+
+	// The source comes back; the failed check is retried.
+	srv.status.Store(0)
+	waitModel(t, ns, "m", modelIs(nil, hasCondition(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonSourceReachable), 0))
+
+	// Down again, but a node holds the bytes: still ready, and the message says why.
+	setGPUNodeCache(t, "model-unreach-"+ns, []string{srv.digest})
+	srv.status.Store(http.StatusBadGateway)
+	// A spec change forces a new check.
+	patchSpec(t, &v1alpha1.Model{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "m"}}, func(m *v1alpha1.Model) {
+		m.Spec.SizeBytes = ptr.To(int64(len(srv.data)))
+	})
+	m = waitModel(t, ns, "m", modelIs(nil, hasCondition(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonVerified), 1))
+	if msg := meta.FindStatusCondition(m.Status.Conditions, v1alpha1.ConditionReady).Message; !strings.Contains(msg, "source unreachable") {
+		t.Errorf("message hides the unreachable source: %q", msg)
+	}
+}
+
+func TestModelCredentials(t *testing.T) {
+	const token = "hf_tokenSECRET123"
+	startModelController(t)
+	ns := newNamespace(t)
+	srv := newModelServer(t, token)
+	m := newModel(ns, "private", srv.URL+"/weights", srv.digest)
+	m.Spec.CredentialsSecretRef = &v1alpha1.SecretKeyReference{Name: "hf", Key: "token"}
+	create(t, m)
+	creds := hasCondition(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonCredentialsNotFound)
+	got := waitModel(t, ns, "private", modelIs(nil, creds, 0))
+	if msg := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionReady).Message; !strings.Contains(msg, "secret "+ns+"/hf not found") {
+		t.Errorf("message = %q", msg)
+	}
+
+	// The Secret appears with the wrong key, then gets the right one.
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hf"}, Data: map[string][]byte{"other": []byte(token)}}
+	create(t, secret)
+	waitModel(t, ns, "private", modelIs(nil, func(c []metav1.Condition) error {
+		if err := creds(c); err != nil {
+			return err
+		}
+		if msg := meta.FindStatusCondition(c, v1alpha1.ConditionReady).Message; !strings.Contains(msg, `has no key "token"`) {
+			return fmt.Errorf("message = %q", msg)
+		}
+		return nil
+	}, 0))
+	secret.Data = map[string][]byte{"token": []byte(token + "\n")}
+	if err := k8sClient.Update(context.Background(), secret); err != nil {
+		t.Fatal(err)
+	}
+	waitModel(t, ns, "private", modelIs(nil, hasCondition(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonSourceReachable), 0))
+
+	// A wrong token: the 401 is reported, the token is not. A successful
+	// check is trusted for the recheck interval; the spec change makes the
+	// controller check again now.
+	secret.Data = map[string][]byte{"token": []byte("wrong-" + token)}
+	if err := k8sClient.Update(context.Background(), secret); err != nil {
+		t.Fatal(err)
+	}
+	patchSpec(t, &v1alpha1.Model{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "private"}}, func(m *v1alpha1.Model) {
+		m.Spec.SizeBytes = ptr.To(int64(len(srv.data)))
+	})
+	got = waitModel(t, ns, "private", modelIs(nil, hasCondition(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonSourceUnreachable), 0))
+	if msg := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionReady).Message; !strings.Contains(msg, "401") {
+		t.Errorf("message does not give the status: %q", msg)
+	}
+	for _, c := range got.Status.Conditions {
+		if strings.Contains(c.Message, token) {
+			t.Errorf("condition %s leaks the token: %q", c.Type, c.Message)
+		}
+	}
+	var evs eventsv1.EventList
+	if err := k8sClient.List(context.Background(), &evs, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs.Items {
+		if strings.Contains(e.Note, token) {
+			t.Errorf("event %s leaks the token: %q", e.Reason, e.Note)
+		}
+	}
+}
+
+func TestModelFileSourceAndSizeMismatch(t *testing.T) {
+	startModelController(t)
+	ns := newNamespace(t)
+	create(t, newModel(ns, "local", "file:///var/lib/models/llama.gguf", randomDigest()))
+	m := waitModel(t, ns, "local", modelIs(
+		hasCondition(v1alpha1.ConditionVerified, metav1.ConditionUnknown, v1alpha1.ReasonPendingVerification),
+		hasCondition(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonReady), 0))
+	if msg := meta.FindStatusCondition(m.Status.Conditions, v1alpha1.ConditionReady).Message; !strings.Contains(msg, "checked on the nodes") {
+		t.Errorf("file source message = %q", msg)
+	}
+
+	srv := newModelServer(t, "")
+	sized := newModel(ns, "sized", srv.URL+"/weights", srv.digest)
+	sized.Spec.SizeBytes = ptr.To(int64(len(srv.data) + 1))
+	create(t, sized)
+	m = waitModel(t, ns, "sized", modelIs(nil, hasCondition(v1alpha1.ConditionReady, metav1.ConditionFalse, artifact.ReasonSizeMismatch), 0))
+	want := fmt.Sprintf("announces %d bytes but spec.sizeBytes is %d", len(srv.data), len(srv.data)+1)
+	if msg := meta.FindStatusCondition(m.Status.Conditions, v1alpha1.ConditionReady).Message; !strings.Contains(msg, want) {
+		t.Errorf("size message = %q, want containing %q", msg, want)
+	}
+
+	bad := newModel(ns, "creds-in-uri", "https://user:pass@example.invalid/w", randomDigest())
+	create(t, bad)
+	m = waitModel(t, ns, "creds-in-uri", modelIs(nil, hasCondition(v1alpha1.ConditionReady, metav1.ConditionFalse, reasonInvalidSource), 0))
+	if msg := meta.FindStatusCondition(m.Status.Conditions, v1alpha1.ConditionReady).Message; strings.Contains(msg, "pass") {
+		t.Errorf("message leaks the password: %q", msg)
+	}
+}
+
+// TestModelHeartbeatsDoNotRecheck checks that GPUNode updates that do not
+// touch the cache lists cause no source requests.
+func TestModelHeartbeatsDoNotRecheck(t *testing.T) {
+	startModelController(t)
+	ns := newNamespace(t)
+	srv := newModelServer(t, "")
+	create(t, newModel(ns, "m", srv.URL+"/weights", srv.digest))
+	node := "model-hb-" + ns
+	setGPUNodeCache(t, node, []string{srv.digest})
+	waitModel(t, ns, "m", modelIs(nil, hasCondition(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonVerified), 1))
+	heads := srv.heads.Load()
+	for i := range 5 {
+		gn := &v1alpha1.GPUNode{}
+		if err := k8sClient.Get(context.Background(), client.ObjectKey{Name: node}, gn); err != nil {
+			t.Fatal(err)
+		}
+		gn.Status.HeartbeatTime = ptr.To(metav1.NewTime(time.Unix(int64(1700000000+i), 0)))
+		if err := k8sClient.Status().Update(context.Background(), gn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A cache change after the heartbeats is seen; by then the heartbeats
+	// have been processed, in order, by the same watch.
+	setGPUNodeCache(t, node, nil)
+	waitModel(t, ns, "m", modelIs(nil, nil, 0))
+	if got := srv.heads.Load(); got != heads {
+		t.Errorf("source checked %d more times after node updates; want 0", got-heads)
+	}
+}
+
+// waitEvent waits for an event about the named object with the type and reason.
+func waitEvent(t *testing.T, ns, name, typ, reason string) {
+	t.Helper()
+	eventually(t, func() error {
+		var evs eventsv1.EventList
+		if err := k8sClient.List(context.Background(), &evs, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		for _, e := range evs.Items {
+			if e.Regarding.Name == name && e.Type == typ && e.Reason == reason {
+				return nil
+			}
+		}
+		return fmt.Errorf("no %s event %s for %s among %d events", typ, reason, name, len(evs.Items))
+	})
+}
