@@ -2,11 +2,11 @@ package chainclient
 
 import (
 	"context"
-	"errors"
 	"regexp"
 	"strconv"
 
 	"github.com/aivm-dev/aivm-operator/chain-client/aivmv1"
+	"github.com/aivm-dev/aivm-operator/chain-client/rpc"
 )
 
 // Cosmos SDK error codes (codespace "sdk") the client tells apart.
@@ -18,6 +18,7 @@ const (
 	CodeInsufficientFee   = 13
 	CodeInvalidRequest    = 18
 	CodeTxInMempoolCache  = 19
+	CodeMempoolFull       = 20
 	CodeTxTooLarge        = 21
 	CodeWrongSequence     = 32
 	CodeNotFound          = 38
@@ -28,46 +29,19 @@ const CodespaceSDK = "sdk"
 
 // ErrAccountNotFound is returned (wrapped) by Chain.Account when the chain
 // has no account for the address: it has never been funded.
-var ErrAccountNotFound = errors.New("account not found")
+var ErrAccountNotFound = rpc.ErrAccountNotFound
 
-// BroadcastResult is a node's answer to broadcast_tx_sync: the CheckTx
-// outcome.
-type BroadcastResult struct {
-	// Code is the ABCI result code; 0 means accepted into the mempool.
-	Code uint32
-	// Codespace qualifies Code.
-	Codespace string
-	// Log is the node's message.
-	Log string
-	// Hash is the transaction hash the node computed.
-	Hash string
-}
-
-// TxResult is the outcome of a transaction looked up by hash.
-type TxResult struct {
-	// Found is false while no block holds the transaction.
-	Found bool
-	// Height is the block that included it.
-	Height int64
-	// Code is its FinalizeBlock result code; 0 means success.
-	Code uint32
-	// Codespace qualifies Code.
-	Codespace string
-	// Log is the chain's message.
-	Log string
-}
-
-// Chain is what the client needs from a CometBFT RPC endpoint. The rpc
-// package's client satisfies it through NewRPCChain.
+// Chain is what the client needs from a CometBFT RPC endpoint;
+// *rpc.Client satisfies it.
 type Chain interface {
 	// Account returns the account number and next sequence of address, or an
 	// error wrapping ErrAccountNotFound.
 	Account(ctx context.Context, address string) (accountNumber, sequence uint64, err error)
 	// BroadcastSync submits signed transaction bytes and returns the CheckTx
 	// outcome (never waiting for a block).
-	BroadcastSync(ctx context.Context, txBytes []byte) (BroadcastResult, error)
+	BroadcastSync(ctx context.Context, txBytes []byte) (rpc.BroadcastResult, error)
 	// Tx looks a transaction up by its hash.
-	Tx(ctx context.Context, hash string) (TxResult, error)
+	Tx(ctx context.Context, hash string) (rpc.TxResult, error)
 	// Provider returns the provider registered under address, or nil when
 	// there is none.
 	Provider(ctx context.Context, address string) (*aivmv1.Provider, error)
@@ -110,10 +84,13 @@ const (
 	outcomeRejected
 )
 
-// CodeProviderNotRegistered is the devnet module's code (codespace "aivm")
-// for results from a provider that is not registered or whose registration
-// has expired.
-const CodeProviderNotRegistered = 3
+// Codes of the aivm module (codespace "aivm") that ask for a registration.
+const (
+	// CodeProviderNotRegistered: results from an unknown provider.
+	CodeProviderNotRegistered = 3
+	// CodeProviderExpired: results from a provider whose registration expired.
+	CodeProviderExpired = 4
+)
 
 func classify(code uint32, codespace string) outcome {
 	switch {
@@ -125,10 +102,10 @@ func classify(code uint32, codespace string) outcome {
 			return outcomeAccepted
 		case CodeWrongSequence:
 			return outcomeWrongSequence
-		case CodeInsufficientFunds, CodeInsufficientFee:
+		case CodeInsufficientFunds, CodeInsufficientFee, CodeMempoolFull:
 			return outcomeRetryLater
 		}
-	case codespace == aivmv1.Codespace && code == CodeProviderNotRegistered:
+	case codespace == aivmv1.Codespace && (code == CodeProviderNotRegistered || code == CodeProviderExpired):
 		return outcomeNotRegistered
 	}
 	return outcomeRejected

@@ -59,7 +59,8 @@ const (
 	DefaultMaxBackoff        = 30 * time.Second
 	DefaultGasPrice          = 0.025
 	DefaultFeeDenom          = "unes"
-	DefaultGasBase           = 100_000
+	DefaultGasBase           = 50_000
+	DefaultGasPerByte        = 10
 	DefaultGasPerResult      = 2_000
 )
 
@@ -101,9 +102,9 @@ type Options struct {
 	GasPrice float64
 	// FeeDenom is the fee denomination (default "unes").
 	FeeDenom string
-	// GasBase and GasPerResult give a transaction's gas limit:
-	// GasBase + GasPerResult * results.
-	GasBase, GasPerResult uint64
+	// GasBase, GasPerByte and GasPerResult give a transaction's gas limit:
+	// GasBase + GasPerByte * transaction size + GasPerResult * results.
+	GasBase, GasPerByte, GasPerResult uint64
 
 	// Registration, when set, is registered at start (its Provider field is
 	// filled in) and renewed RenewBeforeBlocks before it expires.
@@ -192,6 +193,7 @@ func New(opts Options) (*Client, error) {
 	setDefault(&opts.GasPrice, DefaultGasPrice)
 	setDefault(&opts.FeeDenom, DefaultFeeDenom)
 	setDefault(&opts.GasBase, DefaultGasBase)
+	setDefault(&opts.GasPerByte, DefaultGasPerByte)
 	setDefault(&opts.GasPerResult, DefaultGasPerResult)
 	setDefault(&opts.RenewBeforeBlocks, DefaultRenewBeforeBlocks)
 	if opts.Clock == nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/aivm-dev/aivm-operator/chain-client/aivmv1"
 	"github.com/aivm-dev/aivm-operator/chain-client/merkle"
 	"github.com/aivm-dev/aivm-operator/chain-client/outbox"
+	"github.com/aivm-dev/aivm-operator/chain-client/rpc"
 	"github.com/aivm-dev/aivm-operator/chain-client/tx"
 )
 
@@ -259,7 +260,7 @@ func (l *loop) confirmOne(ctx context.Context, f *flight) (done bool, err error)
 }
 
 // settleIncluded handles a transaction found in a block.
-func (l *loop) settleIncluded(ctx context.Context, f *flight, res TxResult) error {
+func (l *loop) settleIncluded(ctx context.Context, f *flight, res rpc.TxResult) error {
 	if f.uids == nil {
 		return l.settleRegistration(ctx, f, res.Code, res.Codespace, res.Log)
 	}
@@ -406,7 +407,8 @@ func (l *loop) settleRegistration(ctx context.Context, f *flight, code uint32, c
 // sign builds and signs a transaction with the next sequence (not yet
 // consumed: the caller advances nextSeq once the bytes may be out).
 func (l *loop) sign(msg proto.Message, results int) (*flight, error) {
-	gas := l.o.GasBase + l.o.GasPerResult*uint64(results)
+	size := uint64(proto.Size(msg) + txOverhead)
+	gas := l.o.GasBase + l.o.GasPerByte*size + l.o.GasPerResult*uint64(results)
 	fee := uint64(math.Ceil(float64(gas) * l.o.GasPrice))
 	txBytes, hash, err := tx.BuildAndSign(tx.SignInput{
 		Key:           l.o.Key,
@@ -505,17 +507,23 @@ func (l *loop) buildBatch(entries []outbox.Entry) (*flight, error) {
 		leaves = append(leaves, e.Leaf)
 		uids = append(uids, e.UID)
 	}
-	root, err := merkle.Root(leaves)
-	if err != nil {
-		return nil, err
-	}
-	msg.MerkleRoot = root[:]
-	f, err := l.sign(msg, len(uids))
-	if err != nil {
-		return nil, err
-	}
-	if len(f.txBytes) > l.o.MaxTxBytes && len(uids) > 1 {
-		return nil, fmt.Errorf("batch of %d results is %d bytes, above MaxTxBytes %d", len(uids), len(f.txBytes), l.o.MaxTxBytes)
+	var f *flight
+	var root merkle.Hash
+	for {
+		var err error
+		if root, err = merkle.Root(leaves); err != nil {
+			return nil, err
+		}
+		msg.MerkleRoot = root[:]
+		if f, err = l.sign(msg, len(uids)); err != nil {
+			return nil, err
+		}
+		if len(f.txBytes) <= l.o.MaxTxBytes || len(uids) == 1 {
+			break
+		}
+		// The estimate fell short: drop the newer half and sign again.
+		n := len(uids) / 2
+		msg.Results, leaves, uids = msg.Results[:n], leaves[:n], uids[:n]
 	}
 	f.uids = uids
 	if err := l.o.Outbox.MarkBatched(outbox.Batch{TxHash: f.hash, TxBytes: f.txBytes, Sequence: f.seq, UIDs: uids, Root: root}); err != nil {

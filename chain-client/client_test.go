@@ -1,0 +1,404 @@
+package chainclient_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	cmthttp "github.com/cometbft/cometbft/rpc/client/http"
+	"google.golang.org/protobuf/proto"
+
+	chainclient "github.com/aivm-dev/aivm-operator/chain-client"
+	"github.com/aivm-dev/aivm-operator/chain-client/aivmv1"
+	"github.com/aivm-dev/aivm-operator/chain-client/devnet"
+	"github.com/aivm-dev/aivm-operator/chain-client/merkle"
+	"github.com/aivm-dev/aivm-operator/chain-client/outbox"
+	"github.com/aivm-dev/aivm-operator/chain-client/rpc"
+	"github.com/aivm-dev/aivm-operator/chain-client/tx"
+)
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// checkOnChain asserts that every record is stored on chain as committed in
+// the outbox, with a proof that verifies against the stored root.
+func checkOnChain(t *testing.T, env *chainEnv, r *reporter, recs []*aivmv1.ResultRecord) {
+	t.Helper()
+	ctx := ctxT(t)
+	for _, rec := range recs {
+		e, err := r.client.Get(rec.GetJobUid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.State != outbox.StateCommitted {
+			t.Fatalf("job %s is %s (code %d %s: %s), want Committed", e.UID, e.State, e.Code, e.Codespace, e.Log)
+		}
+		stored, err := env.rpc.Result(ctx, rec.GetJobUid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stored == nil {
+			t.Fatalf("job %s is not on chain", rec.GetJobUid())
+		}
+		if !proto.Equal(stored.GetResult(), rec) {
+			t.Fatalf("job %s: chain holds %v, want %v", rec.GetJobUid(), stored.GetResult(), rec)
+		}
+		if stored.GetTxHash() != e.TxHash || stored.GetHeight() != e.Height || stored.GetIndex() != uint32(e.Proof.LeafIndex) {
+			t.Fatalf("job %s: chain has tx %s height %d index %d, outbox has %s %d %d", e.UID,
+				stored.GetTxHash(), stored.GetHeight(), stored.GetIndex(), e.TxHash, e.Height, e.Proof.LeafIndex)
+		}
+		root, err := merkle.HashFromBytes(stored.GetMerkleRoot())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := merkle.Verify(e.Leaf, *e.Proof, root); err != nil {
+			t.Fatalf("job %s: proof against the chain's root: %v", e.UID, err)
+		}
+	}
+}
+
+// countInBlocks walks every block and counts, per job UID, the results in
+// successfully executed MsgSubmitResults transactions.
+func countInBlocks(t *testing.T, env *chainEnv) map[string]int {
+	t.Helper()
+	ctx := ctxT(t)
+	c, err := cmthttp.New(env.node.RPCURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	height, err := env.rpc.Height(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int{}
+	for h := int64(1); h <= height; h++ {
+		hh := h
+		block, err := c.Block(ctx, &hh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(block.Block.Txs) == 0 {
+			continue
+		}
+		results, err := c.BlockResults(ctx, &hh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, raw := range block.Block.Txs {
+			if results.TxResults[i].Code != 0 {
+				continue
+			}
+			d, err := tx.Decode(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			msgs, err := d.Msgs()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range msgs {
+				if sub, ok := m.(*aivmv1.MsgSubmitResults); ok {
+					for _, r := range sub.GetResults() {
+						counts[r.GetJobUid()]++
+					}
+				}
+			}
+		}
+	}
+	return counts
+}
+
+func checkExactlyOnce(t *testing.T, env *chainEnv, uids []string) {
+	t.Helper()
+	counts := countInBlocks(t, env)
+	for _, u := range uids {
+		if counts[u] != 1 {
+			t.Errorf("job %s is in %d committed transactions, want 1", u, counts[u])
+		}
+	}
+	if len(counts) != len(uids) {
+		t.Errorf("chain holds %d distinct results, want %d", len(counts), len(uids))
+	}
+}
+
+func TestResultsCommittedAndQueryable(t *testing.T) {
+	k := keyFor(t, "committed")
+	env := startChain(t, devnet.Config{Accounts: map[string]uint64{addrOf(t, k): testFunds}})
+	r := startReporter(t, env, k, t.TempDir(), nil)
+
+	recs := records("job", 0, 250)
+	if err := r.client.Enqueue(ctxT(t), recs[:120]...); err != nil {
+		t.Fatal(err)
+	}
+	// Enqueueing again, with overlap, adds nothing twice.
+	if err := r.client.Enqueue(ctxT(t), recs[100:]...); err != nil {
+		t.Fatal(err)
+	}
+	r.events.waitFinal(t, uidsOf(recs))
+	checkOnChain(t, env, r, recs)
+	checkExactlyOnce(t, env, uidsOf(recs))
+
+	p, err := env.rpc.Provider(ctxT(t), r.client.Address())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := registration()
+	want.Provider = r.client.Address()
+	if p == nil || !proto.Equal(p.GetRegistration(), want) {
+		t.Fatalf("provider on chain = %v, want registration %v", p, want)
+	}
+	// Batches hold at most MaxBatchResults results.
+	txs := map[string]int{}
+	for _, rec := range recs {
+		e, _ := r.client.Get(rec.GetJobUid())
+		txs[e.TxHash]++
+	}
+	for h, n := range txs {
+		if n > 100 {
+			t.Errorf("tx %s carries %d results, more than MaxBatchResults 100", h, n)
+		}
+	}
+	if r.client.ChainError() != nil {
+		t.Errorf("ChainError = %v on a healthy chain", r.client.ChainError())
+	}
+}
+
+func TestInvalidRecordIsRefusedAndNothingStored(t *testing.T) {
+	k := keyFor(t, "invalid")
+	env := startChain(t, devnet.Config{Accounts: map[string]uint64{addrOf(t, k): testFunds}})
+	r := startReporter(t, env, k, t.TempDir(), nil)
+	bad := record("bad")
+	bad.OutputDigest = "not-a-digest"
+	if err := r.client.Enqueue(ctxT(t), record("good"), bad); err == nil {
+		t.Fatal("invalid record enqueued")
+	}
+	if _, err := r.client.Get("good"); !errors.Is(err, outbox.ErrNotFound) {
+		t.Fatalf("valid record of a refused call was stored: %v", err)
+	}
+}
+
+// TestSequenceMismatchRecovered has a second signer with the same key use
+// sequences behind the client's back; the client's next batch is refused
+// with "account sequence mismatch", and it re-syncs and sends again.
+func TestSequenceMismatchRecovered(t *testing.T) {
+	k := keyFor(t, "sequence")
+	env := startChain(t, devnet.Config{Accounts: map[string]uint64{addrOf(t, k): testFunds}})
+	r := startReporter(t, env, k, t.TempDir(), nil)
+	first := records("first", 0, 30)
+	if err := r.client.Enqueue(ctxT(t), first...); err != nil {
+		t.Fatal(err)
+	}
+	r.events.waitFinal(t, uidsOf(first))
+
+	// The other signer: three registrations with the next sequences.
+	ctx := ctxT(t)
+	num, seq, err := env.rpc.Account(ctx, addrOf(t, k))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last string
+	for i := range uint64(3) {
+		msg := registration()
+		msg.Provider = addrOf(t, k)
+		msg.Moniker = "other-signer"
+		raw, hash, err := tx.BuildAndSign(tx.SignInput{Key: k, ChainID: env.node.ChainID(), AccountNumber: num,
+			Sequence: seq + i, Msgs: []proto.Message{msg}, FeeAmount: 10_000, FeeDenom: "unes", GasLimit: 400_000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		br, err := env.rpc.BroadcastSync(ctx, raw)
+		if err != nil || br.Code != 0 {
+			t.Fatalf("other signer's tx: %+v, %v", br, err)
+		}
+		last = hash
+	}
+	if res, err := env.rpc.WaitForTx(ctx, last, 20*time.Millisecond); err != nil || res.Code != 0 {
+		t.Fatalf("other signer's last tx: %+v, %v", res, err)
+	}
+
+	second := records("second", 0, 30)
+	if err := r.client.Enqueue(ctxT(t), second...); err != nil {
+		t.Fatal(err)
+	}
+	r.events.waitFinal(t, uidsOf(second))
+	checkOnChain(t, env, r, append(first, second...))
+	requeued := 0
+	for _, rec := range second {
+		e, _ := r.client.Get(rec.GetJobUid())
+		requeued += e.Requeues
+	}
+	if requeued == 0 {
+		t.Fatal("no result was re-signed: the sequence mismatch path did not run")
+	}
+	checkExactlyOnce(t, env, uidsOf(append(first, second...)))
+}
+
+// TestChainOutageDrains stops the devnet while results keep coming, then
+// restarts it: the outbox drains, nothing lost, nothing twice.
+func TestChainOutageDrains(t *testing.T) {
+	k := keyFor(t, "outage")
+	env := startChain(t, devnet.Config{Accounts: map[string]uint64{addrOf(t, k): testFunds}})
+	r := startReporter(t, env, k, t.TempDir(), nil)
+	before := records("before", 0, 100)
+	if err := r.client.Enqueue(ctxT(t), before...); err != nil {
+		t.Fatal(err)
+	}
+	r.events.waitFinal(t, uidsOf(before))
+
+	env.stop(t)
+	during := records("during", 0, 200)
+	for i := 0; i < len(during); i += 20 {
+		if err := r.client.Enqueue(ctxT(t), during[i:i+20]...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The client notices the outage (bounded wait, no fixed sleep).
+	deadline := time.Now().Add(waitLimit)
+	for r.client.ChainError() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("client did not report the chain as unreachable")
+		}
+		r.client.Kick()
+		time.Sleep(10 * time.Millisecond)
+	}
+	var ue interface{ Unwrap() error }
+	if !errors.As(r.client.ChainError(), &ue) {
+		t.Fatalf("ChainError %v does not wrap the cause", r.client.ChainError())
+	}
+	counts, err := r.box.Counts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts[outbox.StateCommitted] != len(before) || counts[outbox.StatePending]+counts[outbox.StateBatched] != len(during) {
+		t.Fatalf("outbox during the outage = %v", counts)
+	}
+
+	env.start(t)
+	r.events.waitFinal(t, uidsOf(during))
+	all := append(before, during...)
+	checkOnChain(t, env, r, all)
+	checkExactlyOnce(t, env, uidsOf(all))
+}
+
+// TestRejectedResultsSurface: a job UID another provider already put on
+// chain is refused for good, and reported as rejected with the chain's code.
+func TestRejectedResultsSurface(t *testing.T) {
+	ka, kb := keyFor(t, "provider-a"), keyFor(t, "provider-b")
+	env := startChain(t, devnet.Config{Accounts: map[string]uint64{addrOf(t, ka): testFunds, addrOf(t, kb): testFunds}})
+	b := startReporter(t, env, kb, t.TempDir(), nil)
+	taken := record("taken")
+	if err := b.client.Enqueue(ctxT(t), taken); err != nil {
+		t.Fatal(err)
+	}
+	b.events.waitFinal(t, []string{"taken"})
+
+	a := startReporter(t, env, ka, t.TempDir(), nil)
+	if err := a.client.Enqueue(ctxT(t), taken); err != nil {
+		t.Fatal(err)
+	}
+	a.events.waitFinal(t, []string{"taken"})
+	e, err := a.client.Get("taken")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.State != outbox.StateRejected || e.Codespace != aivmv1.Codespace || e.Code != devnet.CodeDuplicateResult || e.Log == "" {
+		t.Fatalf("entry = %+v, want Rejected with aivm code %d", e, devnet.CodeDuplicateResult)
+	}
+	a.events.mu.Lock()
+	ev := a.events.byUID["taken"]
+	a.events.mu.Unlock()
+	if len(ev) != 1 || ev[0].Type != chainclient.EventRejected || ev[0].Code != devnet.CodeDuplicateResult {
+		t.Fatalf("events = %+v, want one Rejected", ev)
+	}
+	// And a's later results still go through.
+	later := records("later", 0, 5)
+	if err := a.client.Enqueue(ctxT(t), later...); err != nil {
+		t.Fatal(err)
+	}
+	a.events.waitFinal(t, uidsOf(later))
+	checkOnChain(t, env, a, later)
+}
+
+// TestRegistrationRenewed runs past several registration lifetimes.
+func TestRegistrationRenewed(t *testing.T) {
+	k := keyFor(t, "renewal")
+	env := startChain(t, devnet.Config{
+		Accounts:            map[string]uint64{addrOf(t, k): testFunds},
+		BlockTime:           20 * time.Millisecond,
+		ProviderValidBlocks: 30,
+	})
+	r := startReporter(t, env, k, t.TempDir(), nil)
+	first := records("renew-a", 0, 5)
+	if err := r.client.Enqueue(ctxT(t), first...); err != nil {
+		t.Fatal(err)
+	}
+	r.events.waitFinal(t, uidsOf(first))
+	ctx := ctxT(t)
+	p, err := env.rpc.Provider(ctx, r.client.Address())
+	if err != nil || p == nil {
+		t.Fatalf("provider: %v, %v", p, err)
+	}
+	firstReg := p.GetRegisteredHeight()
+	// Wait past three lifetimes of the first registration.
+	if err := env.node.WaitForHeight(ctx, p.GetExpiresHeight()+60); err != nil {
+		t.Fatal(err)
+	}
+	p, err = env.rpc.Provider(ctx, r.client.Address())
+	if err != nil || p == nil {
+		t.Fatalf("provider: %v, %v", p, err)
+	}
+	if p.GetRegisteredHeight() <= firstReg+30 {
+		t.Fatalf("registration not renewed: registered at %d, first at %d", p.GetRegisteredHeight(), firstReg)
+	}
+	h, err := env.rpc.Height(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.GetExpiresHeight() <= h {
+		t.Fatalf("registration expired at %d, height %d", p.GetExpiresHeight(), h)
+	}
+	later := records("renew-b", 0, 5)
+	if err := r.client.Enqueue(ctxT(t), later...); err != nil {
+		t.Fatal(err)
+	}
+	r.events.waitFinal(t, uidsOf(later))
+	checkOnChain(t, env, r, append(first, later...))
+}
+
+func TestNewValidatesOptions(t *testing.T) {
+	box, err := outbox.Open(t.TempDir(), outbox.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer box.Close()
+	k := keyFor(t, "opts")
+	// New does not dial; an unreachable address is enough here.
+	chain, err := rpc.New("http://127.0.0.1:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := map[string]chainclient.Options{
+		"no key":        {Outbox: box},
+		"no outbox":     {Key: k},
+		"tiny tx bytes": {Key: k, Outbox: box, MaxTxBytes: 100},
+		"backoff order": {Key: k, Outbox: box, MinBackoff: time.Minute, MaxBackoff: time.Second},
+		"bad gas price": {Key: k, Outbox: box, GasPrice: -1},
+	}
+	for name, o := range tests {
+		t.Run(name, func(t *testing.T) {
+			if o.Key != nil && o.Outbox != nil {
+				o.Chain = chain
+			}
+			if _, err := chainclient.New(o); err == nil {
+				t.Fatal("invalid options accepted")
+			}
+		})
+	}
+	if _, err := chainclient.New(chainclient.Options{Key: k, Outbox: box}); err == nil {
+		t.Fatal("options without a chain accepted")
+	}
+}

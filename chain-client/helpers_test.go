@@ -1,0 +1,270 @@
+package chainclient_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/testr"
+
+	chainclient "github.com/aivm-dev/aivm-operator/chain-client"
+	"github.com/aivm-dev/aivm-operator/chain-client/aivmv1"
+	"github.com/aivm-dev/aivm-operator/chain-client/devnet"
+	"github.com/aivm-dev/aivm-operator/chain-client/keys"
+	"github.com/aivm-dev/aivm-operator/chain-client/outbox"
+	"github.com/aivm-dev/aivm-operator/chain-client/rpc"
+)
+
+const (
+	testBlockTime = 100 * time.Millisecond
+	testFunds     = 1_000_000_000_000
+	// waitLimit bounds every wait for the chain in these tests.
+	waitLimit = 60 * time.Second
+)
+
+func hexOf(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
+// record returns a valid result record for uid.
+func record(uid string) *aivmv1.ResultRecord {
+	return &aivmv1.ResultRecord{
+		JobUid:       uid,
+		KernelDigest: "sha256:" + hexOf("kernel"),
+		ModelDigest:  hexOf("model"),
+		InputDigest:  hexOf("in " + uid),
+		OutputDigest: hexOf("out " + uid),
+		InputTokens:  uint64(len(uid)),
+		OutputTokens: 42,
+		DurationMs:   7,
+	}
+}
+
+func records(prefix string, from, to int) []*aivmv1.ResultRecord {
+	out := make([]*aivmv1.ResultRecord, 0, to-from)
+	for i := from; i < to; i++ {
+		out = append(out, record(fmt.Sprintf("%s-%05d", prefix, i)))
+	}
+	return out
+}
+
+func keyFor(t testing.TB, seed string) *keys.Key {
+	t.Helper()
+	h := sha256.Sum256([]byte(seed))
+	k, err := keys.FromHex(hex.EncodeToString(h[:]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func addrOf(t testing.TB, k *keys.Key) string {
+	t.Helper()
+	a, err := k.Address("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func registration() *aivmv1.MsgRegisterProvider {
+	return &aivmv1.MsgRegisterProvider{
+		Moniker:        "test-provider",
+		Endpoint:       "https://provider.example:8443",
+		Version:        "v0.1.0",
+		Gpus:           []*aivmv1.GPU{{Product: "NVIDIA A100-SXM4-40GB", MemoryBytes: 40 << 30}},
+		TotalVramBytes: 40 << 30,
+	}
+}
+
+// chainEnv is a devnet and an RPC client for it.
+type chainEnv struct {
+	cfg  devnet.Config
+	node *devnet.Node
+	rpc  *rpc.Client
+	// chain is what clients use: the RPC client of the current node. A
+	// devnet stopped in process leaves its keep-alive HTTP connections
+	// answering from closed databases, which a real node's restart never
+	// does (its connections close), so after a restart the clients move to
+	// a fresh RPC client.
+	chain *liveChain
+}
+
+// liveChain forwards to the RPC client of the devnet's current run.
+type liveChain struct{ cur atomic.Pointer[rpc.Client] }
+
+func (l *liveChain) Account(ctx context.Context, a string) (uint64, uint64, error) {
+	return l.cur.Load().Account(ctx, a)
+}
+func (l *liveChain) BroadcastSync(ctx context.Context, b []byte) (rpc.BroadcastResult, error) {
+	return l.cur.Load().BroadcastSync(ctx, b)
+}
+func (l *liveChain) Tx(ctx context.Context, h string) (rpc.TxResult, error) {
+	return l.cur.Load().Tx(ctx, h)
+}
+func (l *liveChain) Provider(ctx context.Context, a string) (*aivmv1.Provider, error) {
+	return l.cur.Load().Provider(ctx, a)
+}
+func (l *liveChain) Height(ctx context.Context) (int64, error) { return l.cur.Load().Height(ctx) }
+
+func startChain(t testing.TB, cfg devnet.Config) *chainEnv {
+	t.Helper()
+	if cfg.Home == "" {
+		cfg.Home = t.TempDir()
+	}
+	if cfg.BlockTime == 0 {
+		cfg.BlockTime = testBlockTime
+	}
+	e := &chainEnv{cfg: cfg, chain: &liveChain{}}
+	e.start(t)
+	t.Cleanup(func() { e.node.Stop() })
+	return e
+}
+
+func (e *chainEnv) start(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	n, err := devnet.Start(ctx, e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.node = n
+	// Restart on the same port so clients keep their URL.
+	e.cfg.RPCListenAddr = "tcp://" + strings.TrimPrefix(n.RPCURL(), "http://")
+	if e.rpc, err = rpc.New(n.RPCURL()); err != nil {
+		t.Fatal(err)
+	}
+	e.chain.cur.Store(e.rpc)
+}
+
+func (e *chainEnv) stop(t testing.TB) {
+	t.Helper()
+	if err := e.node.Stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// events collects a client's events.
+type events struct {
+	mu    sync.Mutex
+	byUID map[string][]chainclient.Event
+	ch    chan chainclient.Event
+}
+
+func newEvents() *events {
+	return &events{byUID: map[string][]chainclient.Event{}, ch: make(chan chainclient.Event, 1<<16)}
+}
+
+func (ev *events) record(e chainclient.Event) {
+	ev.mu.Lock()
+	ev.byUID[e.UID] = append(ev.byUID[e.UID], e)
+	ev.mu.Unlock()
+	select {
+	case ev.ch <- e:
+	default:
+	}
+}
+
+// waitFinal waits until every uid has a final event, or fails the test.
+func (ev *events) waitFinal(t testing.TB, uids []string) {
+	t.Helper()
+	deadline := time.NewTimer(waitLimit)
+	defer deadline.Stop()
+	for {
+		ev.mu.Lock()
+		missing := 0
+		for _, u := range uids {
+			if len(ev.byUID[u]) == 0 {
+				missing++
+			}
+		}
+		ev.mu.Unlock()
+		if missing == 0 {
+			return
+		}
+		select {
+		case <-ev.ch:
+		case <-deadline.C:
+			t.Fatalf("%d of %d results have no final event after %s", missing, len(uids), waitLimit)
+		}
+	}
+}
+
+func uidsOf(rs []*aivmv1.ResultRecord) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = r.GetJobUid()
+	}
+	return out
+}
+
+// reporter is a running Client over its own outbox.
+type reporter struct {
+	client *chainclient.Client
+	box    *outbox.Outbox
+	events *events
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startReporter(t testing.TB, env *chainEnv, k *keys.Key, dir string, tune func(*chainclient.Options)) *reporter {
+	t.Helper()
+	box, err := outbox.Open(dir, outbox.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := newEvents()
+	opts := chainclient.Options{
+		Key:               k,
+		ChainID:           env.node.ChainID(),
+		Chain:             env.chain,
+		Outbox:            box,
+		MaxBatchResults:   100,
+		BatchDelay:        20 * time.Millisecond,
+		PollInterval:      50 * time.Millisecond,
+		MinBackoff:        50 * time.Millisecond,
+		MaxBackoff:        500 * time.Millisecond,
+		Registration:      registration(),
+		RenewBeforeBlocks: 10,
+		OnEvent:           ev.record,
+		Logger:            testLogger(t),
+	}
+	if tune != nil {
+		tune(&opts)
+	}
+	c, err := chainclient.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &reporter{client: c, box: box, events: ev, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- c.Run(ctx) }()
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *reporter) stop() {
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	<-r.done
+	r.box.Close()
+	r.cancel = nil
+}
+
+func testLogger(t testing.TB) logr.Logger {
+	if tt, ok := t.(*testing.T); ok && testing.Verbose() {
+		return testr.New(tt)
+	}
+	return logr.Discard()
+}
