@@ -33,8 +33,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
+	"k8s.io/utils/clock"
 )
 
 // copyBufferSize is the read size while streaming an artifact.
@@ -273,6 +275,34 @@ type download struct {
 	n        int64
 	expected int64 // 0: unknown
 	buf      []byte
+	// onProgress, when set, is called after each chunk received.
+	onProgress func()
+}
+
+// watchdog calls fire unless kicked within every period d.
+type watchdog struct {
+	t    clock.Timer
+	d    time.Duration
+	done chan struct{}
+}
+
+func newWatchdog(clk clock.Clock, d time.Duration, fire func()) *watchdog {
+	w := &watchdog{t: clk.NewTimer(d), d: d, done: make(chan struct{})}
+	go func() {
+		select {
+		case <-w.t.C():
+			fire()
+		case <-w.done:
+		}
+	}()
+	return w
+}
+
+func (w *watchdog) kick() { w.t.Reset(w.d) }
+
+func (w *watchdog) stop() {
+	w.t.Stop()
+	close(w.done)
 }
 
 // errWrite marks a local write failure, which is not worth retrying.
@@ -302,6 +332,9 @@ func (d *download) copyFrom(ctx context.Context, r io.Reader) error {
 			}
 			d.hash.Write(d.buf[:nr])
 			d.n += int64(nr)
+			if d.onProgress != nil {
+				d.onProgress()
+			}
 		}
 		if rerr == io.EOF {
 			return nil
@@ -418,8 +451,27 @@ func (f *Fetcher) download(ctx context.Context, p prepared, dl *download) error 
 	}
 }
 
-// attempt makes one GET request, resuming at dl.n when it is not zero.
+// errStalled cancels an attempt that received nothing for the stall timeout.
+var errStalled = errors.New("download stalled")
+
+// attempt makes one GET request, resuming at dl.n when it is not zero. An
+// attempt that receives nothing for the stall timeout is abandoned with a
+// retryable error.
 func (f *Fetcher) attempt(ctx context.Context, p prepared, dl *download, validator *string) error {
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	wd := newWatchdog(f.cfg.clock, f.cfg.stall, func() { cancel(errStalled) })
+	defer wd.stop()
+	dl.onProgress = wd.kick
+	defer func() { dl.onProgress = nil }()
+	err := f.attemptOnce(actx, p, dl, validator)
+	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(actx), errStalled) {
+		return &retryable{fmt.Errorf("no data received for %s at byte %d: %w", f.cfg.stall, dl.n, errStalled)}
+	}
+	return err
+}
+
+func (f *Fetcher) attemptOnce(ctx context.Context, p prepared, dl *download, validator *string) error {
 	req, err := newRequest(ctx, http.MethodGet, p)
 	if err != nil {
 		return err

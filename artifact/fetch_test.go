@@ -523,3 +523,30 @@ func TestFetchRejectsBadRequests(t *testing.T) {
 		t.Error("NewFetcher accepted max backoff below the initial one")
 	}
 }
+
+func TestFetchRetriesStalledTransfer(t *testing.T) {
+	data, digest := blob(2<<20, 18)
+	srv := newServer(t, func(n int32, w http.ResponseWriter, r *http.Request) {
+		if n == 1 {
+			w.Header().Set("ETag", `"v1"`)
+			w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+			w.WriteHeader(http.StatusOK)
+			_, _ = w.Write(data[:len(data)/2])
+			w.(http.Flusher).Flush()
+			<-r.Context().Done() // then nothing, until the client gives up
+			return
+		}
+		serveData(data)(n, w, r)
+	})
+	f := newTestFetcher(t, WithStallTimeout(50*time.Millisecond))
+	if _, err := f.Fetch(context.Background(), Request{Source: srv.URL + "/m", Digest: digest}); err != nil {
+		t.Fatalf("Fetch: %v", err)
+	}
+	assertCached(t, f.Cache(), digest, data)
+	if n := srv.requests.Load(); n != 2 {
+		t.Errorf("server saw %d requests, want 2", n)
+	}
+	if !strings.HasPrefix(srv.ranges[1], "bytes=") || srv.ranges[1] == "bytes=0-" {
+		t.Errorf("retry after the stall did not resume: Range %q", srv.ranges[1])
+	}
+}

@@ -37,6 +37,10 @@ const (
 	// DefaultMaxRetries is how many consecutive attempts may fail without
 	// receiving a byte before the fetch gives up (progress resets the count).
 	DefaultMaxRetries = 8
+	// DefaultStallTimeout is how long a download may go without receiving a
+	// byte (response headers included) before the attempt is abandoned and
+	// retried, resuming where it stopped.
+	DefaultStallTimeout = time.Minute
 )
 
 // config is shared by Fetcher and Checker.
@@ -47,6 +51,7 @@ type config struct {
 	retryInitial time.Duration
 	retryMax     time.Duration
 	maxRetries   int
+	stall        time.Duration
 	clock        clock.Clock
 	log          logr.Logger
 }
@@ -72,6 +77,10 @@ func WithRetryBackoff(initial, maxWait time.Duration, maxRetries int) Option {
 	}
 }
 
+// WithStallTimeout sets how long a download attempt may receive nothing
+// before it is abandoned and retried.
+func WithStallTimeout(d time.Duration) Option { return func(o *config) { o.stall = d } }
+
 // WithClock sets the clock that times retry and lock waits.
 func WithClock(c clock.Clock) Option { return func(o *config) { o.clock = c } }
 
@@ -87,6 +96,7 @@ func newConfig(opts []Option) (config, error) {
 		retryInitial: DefaultRetryInitial,
 		retryMax:     DefaultRetryMax,
 		maxRetries:   DefaultMaxRetries,
+		stall:        DefaultStallTimeout,
 		clock:        clock.RealClock{},
 		log:          logr.Discard(),
 	}
@@ -107,6 +117,9 @@ func newConfig(opts []Option) (config, error) {
 	}
 	if c.maxRetries < 0 {
 		return c, fmt.Errorf("retry count %d is negative", c.maxRetries)
+	}
+	if c.stall <= 0 {
+		return c, fmt.Errorf("stall timeout %s is not positive", c.stall)
 	}
 	if c.clock == nil {
 		return c, fmt.Errorf("clock is nil")
