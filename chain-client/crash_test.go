@@ -1,0 +1,234 @@
+package chainclient_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	chainclient "github.com/aivm-dev/aivm-operator/chain-client"
+	"github.com/aivm-dev/aivm-operator/chain-client/devnet"
+	"github.com/aivm-dev/aivm-operator/chain-client/keys"
+	"github.com/aivm-dev/aivm-operator/chain-client/outbox"
+	"github.com/aivm-dev/aivm-operator/chain-client/rpc"
+)
+
+// Environment of a crash-test child process.
+const (
+	crashChildEnv  = "AIVM_CRASH_CHILD"
+	crashRPCEnv    = "AIVM_CRASH_RPC"
+	crashDirEnv    = "AIVM_CRASH_OUTBOX"
+	crashKeyEnv    = "AIVM_CRASH_KEY"
+	crashChainEnv  = "AIVM_CRASH_CHAIN_ID"
+	crashUpToEnv   = "AIVM_CRASH_UPTO"
+	crashGroupSize = 3
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(crashChildEnv) != "" {
+		os.Exit(crashChild())
+	}
+	os.Exit(m.Run())
+}
+
+// crashChild is the reporter process of TestCrashExactlyOnce: it enqueues
+// results 0..UPTO-1 (idempotently; earlier runs may have stored some),
+// reports progress on stdout ("E" per enqueue call, "C <uid>" per commit)
+// and prints "DONE" once all of them are committed.
+func crashChild() int {
+	fail := func(err error) int {
+		fmt.Fprintln(os.Stderr, "crash child:", err)
+		return 2
+	}
+	upto, err := strconv.Atoi(os.Getenv(crashUpToEnv))
+	if err != nil {
+		return fail(err)
+	}
+	k, err := keys.FromHex(os.Getenv(crashKeyEnv))
+	if err != nil {
+		return fail(err)
+	}
+	chain, err := rpc.New(os.Getenv(crashRPCEnv))
+	if err != nil {
+		return fail(err)
+	}
+	box, err := outbox.Open(os.Getenv(crashDirEnv), outbox.Options{})
+	if err != nil {
+		return fail(err)
+	}
+	out := bufio.NewWriter(os.Stdout)
+	lines := make(chan string, 1<<12)
+	c, err := chainclient.New(chainclient.Options{
+		Key: k, ChainID: os.Getenv(crashChainEnv), Chain: chain, Outbox: box,
+		MaxBatchResults: 25, BatchDelay: 10 * time.Millisecond, PollInterval: 20 * time.Millisecond,
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+		Registration: registration(), RenewBeforeBlocks: 10,
+		OnEvent: func(e chainclient.Event) { lines <- "C " + e.UID },
+	})
+	if err != nil {
+		return fail(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	runErr := make(chan error, 1)
+	go func() { runErr <- c.Run(ctx) }()
+	recs := records("crash", 0, upto)
+	for i := 0; i < len(recs); i += crashGroupSize {
+		if err := c.Enqueue(ctx, recs[i:min(i+crashGroupSize, len(recs))]...); err != nil {
+			return fail(err)
+		}
+		fmt.Fprintln(out, "E", i)
+		out.Flush()
+	}
+	for {
+		counts, err := box.Counts()
+		if err != nil {
+			return fail(err)
+		}
+		if counts[outbox.StateCommitted] == upto {
+			fmt.Fprintln(out, "DONE")
+			out.Flush()
+			return 0
+		}
+		if n := counts[outbox.StateRejected]; n > 0 {
+			return fail(fmt.Errorf("%d results rejected", n))
+		}
+		select {
+		case l := <-lines:
+			fmt.Fprintln(out, l)
+			out.Flush()
+		case err := <-runErr:
+			return fail(fmt.Errorf("client stopped: %v", err))
+		}
+	}
+}
+
+// TestCrashExactlyOnce kills the reporter process with SIGKILL at random
+// points, over and over, while it enqueues and reports a few hundred
+// results, then lets a last run finish: every result must be on chain
+// exactly once.
+func TestCrashExactlyOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test re-executes the test binary many times")
+	}
+	const (
+		rounds   = 16
+		perRound = 25
+		total    = rounds * perRound
+	)
+	k := keyFor(t, "crash")
+	env := startChain(t, devnet.Config{Accounts: map[string]uint64{addrOf(t, k): testFunds}, BlockTime: 50 * time.Millisecond})
+	dir := t.TempDir()
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	seed := rng.Uint64()
+	t.Logf("kill points seeded with %d", seed)
+	rng = rand.New(rand.NewPCG(seed, 7))
+
+	run := func(upto, killAfter int) (done bool) {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(),
+			crashChildEnv+"=1",
+			crashRPCEnv+"="+env.node.RPCURL(),
+			crashDirEnv+"="+dir,
+			crashKeyEnv+"="+k.PrivKeyHex(),
+			crashChainEnv+"="+env.node.ChainID(),
+			crashUpToEnv+"="+strconv.Itoa(upto),
+		)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		timer := time.AfterFunc(waitLimit, func() { cmd.Process.Kill() })
+		defer timer.Stop()
+		sc := bufio.NewScanner(stdout)
+		seen := 0
+		for sc.Scan() {
+			if sc.Text() == "DONE" {
+				done = true
+				break
+			}
+			seen++
+			if killAfter > 0 && seen >= killAfter {
+				break
+			}
+		}
+		// SIGKILL: no deferred code, no flush, no clean close.
+		cmd.Process.Kill()
+		err = cmd.Wait()
+		if !done && killAfter == 0 {
+			t.Fatalf("final run ended without DONE: %v\n%s", err, stderr.String())
+		}
+		if strings.Contains(stderr.String(), "crash child:") {
+			t.Fatalf("child failed: %s", stderr.String())
+		}
+		return done
+	}
+
+	kills, inFlightAtKill := 0, 0
+	for round := 1; round <= rounds; round++ {
+		upto := round * perRound
+		// A kill point among the lines this run prints: its enqueue calls
+		// and its commits.
+		killAfter := 1 + rng.IntN(upto/crashGroupSize+perRound)
+		if run(upto, killAfter) {
+			continue
+		}
+		kills++
+		box, err := outbox.Open(dir, outbox.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		counts, err := box.Counts()
+		box.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if counts[outbox.StateBatched] > 0 {
+			inFlightAtKill++
+		}
+		t.Logf("killed run %d after %d lines: outbox %v", round, killAfter, counts)
+	}
+	if kills < 10 {
+		t.Fatalf("only %d of %d runs were killed before finishing", kills, rounds)
+	}
+	if !run(total, 0) {
+		t.Fatal("final run did not finish")
+	}
+	t.Logf("%d runs killed with SIGKILL before finishing, %d of them with signed batches in flight", kills, inFlightAtKill)
+
+	recs := records("crash", 0, total)
+	ctx := ctxT(t)
+	for _, rec := range recs {
+		stored, err := env.rpc.Result(ctx, rec.GetJobUid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stored == nil {
+			t.Fatalf("job %s is not on chain", rec.GetJobUid())
+		}
+	}
+	checkExactlyOnce(t, env, uidsOf(recs))
+	box, err := outbox.Open(dir, outbox.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer box.Close()
+	counts, err := box.Counts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts[outbox.StateCommitted] != total || len(counts) != 1 {
+		t.Fatalf("outbox after the last run = %v, want %d Committed", counts, total)
+	}
+}
