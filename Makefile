@@ -35,6 +35,7 @@ manifests: ## Generate CRDs and RBAC roles from the Go markers.
 	@if ls nodeagent/*.go >/dev/null 2>&1; then \
 	  $(CONTROLLER_GEN) rbac:roleName=node-agent-role paths="./nodeagent/..." output:rbac:artifacts:config=config/node-agent/rbac; \
 	fi
+	./hack/sync-chart.sh
 
 .PHONY: generate
 generate: ## Generate deepcopy code (and other go:generate outputs).
@@ -99,6 +100,20 @@ run: manifests generate ## Run the manager against the cluster in ~/.kube/config
 .PHONY: docker-build
 docker-build: ## Build the manager image (needs a Docker engine).
 	docker build -t $(IMG) .
+
+HELM_VERSION ?= v3.22.0
+HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)
+
+$(HELM):
+	mkdir -p $(LOCALBIN)
+	GOBIN=$(LOCALBIN) $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	mv $(LOCALBIN)/helm $(HELM)
+
+.PHONY: helm-lint
+helm-lint: $(HELM) ## Lint the Helm chart and render it with chain reporting on and off.
+	$(HELM) lint charts/aivm-operator
+	$(HELM) template aivm charts/aivm-operator >/dev/null
+	$(HELM) template aivm charts/aivm-operator --set chain.reportResults=true --set chain.keySecret=provider-key >/dev/null
 
 .PHONY: install
 install: manifests ## Install the CRDs into the cluster in ~/.kube/config.
