@@ -597,11 +597,9 @@ func (o *Outbox) Counts() (map[State]int, error) {
 	defer it.Close()
 	out := map[State]int{}
 	for ; it.Valid(); it.Next() {
-		var e struct {
-			State State `json:"state"`
-		}
-		if err := json.Unmarshal(it.Value(), &e); err != nil {
-			return nil, fmt.Errorf("outbox: decode entry: %w", err)
+		e, err := decodeEntry(it.Value())
+		if err != nil {
+			return nil, fmt.Errorf("outbox: decode entry %q: %w", it.Key()[len(prefixEntry):], err)
 		}
 		out[e.State]++
 	}
@@ -639,15 +637,22 @@ func (o *Outbox) getEntry(uid string) (*Entry, error) {
 	if raw == nil {
 		return nil, nil
 	}
-	var e Entry
-	if err := json.Unmarshal(raw, &e); err != nil {
+	e, err := decodeEntry(raw)
+	if err != nil {
 		return nil, fmt.Errorf("outbox: decode job %q: %w", uid, err)
 	}
-	return &e, nil
+	return e, nil
 }
 
 func putEntry(b dbm.Batch, e *Entry) error {
-	return putJSON(b, entryKey(e.UID), e)
+	raw, err := encodeEntry(e)
+	if err != nil {
+		return err
+	}
+	if err := b.Set(entryKey(e.UID), raw); err != nil {
+		return fmt.Errorf("outbox: stage job %q: %w", e.UID, err)
+	}
+	return nil
 }
 
 func putJSON(b dbm.Batch, key []byte, v any) error {
