@@ -14,6 +14,7 @@ import (
 	"github.com/aivm-dev/aivm-operator/chain-client/devnet"
 	"github.com/aivm-dev/aivm-operator/chain-client/merkle"
 	"github.com/aivm-dev/aivm-operator/chain-client/outbox"
+	"github.com/aivm-dev/aivm-operator/chain-client/receipt"
 	"github.com/aivm-dev/aivm-operator/chain-client/rpc"
 	"github.com/aivm-dev/aivm-operator/chain-client/tx"
 )
@@ -400,5 +401,71 @@ func TestNewValidatesOptions(t *testing.T) {
 	}
 	if _, err := chainclient.New(chainclient.Options{Key: k, Outbox: box}); err == nil {
 		t.Fatal("options without a chain accepted")
+	}
+}
+
+// TestReceiptVerifiesOnChain signs receipts for committed results and checks
+// them against the chain, as `aivmctl receipt verify --rpc` does.
+func TestReceiptVerifiesOnChain(t *testing.T) {
+	k := keyFor(t, "receipts")
+	env := startChain(t, devnet.Config{Accounts: map[string]uint64{addrOf(t, k): testFunds}})
+	r := startReporter(t, env, k, t.TempDir(), nil)
+	recs := records("rcpt", 0, 7)
+	if err := r.client.Enqueue(ctxT(t), recs...); err != nil {
+		t.Fatal(err)
+	}
+	r.events.waitFinal(t, uidsOf(recs))
+	withChain := func(rec *aivmv1.ResultRecord) *receipt.Receipt {
+		rc, err := receipt.Sign(k, "", rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := r.client.Get(rec.GetJobUid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc.Chain = &receipt.Inclusion{ChainID: env.node.ChainID(), TxHash: e.TxHash, Height: e.Height, Root: e.Root, Proof: *e.Proof}
+		return rc
+	}
+	for _, rec := range recs {
+		if _, err := receipt.VerifyOnChain(ctxT(t), env.rpc, withChain(rec)); err != nil {
+			t.Fatalf("job %s: %v", rec.GetJobUid(), err)
+		}
+	}
+	tests := map[string]func() *receipt.Receipt{
+		"not on chain": func() *receipt.Receipt {
+			rc, _ := receipt.Sign(k, "", record("never-sent"))
+			return rc
+		},
+		"other height": func() *receipt.Receipt {
+			rc := withChain(recs[0])
+			rc.Chain.Height++
+			return rc
+		},
+		"other tx": func() *receipt.Receipt {
+			rc := withChain(recs[0])
+			rc.Chain.TxHash = withChain(recs[6]).Chain.TxHash
+			if rc.Chain.TxHash == withChain(recs[0]).Chain.TxHash {
+				rc.Chain.TxHash = "0000000000000000000000000000000000000000000000000000000000000000"
+			}
+			return rc
+		},
+		"signed by another provider": func() *receipt.Receipt {
+			rc, _ := receipt.Sign(keyFor(t, "impostor"), "", recs[1])
+			return rc
+		},
+		"other record": func() *receipt.Receipt {
+			changed := proto.Clone(recs[2]).(*aivmv1.ResultRecord)
+			changed.OutputTokens++
+			rc, _ := receipt.Sign(k, "", changed)
+			return rc
+		},
+	}
+	for name, mk := range tests {
+		t.Run(name, func(t *testing.T) {
+			if _, err := receipt.VerifyOnChain(ctxT(t), env.rpc, mk()); err == nil {
+				t.Fatal("receipt verified against the chain")
+			}
+		})
 	}
 }
