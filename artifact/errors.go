@@ -30,6 +30,7 @@ type DigestMismatchError struct {
 	Actual string
 }
 
+// Error names both digests.
 func (e *DigestMismatchError) Error() string {
 	return fmt.Sprintf("sha256 mismatch: expected %s, got %s", e.Expected, e.Actual)
 }
@@ -43,6 +44,7 @@ type SizeMismatchError struct {
 	Actual int64
 }
 
+// Error names both sizes.
 func (e *SizeMismatchError) Error() string {
 	return fmt.Sprintf("size mismatch: expected %d bytes, got %d", e.Expected, e.Actual)
 }
@@ -57,6 +59,7 @@ type HTTPStatusError struct {
 	Status string
 }
 
+// Error names the redacted source and the status.
 func (e *HTTPStatusError) Error() string {
 	return fmt.Sprintf("%s: unexpected HTTP status %s", e.Source, e.Status)
 }

@@ -305,7 +305,7 @@ func (w *watchdog) stop() {
 	close(w.done)
 }
 
-// errWrite marks a local write failure, which is not worth retrying.
+// writeError marks a local write failure, which is not worth retrying.
 type writeError struct{ err error }
 
 func (e *writeError) Error() string { return "write to cache: " + e.err.Error() }
