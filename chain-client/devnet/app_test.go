@@ -1,3 +1,19 @@
+/*
+Copyright 2026 The aivm-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
 package devnet
 
 import (
@@ -8,8 +24,8 @@ import (
 	"fmt"
 	"testing"
 
-	abci "github.com/cometbft/cometbft/abci/types"
 	dbm "github.com/cometbft/cometbft-db"
+	abci "github.com/cometbft/cometbft/abci/types"
 	"github.com/go-logr/logr"
 	"google.golang.org/protobuf/proto"
 
@@ -71,7 +87,7 @@ func signedRegister(t testing.TB, k *keys.Key, seq uint64, moniker string) []byt
 	t.Helper()
 	b, _, err := tx.BuildAndSign(tx.SignInput{
 		Key: k, ChainID: appChainID, AccountNumber: accountNumberOf(k), Sequence: seq,
-		Msgs: []proto.Message{&aivmv1.MsgRegisterProvider{Provider: appAddr(k), Moniker: moniker}},
+		Msgs:      []proto.Message{&aivmv1.MsgRegisterProvider{Provider: appAddr(k), Moniker: moniker}},
 		FeeAmount: 50000, FeeDenom: "unes", GasLimit: 2_000_000,
 	})
 	if err != nil {
