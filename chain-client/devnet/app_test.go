@@ -58,7 +58,7 @@ func newTestApp(t testing.TB, db dbm.DB) *App {
 		t.Fatal(err)
 	}
 	g := GenesisState{
-		Params:   Params{Prefix: "nesa", FeeDenom: "unes", MinGasPrice: "0.025", ProviderValidBlocks: 100, MaxTxBytes: 1 << 20},
+		Params:   Params{Prefix: "nesa", FeeDenom: "unes", MinGasPrice: "0.025", ProviderValidBlocks: 1_000_000, MaxTxBytes: 1 << 20},
 		Accounts: []GenesisAccount{{Address: appAddr(appKey(0)), Balance: "1000000000"}, {Address: appAddr(appKey(1)), Balance: "1000000000"}},
 	}
 	st, _ := json.Marshal(g)
