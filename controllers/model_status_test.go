@@ -1,0 +1,107 @@
+/*
+Copyright 2026 The aivm-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
+	"github.com/aivm-dev/aivm-operator/artifact"
+)
+
+// TestModelStatusPrecedence covers the combinations of node reports and
+// source checks that decide Verified and Ready, without an API server.
+func TestModelStatusPrecedence(t *testing.T) {
+	mismatch := []nodeCacheError{{node: "n2", ModelCacheError: v1alpha1.ModelCacheError{Reason: v1alpha1.ReasonDigestMismatch}}}
+	unreachable := sourceCheck{err: &artifact.HTTPStatusError{Source: "https://h/w", StatusCode: 503, Status: "503 Service Unavailable"}}
+	tests := []struct {
+		name           string
+		obs            modelObservation
+		verified       metav1.ConditionStatus
+		verifiedReason string
+		ready          metav1.ConditionStatus
+		readyReason    string
+	}{
+		{"invalid spec", modelObservation{specErr: errors.New("bad uri")},
+			metav1.ConditionUnknown, v1alpha1.ReasonPendingVerification, metav1.ConditionFalse, reasonInvalidSource},
+		{"reachable", modelObservation{check: sourceCheck{result: artifact.CheckResult{Size: 10}}},
+			metav1.ConditionUnknown, v1alpha1.ReasonPendingVerification, metav1.ConditionTrue, v1alpha1.ReasonSourceReachable},
+		{"file source", modelObservation{check: sourceCheck{result: artifact.CheckResult{NodeLocal: true}}},
+			metav1.ConditionUnknown, v1alpha1.ReasonPendingVerification, metav1.ConditionTrue, v1alpha1.ReasonReady},
+		{"held", modelObservation{cachedNodes: []string{"n1"}},
+			metav1.ConditionTrue, v1alpha1.ReasonVerified, metav1.ConditionTrue, v1alpha1.ReasonVerified},
+		{"held, source down", modelObservation{cachedNodes: []string{"n1"}, check: unreachable},
+			metav1.ConditionTrue, v1alpha1.ReasonVerified, metav1.ConditionTrue, v1alpha1.ReasonVerified},
+		{"held, credentials gone", modelObservation{cachedNodes: []string{"n1"}, check: sourceCheck{credErr: errors.New("secret ns/s not found")}},
+			metav1.ConditionTrue, v1alpha1.ReasonVerified, metav1.ConditionTrue, v1alpha1.ReasonVerified},
+		{"held and mismatch elsewhere", modelObservation{cachedNodes: []string{"n1"}, mismatches: mismatch},
+			metav1.ConditionTrue, v1alpha1.ReasonVerified, metav1.ConditionFalse, v1alpha1.ReasonDigestMismatch},
+		{"mismatch only", modelObservation{mismatches: mismatch},
+			metav1.ConditionFalse, v1alpha1.ReasonDigestMismatch, metav1.ConditionFalse, v1alpha1.ReasonDigestMismatch},
+		{"unreachable", modelObservation{check: unreachable},
+			metav1.ConditionUnknown, v1alpha1.ReasonPendingVerification, metav1.ConditionFalse, v1alpha1.ReasonSourceUnreachable},
+		{"credentials missing", modelObservation{check: sourceCheck{credErr: errors.New("secret ns/s not found")}},
+			metav1.ConditionUnknown, v1alpha1.ReasonPendingVerification, metav1.ConditionFalse, v1alpha1.ReasonCredentialsNotFound},
+		{"size differs, even when held", modelObservation{cachedNodes: []string{"n1"}, check: sourceCheck{err: &artifact.SizeMismatchError{Expected: 1, Actual: 2}}},
+			metav1.ConditionTrue, v1alpha1.ReasonVerified, metav1.ConditionFalse, artifact.ReasonSizeMismatch},
+	}
+	clk := clocktesting.NewFakePassiveClock(time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC))
+	r := NewModelReconciler(nil, nil, nil, nil, WithModelClock(clk))
+	for _, tt := range tests {
+		m := &v1alpha1.Model{ObjectMeta: metav1.ObjectMeta{Generation: 3}}
+		r.setStatus(m, tt.obs)
+		v := meta.FindStatusCondition(m.Status.Conditions, v1alpha1.ConditionVerified)
+		rd := meta.FindStatusCondition(m.Status.Conditions, v1alpha1.ConditionReady)
+		if v == nil || rd == nil {
+			t.Fatalf("%s: conditions missing: %+v", tt.name, m.Status.Conditions)
+		}
+		if v.Status != tt.verified || v.Reason != tt.verifiedReason {
+			t.Errorf("%s: Verified = %s/%s, want %s/%s", tt.name, v.Status, v.Reason, tt.verified, tt.verifiedReason)
+		}
+		if rd.Status != tt.ready || rd.Reason != tt.readyReason {
+			t.Errorf("%s: Ready = %s/%s (%s), want %s/%s", tt.name, rd.Status, rd.Reason, rd.Message, tt.ready, tt.readyReason)
+		}
+		if rd.ObservedGeneration != 3 || m.Status.ObservedGeneration != 3 || !rd.LastTransitionTime.Time.Equal(clk.Now()) {
+			t.Errorf("%s: generation/time not recorded: %+v", tt.name, rd)
+		}
+		if m.Status.CachedNodes != int32(len(tt.obs.cachedNodes)) {
+			t.Errorf("%s: cachedNodes = %d", tt.name, m.Status.CachedNodes)
+		}
+	}
+}
+
+func TestNodeList(t *testing.T) {
+	for n, want := range map[int]string{
+		1: "node n0",
+		3: "nodes n0, n1, n2",
+		7: "7 nodes (n0, n1, n2, n3, n4, ...)",
+	} {
+		var nodes []string
+		for i := range n {
+			nodes = append(nodes, "n"+string(rune('0'+i)))
+		}
+		if got := nodeList(nodes); got != want {
+			t.Errorf("nodeList(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
