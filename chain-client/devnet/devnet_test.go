@@ -20,6 +20,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -606,5 +607,30 @@ func TestStartRejectsBadConfig(t *testing.T) {
 			n.Stop()
 			t.Errorf("%s: started", name)
 		}
+	}
+}
+
+// TestStartFailureReleasesHome: a start that fails on a taken RPC port
+// leaves nothing locked, so the same home starts afterwards.
+func TestStartFailureReleasesHome(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	home := t.TempDir()
+	_, err = devnet.Start(ctxT(t), devnet.Config{Home: home, BlockTime: testBlockTime, RPCListenAddr: "tcp://" + l.Addr().String()})
+	if err == nil {
+		t.Fatal("started on a taken port")
+	}
+	if !strings.Contains(err.Error(), "address already in use") {
+		t.Errorf("err = %v", err)
+	}
+	n, err := devnet.Start(ctxT(t), devnet.Config{Home: home, BlockTime: testBlockTime})
+	if err != nil {
+		t.Fatalf("start after a failed start: %v", err)
+	}
+	if err := n.Stop(); err != nil {
+		t.Fatal(err)
 	}
 }

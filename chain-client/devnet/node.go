@@ -28,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	dbm "github.com/cometbft/cometbft-db"
@@ -177,24 +178,37 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("devnet: open app db: %w", err)
 	}
-	app, err := newApp(appDB, chainID, cfg.Logger.WithName("app"))
+	var (
+		app *App
+		cn  *node.Node
+		dbs *dbTracker
+	)
+	for attempt := 1; ; attempt++ {
+		app, cn, dbs, err = startNode(ctx, ccfg, cfg, appDB, pv, nodeKey, chainID)
+		if err == nil {
+			break
+		}
+		// A port picked free can be taken before CometBFT binds it; pick
+		// new ones and try again.
+		if attempt < maxStartAttempts && isAddrInUse(err) && (autoPort(cfg.RPCListenAddr) || autoPort(cfg.P2PListenAddr)) {
+			cfg.Logger.Info("Devnet port taken, retrying with new ports", "err", err.Error())
+			if autoPort(cfg.RPCListenAddr) {
+				if ccfg.RPC.ListenAddress, err = listenAddr(cfg.RPCListenAddr); err != nil {
+					break
+				}
+			}
+			if autoPort(cfg.P2PListenAddr) {
+				if ccfg.P2P.ListenAddress, err = listenAddr(cfg.P2PListenAddr); err != nil {
+					break
+				}
+			}
+			continue
+		}
+		break
+	}
 	if err != nil {
 		appDB.Close()
 		return nil, fmt.Errorf("devnet: %w", err)
-	}
-	dbs := &dbTracker{}
-	cn, err := node.NewNode(ctx, ccfg, pv, nodeKey, proxy.NewLocalClientCreator(app),
-		node.DefaultGenesisDocProviderFunc(ccfg), dbs.provide,
-		node.DefaultMetricsProvider(ccfg.Instrumentation), cmtLogger{l: cfg.Logger.WithName("cometbft")})
-	if err != nil {
-		dbs.closeAll()
-		appDB.Close()
-		return nil, fmt.Errorf("devnet: create node: %w", err)
-	}
-	if err := cn.Start(); err != nil {
-		dbs.closeAll()
-		appDB.Close()
-		return nil, fmt.Errorf("devnet: start node: %w", err)
 	}
 	n := &Node{cfg: cfg, node: cn, app: app, appDB: appDB, dbs: dbs, rpcAddr: ccfg.RPC.ListenAddress, chainID: chainID}
 	if err := app.waitForHeight(ctx, app.Height()+1); err != nil {
@@ -204,6 +218,41 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	cfg.Logger.Info("Devnet started", "chainID", chainID, "rpc", n.RPCURL(), "height", app.Height(), "home", home)
 	return n, nil
 }
+
+// maxStartAttempts bounds retries when a free port was taken meanwhile.
+const maxStartAttempts = 3
+
+// startNode creates and starts the CometBFT node over a fresh App on appDB.
+// On failure everything it opened is closed again (appDB excepted).
+func startNode(ctx context.Context, ccfg *cmtcfg.Config, cfg Config, appDB dbm.DB, pv *privval.FilePV, nodeKey *p2p.NodeKey, chainID string) (*App, *node.Node, *dbTracker, error) {
+	app, err := newApp(appDB, chainID, cfg.Logger.WithName("app"))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	dbs := &dbTracker{}
+	cn, err := node.NewNode(ctx, ccfg, pv, nodeKey, proxy.NewLocalClientCreator(app),
+		node.DefaultGenesisDocProviderFunc(ccfg), dbs.provide,
+		node.DefaultMetricsProvider(ccfg.Instrumentation), cmtLogger{l: cfg.Logger.WithName("cometbft")})
+	if err != nil {
+		dbs.closeAll()
+		return nil, nil, nil, fmt.Errorf("create node: %w", err)
+	}
+	if err := cn.Start(); err != nil {
+		// Start failed half way: stop what did start, then close the
+		// databases.
+		cn.OnStop()
+		dbs.closeAll()
+		return nil, nil, nil, fmt.Errorf("start node: %w", err)
+	}
+	return app, cn, dbs, nil
+}
+
+func isAddrInUse(err error) bool {
+	return errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")
+}
+
+// autoPort reports whether Start picks the port of addr.
+func autoPort(addr string) bool { return addr == "" || strings.HasSuffix(addr, ":0") }
 
 func setDefaults(c *Config) {
 	if c.BlockTime == 0 {
