@@ -371,6 +371,23 @@ func TestAnteRejections(t *testing.T) {
 			return b
 		}, devnet.CodeInsufficientFunds, []string{"insufficient funds"}},
 		{"timeout height passed", build(func(in *tx.SignInput) { in.TimeoutHeight = 1 }), devnet.CodeTxTimeoutHeight, []string{"timeout height"}},
+		{"too large", func() []byte {
+			jobs := make([]string, 4000)
+			for i := range jobs {
+				jobs[i] = fmt.Sprintf("job-large-%d", i)
+			}
+			in := s.input(batch(t, k, jobs...))
+			in.GasLimit = 100_000_000
+			in.FeeAmount = 2_500_000
+			b, _, err := tx.BuildAndSign(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(b) <= devnet.DefaultMaxTxBytes {
+				t.Fatalf("test tx is only %d bytes", len(b))
+			}
+			return b
+		}, devnet.CodeTxTooLarge, []string{"tx too large"}},
 		{"bad registration", build(func(in *tx.SignInput) {
 			r := proto.Clone(reg).(*aivmv1.MsgRegisterProvider)
 			r.TotalVramBytes++

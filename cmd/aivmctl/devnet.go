@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -29,6 +30,7 @@ import (
 	"github.com/go-logr/logr/funcr"
 
 	"github.com/aivm-dev/aivm-operator/chain-client/devnet"
+	"github.com/aivm-dev/aivm-operator/chain-client/keys"
 )
 
 func init() {
@@ -76,7 +78,8 @@ func devnetStart(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 	home := fs.String("home", defaultDevnetHome(), "Node home directory; restarting on the same home resumes the chain.")
 	chainID := fs.String("chain-id", "", "Chain id (default \"nesa\" for a new home; must match an existing one).")
 	accounts := accountFlags{}
-	fs.Var(accounts, "account", "Genesis account ADDRESS=AMOUNT (in unes); repeatable; used when the home is new.")
+	fs.Var(accounts, "account", "Genesis account ADDRESS=AMOUNT or KEYNAME=AMOUNT (a key in --keys-home), in unes; repeatable; used when the home is new.")
+	keysHome := fs.String("keys-home", defaultKeysHome(), "Directory of the keys that --account may name.")
 	rpcAddr := fs.String("rpc-laddr", "tcp://127.0.0.1:26657", "CometBFT RPC listen address; a port of 0 picks a free one.")
 	p2pAddr := fs.String("p2p-laddr", "", "P2P listen address (default: a free loopback port).")
 	blockTime := fs.Duration("block-time", time.Second, "Pause after each block (timeout_commit).")
@@ -92,9 +95,13 @@ func devnetStart(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 		fs.Usage()
 		return errUsage
 	}
+	resolved, err := resolveAccounts(accounts, *keysHome, *prefix)
+	if err != nil {
+		return err
+	}
 	log := newLogger(stderr, *verbosity)
 	n, err := devnet.Start(ctx, devnet.Config{
-		Home: *home, ChainID: *chainID, Accounts: accounts, BlockTime: *blockTime,
+		Home: *home, ChainID: *chainID, Accounts: resolved, BlockTime: *blockTime,
 		ProviderValidBlocks: *validBlocks, MinGasPrice: *minGas, Prefix: *prefix,
 		RPCListenAddr: *rpcAddr, P2PListenAddr: *p2pAddr, Logger: log,
 	})
@@ -105,6 +112,32 @@ func devnetStart(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 	<-ctx.Done()
 	fmt.Fprintf(stdout, "stopping devnet at height %d\n", n.Height())
 	return n.Stop()
+}
+
+// resolveAccounts turns key names into addresses; bech32 addresses pass
+// through.
+func resolveAccounts(accounts accountFlags, keysHome, prefix string) (map[string]uint64, error) {
+	out := make(map[string]uint64, len(accounts))
+	for ref, amt := range accounts {
+		addr := ref
+		if _, _, err := keys.DecodeAddress(ref); err != nil {
+			if validKeyName(ref) != nil {
+				return nil, fmt.Errorf("--account %s: neither a bech32 address nor a key name", ref)
+			}
+			k, err := keys.Load(filepath.Join(keysHome, ref+keyFileExt), "")
+			if err != nil {
+				return nil, fmt.Errorf("--account %s: %w", ref, err)
+			}
+			if addr, err = k.Address(prefix); err != nil {
+				return nil, err
+			}
+		}
+		if _, dup := out[addr]; dup {
+			return nil, fmt.Errorf("--account %s: address %s given twice", ref, addr)
+		}
+		out[addr] = amt
+	}
+	return out, nil
 }
 
 func defaultDevnetHome() string {

@@ -151,6 +151,9 @@ func TestUsageErrors(t *testing.T) {
 	if _, _, err := runCmd(t, "", "devnet", "start", "--account", "nesa1x"); err == nil {
 		t.Error("bad --account accepted")
 	}
+	if _, _, err := runCmd(t, "", "devnet", "start", "--account", "nokey=5", "--keys-home", t.TempDir(), "--home", t.TempDir()); err == nil {
+		t.Error("--account naming a missing key accepted")
+	}
 }
 
 // TestDevnetStart runs `aivmctl devnet start` until its context is
@@ -158,6 +161,12 @@ func TestUsageErrors(t *testing.T) {
 func TestDevnetStart(t *testing.T) {
 	k, _ := keys.Generate()
 	addr, _ := k.Address("")
+	keysHome := t.TempDir()
+	if _, _, err := runCmd(t, "", "keys", "add", "prov", "--home", keysHome); err != nil {
+		t.Fatal(err)
+	}
+	out, _, _ := runCmd(t, "", "keys", "address", "prov", "--home", keysHome)
+	provAddr := strings.TrimSpace(out)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	pr, pw := io.Pipe()
@@ -165,7 +174,7 @@ func TestDevnetStart(t *testing.T) {
 	var errOut bytes.Buffer
 	go func() {
 		done <- run(ctx, []string{"devnet", "start", "--home", t.TempDir(), "--chain-id", "cli-test",
-			"--account", addr + "=5000unes", "--rpc-laddr", "tcp://127.0.0.1:0", "--block-time", "100ms"}, nil, pw, &errOut)
+			"--account", addr + "=5000unes", "--account", "prov=7000", "--keys-home", keysHome, "--rpc-laddr", "tcp://127.0.0.1:0", "--block-time", "100ms"}, nil, pw, &errOut)
 		pw.Close()
 	}()
 	lines := bufio.NewScanner(pr)
@@ -186,8 +195,10 @@ func TestDevnetStart(t *testing.T) {
 	if err != nil || st.ChainID != "cli-test" {
 		t.Fatalf("status %+v %v", st, err)
 	}
-	if num, seq, err := c.Account(qctx, addr); err != nil || num != 0 || seq != 0 {
-		t.Errorf("genesis account: %d %d %v", num, seq, err)
+	for _, a := range []string{addr, provAddr} {
+		if _, seq, err := c.Account(qctx, a); err != nil || seq != 0 {
+			t.Errorf("genesis account %s: %d %v", a, seq, err)
+		}
 	}
 	cancel()
 	rest, _ := io.ReadAll(pr)
