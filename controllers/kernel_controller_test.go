@@ -96,14 +96,14 @@ func getModel(t *testing.T, ns, name string) *v1alpha1.Model {
 func TestKernelFollowsModel(t *testing.T) {
 	startKernelAndModelControllers(t)
 	ns := newNamespace(t)
-	create(t, newKernel(ns, "k", "llama"))
+	mustCreate(t, newKernel(ns, "k", "llama"))
 	k := waitKernel(t, ns, "k", metav1.ConditionFalse, v1alpha1.ReasonModelNotFound)
 	if k.Status.KernelDigest != "" {
 		t.Errorf("digest %q set without a model", k.Status.KernelDigest)
 	}
 
 	srv := newModelServer(t, "")
-	create(t, newModel(ns, "llama", srv.URL+"/weights", srv.digest))
+	mustCreate(t, newModel(ns, "llama", srv.URL+"/weights", srv.digest))
 	k = waitKernel(t, ns, "k", metav1.ConditionTrue, v1alpha1.ReasonReady)
 	want, err := kerneldigest.Digest(&k.Spec, &getModel(t, ns, "llama").Spec)
 	if err != nil {
@@ -146,11 +146,11 @@ func TestKernelInvalidRuntime(t *testing.T) {
 	startKernelAndModelControllers(t)
 	ns := newNamespace(t)
 	srv := newModelServer(t, "")
-	create(t, newModel(ns, "llama", srv.URL+"/weights", srv.digest)) // needs 8Gi
+	mustCreate(t, newModel(ns, "llama", srv.URL+"/weights", srv.digest)) // needs 8Gi
 
 	k := newKernel(ns, "k", "llama")
 	k.Spec.Runtime.Image = "ghcr.io/AIVM/runtime:v1"
-	create(t, k)
+	mustCreate(t, k)
 	got := waitKernel(t, ns, "k", metav1.ConditionFalse, v1alpha1.ReasonInvalidRuntime)
 	if msg := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionReady).Message; !strings.Contains(msg, "runtime.image") {
 		t.Errorf("message = %q", msg)
@@ -187,10 +187,10 @@ func TestKernelDigestStableAndChanging(t *testing.T) {
 
 	// Same content under different names, in different namespaces, whose
 	// models have different URIs: the same digest.
-	create(t, newModel(ns1, "llama", "file:///models/a.gguf", goldenModelSHA))
-	create(t, newModel(ns2, "llama-copy", "https://mirror.invalid/a.gguf", goldenModelSHA))
-	create(t, newKernel(ns1, "k", "llama"))
-	create(t, newKernel(ns2, "other-name", "llama-copy"))
+	mustCreate(t, newModel(ns1, "llama", "file:///models/a.gguf", goldenModelSHA))
+	mustCreate(t, newModel(ns2, "llama-copy", "https://mirror.invalid/a.gguf", goldenModelSHA))
+	mustCreate(t, newKernel(ns1, "k", "llama"))
+	mustCreate(t, newKernel(ns2, "other-name", "llama-copy"))
 	hasDigest := func(k *v1alpha1.Kernel) error {
 		if k.Status.KernelDigest == "" {
 			return fmt.Errorf("no digest yet")
@@ -254,7 +254,7 @@ func TestKernelDigestStableAndChanging(t *testing.T) {
 	changed("model.format")
 
 	// Pointing at a model with other bytes changes it as well.
-	create(t, newModel(ns1, "mistral", "file:///models/b.gguf", randomDigest()))
+	mustCreate(t, newModel(ns1, "mistral", "file:///models/b.gguf", randomDigest()))
 	patchSpec(t, key, func(k *v1alpha1.Kernel) { k.Spec.ModelRef.Name = "mistral" })
 	changed("model.sha256")
 

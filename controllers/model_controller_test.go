@@ -115,13 +115,6 @@ func newModel(ns, name, uri, digest string) *v1alpha1.Model {
 	}
 }
 
-func create(t *testing.T, obj client.Object) {
-	t.Helper()
-	if err := k8sClient.Create(context.Background(), obj); err != nil {
-		t.Fatalf("create %T %s: %v", obj, obj.GetName(), err)
-	}
-}
-
 // setGPUNodeCache creates (or updates) the GPUNode name with the given
 // cached digests and cache errors, as a node agent would.
 func setGPUNodeCache(t *testing.T, name string, cached []string, errs ...v1alpha1.ModelCacheError) {
@@ -162,20 +155,6 @@ func waitModel(t *testing.T, ns, name string, check func(m *v1alpha1.Model) erro
 	return m
 }
 
-// hasCondition returns a check that the condition has the status and reason.
-func hasCondition(typ string, status metav1.ConditionStatus, reason string) func([]metav1.Condition) error {
-	return func(conds []metav1.Condition) error {
-		c := meta.FindStatusCondition(conds, typ)
-		if c == nil {
-			return fmt.Errorf("no %s condition", typ)
-		}
-		if c.Status != status || c.Reason != reason {
-			return fmt.Errorf("%s = %s/%s (%s), want %s/%s", typ, c.Status, c.Reason, c.Message, status, reason)
-		}
-		return nil
-	}
-}
-
 func modelIs(verified, ready func([]metav1.Condition) error, cachedNodes int32) func(*v1alpha1.Model) error {
 	return func(m *v1alpha1.Model) error {
 		for _, check := range []func([]metav1.Condition) error{verified, ready} {
@@ -197,7 +176,7 @@ func TestModelReadinessFollowsSourceAndNodes(t *testing.T) {
 	startModelController(t)
 	ns := newNamespace(t)
 	srv := newModelServer(t, "")
-	create(t, newModel(ns, "llama", srv.URL+"/weights", srv.digest))
+	mustCreate(t, newModel(ns, "llama", srv.URL+"/weights", srv.digest))
 
 	pending := hasCondition(v1alpha1.ConditionVerified, metav1.ConditionUnknown, v1alpha1.ReasonPendingVerification)
 	m := waitModel(t, ns, "llama", modelIs(pending,
@@ -249,7 +228,7 @@ func TestModelSourceUnreachableThenRecovers(t *testing.T) {
 	ns := newNamespace(t)
 	srv := newModelServer(t, "")
 	srv.status.Store(http.StatusNotFound)
-	create(t, newModel(ns, "m", srv.URL+"/weights", srv.digest))
+	mustCreate(t, newModel(ns, "m", srv.URL+"/weights", srv.digest))
 	unreachable := hasCondition(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonSourceUnreachable)
 	m := waitModel(t, ns, "m", modelIs(nil, unreachable, 0))
 	if msg := meta.FindStatusCondition(m.Status.Conditions, v1alpha1.ConditionReady).Message; !strings.Contains(msg, "404") {
@@ -281,7 +260,7 @@ func TestModelCredentials(t *testing.T) {
 	srv := newModelServer(t, token)
 	m := newModel(ns, "private", srv.URL+"/weights", srv.digest)
 	m.Spec.CredentialsSecretRef = &v1alpha1.SecretKeyReference{Name: "hf", Key: "token"}
-	create(t, m)
+	mustCreate(t, m)
 	creds := hasCondition(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonCredentialsNotFound)
 	got := waitModel(t, ns, "private", modelIs(nil, creds, 0))
 	if msg := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionReady).Message; !strings.Contains(msg, "secret "+ns+"/hf not found") {
@@ -290,7 +269,7 @@ func TestModelCredentials(t *testing.T) {
 
 	// The Secret appears with the wrong key, then gets the right one.
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hf"}, Data: map[string][]byte{"other": []byte(token)}}
-	create(t, secret)
+	mustCreate(t, secret)
 	waitModel(t, ns, "private", modelIs(nil, func(c []metav1.Condition) error {
 		if err := creds(c); err != nil {
 			return err
@@ -339,7 +318,7 @@ func TestModelCredentials(t *testing.T) {
 func TestModelFileSourceAndSizeMismatch(t *testing.T) {
 	startModelController(t)
 	ns := newNamespace(t)
-	create(t, newModel(ns, "local", "file:///var/lib/models/llama.gguf", randomDigest()))
+	mustCreate(t, newModel(ns, "local", "file:///var/lib/models/llama.gguf", randomDigest()))
 	m := waitModel(t, ns, "local", modelIs(
 		hasCondition(v1alpha1.ConditionVerified, metav1.ConditionUnknown, v1alpha1.ReasonPendingVerification),
 		hasCondition(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonReady), 0))
@@ -350,7 +329,7 @@ func TestModelFileSourceAndSizeMismatch(t *testing.T) {
 	srv := newModelServer(t, "")
 	sized := newModel(ns, "sized", srv.URL+"/weights", srv.digest)
 	sized.Spec.SizeBytes = ptr.To(int64(len(srv.data) + 1))
-	create(t, sized)
+	mustCreate(t, sized)
 	m = waitModel(t, ns, "sized", modelIs(nil, hasCondition(v1alpha1.ConditionReady, metav1.ConditionFalse, artifact.ReasonSizeMismatch), 0))
 	want := fmt.Sprintf("announces %d bytes but spec.sizeBytes is %d", len(srv.data), len(srv.data)+1)
 	if msg := meta.FindStatusCondition(m.Status.Conditions, v1alpha1.ConditionReady).Message; !strings.Contains(msg, want) {
@@ -358,7 +337,7 @@ func TestModelFileSourceAndSizeMismatch(t *testing.T) {
 	}
 
 	bad := newModel(ns, "creds-in-uri", "https://user:pass@example.invalid/w", randomDigest())
-	create(t, bad)
+	mustCreate(t, bad)
 	m = waitModel(t, ns, "creds-in-uri", modelIs(nil, hasCondition(v1alpha1.ConditionReady, metav1.ConditionFalse, reasonInvalidSource), 0))
 	if msg := meta.FindStatusCondition(m.Status.Conditions, v1alpha1.ConditionReady).Message; strings.Contains(msg, "pass") {
 		t.Errorf("message leaks the password: %q", msg)
@@ -371,7 +350,7 @@ func TestModelHeartbeatsDoNotRecheck(t *testing.T) {
 	startModelController(t)
 	ns := newNamespace(t)
 	srv := newModelServer(t, "")
-	create(t, newModel(ns, "m", srv.URL+"/weights", srv.digest))
+	mustCreate(t, newModel(ns, "m", srv.URL+"/weights", srv.digest))
 	node := "model-hb-" + ns
 	setGPUNodeCache(t, node, []string{srv.digest})
 	waitModel(t, ns, "m", modelIs(nil, hasCondition(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonVerified), 1))
@@ -393,21 +372,4 @@ func TestModelHeartbeatsDoNotRecheck(t *testing.T) {
 	if got := srv.heads.Load(); got != heads {
 		t.Errorf("source checked %d more times after node updates; want 0", got-heads)
 	}
-}
-
-// waitEvent waits for an event about the named object with the type and reason.
-func waitEvent(t *testing.T, ns, name, typ, reason string) {
-	t.Helper()
-	eventually(t, func() error {
-		var evs eventsv1.EventList
-		if err := k8sClient.List(context.Background(), &evs, client.InNamespace(ns)); err != nil {
-			return err
-		}
-		for _, e := range evs.Items {
-			if e.Regarding.Name == name && e.Type == typ && e.Reason == reason {
-				return nil
-			}
-		}
-		return fmt.Errorf("no %s event %s for %s among %d events", typ, reason, name, len(evs.Items))
-	})
 }

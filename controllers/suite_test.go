@@ -26,6 +26,8 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -167,4 +169,43 @@ func patchSpec[T client.Object](t *testing.T, obj T, change func(T)) {
 	if err := k8sClient.Patch(ctx, obj, client.MergeFrom(before)); err != nil {
 		t.Fatalf("patch %s: %v", obj.GetName(), err)
 	}
+}
+
+// mustCreate creates obj in the test API server or fails the test.
+func mustCreate(t *testing.T, obj client.Object) {
+	t.Helper()
+	if err := k8sClient.Create(context.Background(), obj); err != nil {
+		t.Fatalf("create %T %s: %v", obj, obj.GetName(), err)
+	}
+}
+
+// hasCondition returns a check that the condition has the status and reason.
+func hasCondition(typ string, status metav1.ConditionStatus, reason string) func([]metav1.Condition) error {
+	return func(conds []metav1.Condition) error {
+		c := meta.FindStatusCondition(conds, typ)
+		if c == nil {
+			return fmt.Errorf("no %s condition", typ)
+		}
+		if c.Status != status || c.Reason != reason {
+			return fmt.Errorf("%s = %s/%s (%s), want %s/%s", typ, c.Status, c.Reason, c.Message, status, reason)
+		}
+		return nil
+	}
+}
+
+// waitEvent waits for an event about the named object with the type and reason.
+func waitEvent(t *testing.T, ns, name, typ, reason string) {
+	t.Helper()
+	eventually(t, func() error {
+		var evs eventsv1.EventList
+		if err := k8sClient.List(context.Background(), &evs, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		for _, e := range evs.Items {
+			if e.Regarding.Name == name && e.Type == typ && e.Reason == reason {
+				return nil
+			}
+		}
+		return fmt.Errorf("no %s event %s for %s among %d events", typ, reason, name, len(evs.Items))
+	})
 }
