@@ -651,3 +651,78 @@ func TestStartFailureReleasesHome(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// BenchmarkDevnetResultsCommitted measures results committed per second on
+// the devnet (100ms blocks) when batches of 500 results are broadcast back
+// to back with increasing sequences, and how many blocks each batch waits
+// from broadcast to commit.
+func BenchmarkDevnetResultsCommitted(b *testing.B) {
+	const perTx = 500
+	c := shared.rpc
+	k := shared.keys[6]
+	ctx := context.Background()
+	num, seq, err := c.Account(ctx, addr(k))
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := &signer{key: k, chainID: shared.node.ChainID(), accNum: num, seq: seq}
+	if p, _ := c.Provider(ctx, addr(k)); p == nil {
+		txb, _, err := tx.BuildAndSign(s.input(registration(k)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if br, err := c.BroadcastSync(ctx, txb); err != nil || br.Code != 0 {
+			b.Fatalf("register: %v %+v", err, br)
+		}
+		if _, err := c.WaitForTx(ctx, tx.Hash(txb), pollInterval); err != nil {
+			b.Fatal(err)
+		}
+		s.seq++
+	}
+	b.StopTimer()
+	txs := make([][]byte, b.N)
+	for i := range txs {
+		jobs := make([]string, perTx)
+		for j := range jobs {
+			jobs[j] = fmt.Sprintf("bench-%d-%d-%d", seq, i, j)
+		}
+		m := &aivmv1.MsgSubmitResults{Provider: addr(k)}
+		var leaves []merkle.Hash
+		for _, j := range jobs {
+			r := record(j)
+			m.Results = append(m.Results, r)
+			rb, _ := proto.MarshalOptions{Deterministic: true}.Marshal(r)
+			leaves = append(leaves, merkle.LeafHash(rb))
+		}
+		root, _ := merkle.Root(leaves)
+		m.MerkleRoot = root[:]
+		in := s.input(m)
+		in.GasLimit = 5_000_000
+		in.FeeAmount = 125_000
+		if txs[i], _, err = tx.BuildAndSign(in); err != nil {
+			b.Fatal(err)
+		}
+		s.seq++
+	}
+	b.StartTimer()
+	start := time.Now()
+	sentAt := make([]int64, b.N)
+	for i, t := range txs {
+		sentAt[i] = shared.node.Height()
+		br, err := c.BroadcastSync(ctx, t)
+		if err != nil || br.Code != 0 {
+			b.Fatalf("tx %d: %v %+v", i, err, br)
+		}
+	}
+	var maxBlocks int64
+	for i, t := range txs {
+		r, err := c.WaitForTx(ctx, tx.Hash(t), pollInterval)
+		if err != nil || r.Code != 0 {
+			b.Fatalf("tx %d: %v %+v", i, err, r)
+		}
+		maxBlocks = max(maxBlocks, r.Height-sentAt[i])
+	}
+	elapsed := time.Since(start)
+	b.ReportMetric(float64(b.N*perTx)/elapsed.Seconds(), "results/s")
+	b.ReportMetric(float64(maxBlocks), "max-blocks-to-commit")
+}
