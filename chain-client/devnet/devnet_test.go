@@ -529,18 +529,22 @@ func TestRestartKeepsState(t *testing.T) {
 	if _, err := devnet.Start(ctxT(t), devnet.Config{Home: home, ChainID: "other-chain"}); err == nil {
 		t.Fatal("restart with another chain id succeeded")
 	}
-	n2, err := devnet.Start(ctxT(t), devnet.Config{Home: home, BlockTime: testBlockTime})
+	// Same RPC address, so the clients of the first run reach the second.
+	n2, err := devnet.Start(ctxT(t), devnet.Config{Home: home, BlockTime: testBlockTime, RPCListenAddr: n.RPCListenAddr()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer n2.Stop()
+	if n2.RPCURL() != n.RPCURL() {
+		t.Fatalf("RPC moved from %s to %s", n.RPCURL(), n2.RPCURL())
+	}
 	if n2.Height() <= before {
 		t.Errorf("height after restart %d, before %d", n2.Height(), before)
 	}
 	if n2.ChainID() != "aivm-restart" {
 		t.Errorf("chain id %q", n2.ChainID())
 	}
-	c2, _ := rpc.New(n2.RPCURL())
+	c2 := c
 	st, err := c2.Status(ctxT(t))
 	if err != nil || st.ChainID != "aivm-restart" || st.Height < before {
 		t.Errorf("status %+v %v", st, err)

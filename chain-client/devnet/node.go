@@ -21,7 +21,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	stdlog "log"
 	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -83,8 +88,8 @@ type Config struct {
 	// MaxTxBytes is the largest transaction accepted (default 1 MiB).
 	// Genesis only.
 	MaxTxBytes int64
-	// RPCListenAddr is the CometBFT RPC listen address, e.g.
-	// "tcp://127.0.0.1:26657"; empty picks a free loopback port.
+	// RPCListenAddr is the RPC listen address, e.g.
+	// "tcp://127.0.0.1:26657"; empty or port 0 picks a free loopback port.
 	RPCListenAddr string
 	// P2PListenAddr is the p2p listen address; empty picks a free loopback
 	// port. The devnet has no peers.
@@ -102,6 +107,7 @@ type Node struct {
 	appDB   dbm.DB
 	dbs     *dbTracker
 	rpcAddr string
+	rpcSrv  *http.Server
 	chainID string
 
 	stopOnce sync.Once
@@ -134,7 +140,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("devnet: %w", err)
 	}
 	ccfg.Moniker = "aivm-devnet"
-	if ccfg.RPC.ListenAddress, err = listenAddr(cfg.RPCListenAddr); err != nil {
+	// CometBFT serves RPC on an internal loopback port; clients reach it
+	// through the devnet's own server on the public address, which Stop
+	// closes with every open connection (CometBFT's server would keep
+	// serving kept-alive connections from a stopped node).
+	if ccfg.RPC.ListenAddress, err = listenAddr(""); err != nil {
 		return nil, fmt.Errorf("devnet: rpc address: %w", err)
 	}
 	if ccfg.P2P.ListenAddress, err = listenAddr(cfg.P2PListenAddr); err != nil {
@@ -190,12 +200,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 		// A port picked free can be taken before CometBFT binds it; pick
 		// new ones and try again.
-		if attempt < maxStartAttempts && isAddrInUse(err) && (autoPort(cfg.RPCListenAddr) || autoPort(cfg.P2PListenAddr)) {
+		if attempt < maxStartAttempts && isAddrInUse(err) {
 			cfg.Logger.Info("Devnet port taken, retrying with new ports", "err", err.Error())
-			if autoPort(cfg.RPCListenAddr) {
-				if ccfg.RPC.ListenAddress, err = listenAddr(cfg.RPCListenAddr); err != nil {
-					break
-				}
+			if ccfg.RPC.ListenAddress, err = listenAddr(""); err != nil {
+				break
 			}
 			if autoPort(cfg.P2PListenAddr) {
 				if ccfg.P2P.ListenAddress, err = listenAddr(cfg.P2PListenAddr); err != nil {
@@ -210,7 +218,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		appDB.Close()
 		return nil, fmt.Errorf("devnet: %w", err)
 	}
-	n := &Node{cfg: cfg, node: cn, app: app, appDB: appDB, dbs: dbs, rpcAddr: ccfg.RPC.ListenAddress, chainID: chainID}
+	n := &Node{cfg: cfg, node: cn, app: app, appDB: appDB, dbs: dbs, chainID: chainID}
+	if err := n.serveRPC(cfg.RPCListenAddr, ccfg.RPC.ListenAddress); err != nil {
+		_ = n.Stop()
+		return nil, fmt.Errorf("devnet: %w", err)
+	}
 	if err := app.waitForHeight(ctx, app.Height()+1); err != nil {
 		_ = n.Stop()
 		return nil, fmt.Errorf("devnet: %w", err)
@@ -364,10 +376,39 @@ func ensureGenesis(path string, cfg Config, pv *privval.FilePV) (string, error) 
 	return chainID, nil
 }
 
+// serveRPC listens on public ("tcp://host:port", empty or port 0 for a free
+// loopback port) and proxies to CometBFT's RPC at internal.
+func (n *Node) serveRPC(public, internal string) error {
+	hostport := strings.TrimPrefix(public, "tcp://")
+	if hostport == "" {
+		hostport = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", hostport)
+	if err != nil {
+		return fmt.Errorf("rpc listen on %s: %w", hostport, err)
+	}
+	target, err := url.Parse("http://" + strings.TrimPrefix(internal, "tcp://"))
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("rpc: %w", err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.ErrorLog = stdlog.New(io.Discard, "", 0)
+	n.rpcSrv = &http.Server{Handler: proxy, ReadHeaderTimeout: 10 * time.Second}
+	n.rpcAddr = "tcp://" + ln.Addr().String()
+	go func() { _ = n.rpcSrv.Serve(ln) }()
+	return nil
+}
+
 // RPCURL returns the CometBFT RPC endpoint, e.g. "http://127.0.0.1:26657".
 func (n *Node) RPCURL() string {
 	return "http://" + strings.TrimPrefix(n.rpcAddr, "tcp://")
 }
+
+// RPCListenAddr returns the RPC listen address in CometBFT form
+// ("tcp://127.0.0.1:PORT"); pass it as Config.RPCListenAddr to restart the
+// node where its clients expect it.
+func (n *Node) RPCListenAddr() string { return n.rpcAddr }
 
 // ChainID returns the chain id.
 func (n *Node) ChainID() string { return n.chainID }
@@ -387,6 +428,9 @@ func (n *Node) WaitForHeight(ctx context.Context, h int64) error {
 // than once; a new Start on the same Home resumes the chain.
 func (n *Node) Stop() error {
 	n.stopOnce.Do(func() {
+		if n.rpcSrv != nil {
+			_ = n.rpcSrv.Close()
+		}
 		if err := n.node.Stop(); err != nil {
 			n.stopErr = fmt.Errorf("devnet: stop node: %w", err)
 		}
