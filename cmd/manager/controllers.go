@@ -17,12 +17,53 @@ limitations under the License.
 package main
 
 import (
+	"flag"
+	"fmt"
+	"net/http"
+	"time"
+
 	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/aivm-dev/aivm-operator/artifact"
+	"github.com/aivm-dev/aivm-operator/controllers"
 )
+
+// controllerOptions are the reconcilers' command-line settings.
+type controllerOptions struct {
+	hfBaseURL           string
+	sourceCheckTimeout  time.Duration
+	sourceRecheck       time.Duration
+	heartbeatStaleAfter time.Duration
+}
+
+func (o *controllerOptions) bindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.hfBaseURL, "hf-base-url", "https://huggingface.co", "Base URL that hf:// model URIs resolve against (a mirror works).")
+	fs.DurationVar(&o.sourceCheckTimeout, "model-source-check-timeout", 30*time.Second, "Timeout of one reachability check of a Model's source.")
+	fs.DurationVar(&o.sourceRecheck, "model-source-recheck-interval", controllers.DefaultSourceRecheckInterval, "How long a successful source check of a Model stays valid.")
+	fs.DurationVar(&o.heartbeatStaleAfter, "gpunode-heartbeat-stale-after", controllers.DefaultHeartbeatStaleAfter, "Age of a node agent heartbeat after which its GPUNode turns Ready=False; 0 disables.")
+}
 
 // setupControllers registers every reconciler with the manager.
 func setupControllers(mgr ctrl.Manager, opts options) error {
-	_ = mgr
-	_ = opts
+	checker, err := artifact.NewChecker(
+		artifact.WithHFBaseURL(opts.controllers.hfBaseURL),
+		artifact.WithHTTPClient(&http.Client{Timeout: opts.controllers.sourceCheckTimeout}),
+	)
+	if err != nil {
+		return fmt.Errorf("model source checker: %w", err)
+	}
+	if err := controllers.NewModelReconciler(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetEventRecorder("model-controller"), checker,
+		controllers.WithSourceRecheck(opts.controllers.sourceRecheck, controllers.DefaultSourceRetryInterval),
+	).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up the Model controller: %w", err)
+	}
+	if err := controllers.NewKernelReconciler(mgr.GetClient(), mgr.GetEventRecorder("kernel-controller")).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up the Kernel controller: %w", err)
+	}
+	if err := controllers.NewGPUNodeGCReconciler(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetEventRecorder("gpunode-controller"),
+		controllers.WithHeartbeatStaleAfter(opts.controllers.heartbeatStaleAfter),
+	).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up the GPUNode controller: %w", err)
+	}
 	return nil
 }
