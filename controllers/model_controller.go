@@ -74,8 +74,6 @@ const (
 	maxListedNodes = 5
 )
 
-// reasonInvalidSource: the Model's uri cannot be fetched as written.
-const reasonInvalidSource = "InvalidSource"
 
 // SourceChecker checks that a model source is reachable without
 // downloading it. *artifact.Checker implements it.
@@ -320,7 +318,7 @@ func (r *ModelReconciler) setStatus(model *v1alpha1.Model, obs modelObservation)
 
 	if obs.specErr != nil {
 		set(v1alpha1.ConditionVerified, metav1.ConditionUnknown, v1alpha1.ReasonPendingVerification, "the spec is invalid")
-		set(v1alpha1.ConditionReady, metav1.ConditionFalse, reasonInvalidSource, obs.specErr.Error())
+		set(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonInvalidSource, obs.specErr.Error())
 		return
 	}
 
@@ -345,7 +343,7 @@ func (r *ModelReconciler) setStatus(model *v1alpha1.Model, obs modelObservation)
 	case len(obs.mismatches) > 0:
 		set(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonDigestMismatch, mismatchMessage(obs.mismatches))
 	case c.err != nil && errors.As(c.err, &sm):
-		set(v1alpha1.ConditionReady, metav1.ConditionFalse, artifact.ReasonSizeMismatch,
+		set(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonSizeMismatch,
 			fmt.Sprintf("the source announces %d bytes but spec.sizeBytes is %d", sm.Actual, sm.Expected))
 	case c.failed() && held:
 		cause := "source unreachable: " + errString(c.err)

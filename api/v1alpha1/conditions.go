@@ -54,6 +54,10 @@ const (
 	ReasonSourceUnreachable = "SourceUnreachable"
 	// ReasonSourceReachable: the artifact source answered.
 	ReasonSourceReachable = "SourceReachable"
+	// ReasonSizeMismatch: the source's size differs from spec.sizeBytes.
+	ReasonSizeMismatch = "SizeMismatch"
+	// ReasonInvalidSource: the Model's uri cannot be fetched as written.
+	ReasonInvalidSource = "InvalidSource"
 	// ReasonCredentialsNotFound: the Secret named by spec.credentialsSecretRef is missing.
 	ReasonCredentialsNotFound = "CredentialsNotFound"
 
