@@ -74,7 +74,6 @@ const (
 	maxListedNodes = 5
 )
 
-
 // SourceChecker checks that a model source is reachable without
 // downloading it. *artifact.Checker implements it.
 type SourceChecker interface {
