@@ -47,6 +47,9 @@ type Chain interface {
 	Provider(ctx context.Context, address string) (*aivmv1.Provider, error)
 	// Height returns the latest committed block height.
 	Height(ctx context.Context) (int64, error)
+	// Result returns the stored result of a job, or nil when the chain has
+	// none.
+	Result(ctx context.Context, jobUID string) (*aivmv1.StoredResult, error)
 }
 
 // expectedSeqPattern finds the expected sequence in a Cosmos "account
@@ -79,6 +82,9 @@ const (
 	// outcomeRetryLater: a condition an operator can fix (funds, fees);
 	// the results wait and are sent again after a backoff.
 	outcomeRetryLater
+	// outcomeDuplicate: some of the batch's job UIDs are already on chain;
+	// those are rejected, the others signed again.
+	outcomeDuplicate
 	// outcomeRejected: the transaction can never succeed; its results are
 	// rejected for good.
 	outcomeRejected
@@ -90,6 +96,8 @@ const (
 	CodeProviderNotRegistered = 3
 	// CodeProviderExpired: results from a provider whose registration expired.
 	CodeProviderExpired = 4
+	// CodeDuplicateResult: a job UID already on chain (or twice in a batch).
+	CodeDuplicateResult = 5
 )
 
 func classify(code uint32, codespace string) outcome {
@@ -107,6 +115,8 @@ func classify(code uint32, codespace string) outcome {
 		}
 	case codespace == aivmv1.Codespace && (code == CodeProviderNotRegistered || code == CodeProviderExpired):
 		return outcomeNotRegistered
+	case codespace == aivmv1.Codespace && code == CodeDuplicateResult:
+		return outcomeDuplicate
 	}
 	return outcomeRejected
 }

@@ -3,6 +3,7 @@ package chainclient_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -297,16 +298,20 @@ func TestRejectedResultsSurface(t *testing.T) {
 	}
 	b.events.waitFinal(t, []string{"taken"})
 
-	a := startReporter(t, env, ka, t.TempDir(), nil)
-	if err := a.client.Enqueue(ctxT(t), taken); err != nil {
+	// a's batch holds the taken UID and fresh ones: only the taken one is
+	// refused, the others are signed again and committed.
+	a := startReporter(t, env, ka, t.TempDir(), func(o *chainclient.Options) { o.BatchDelay = 200 * time.Millisecond })
+	fresh := records("fresh", 0, 4)
+	if err := a.client.Enqueue(ctxT(t), append([]*aivmv1.ResultRecord{taken}, fresh...)...); err != nil {
 		t.Fatal(err)
 	}
-	a.events.waitFinal(t, []string{"taken"})
+	a.events.waitFinal(t, append([]string{"taken"}, uidsOf(fresh)...))
+	checkOnChain(t, env, a, fresh)
 	e, err := a.client.Get("taken")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.State != outbox.StateRejected || e.Codespace != aivmv1.Codespace || e.Code != devnet.CodeDuplicateResult || e.Log == "" {
+	if e.State != outbox.StateRejected || e.Codespace != aivmv1.Codespace || e.Code != devnet.CodeDuplicateResult || !strings.Contains(e.Log, "already on chain") {
 		t.Fatalf("entry = %+v, want Rejected with aivm code %d", e, devnet.CodeDuplicateResult)
 	}
 	a.events.mu.Lock()
@@ -314,6 +319,9 @@ func TestRejectedResultsSurface(t *testing.T) {
 	a.events.mu.Unlock()
 	if len(ev) != 1 || ev[0].Type != chainclient.EventRejected || ev[0].Code != devnet.CodeDuplicateResult {
 		t.Fatalf("events = %+v, want one Rejected", ev)
+	}
+	if e0, _ := a.client.Get(fresh[0].GetJobUid()); e0.Requeues != 1 {
+		t.Fatalf("fresh result requeued %d times, want 1 (it shared the refused batch)", e0.Requeues)
 	}
 	// And a's later results still go through.
 	later := records("later", 0, 5)

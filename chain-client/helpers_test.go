@@ -114,6 +114,9 @@ func (l *liveChain) Provider(ctx context.Context, a string) (*aivmv1.Provider, e
 	return l.cur.Load().Provider(ctx, a)
 }
 func (l *liveChain) Height(ctx context.Context) (int64, error) { return l.cur.Load().Height(ctx) }
+func (l *liveChain) Result(ctx context.Context, uid string) (*aivmv1.StoredResult, error) {
+	return l.cur.Load().Result(ctx, uid)
+}
 
 func startChain(t testing.TB, cfg devnet.Config) *chainEnv {
 	t.Helper()

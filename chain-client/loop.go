@@ -296,6 +296,8 @@ func (l *loop) settleRefused(ctx context.Context, f *flight, code uint32, codesp
 			return err
 		}
 		return fmt.Errorf("chain refused batch %s: code %d (%s): %s", f.hash, code, codespace, log)
+	case outcomeDuplicate:
+		return l.splitDuplicates(ctx, f, code, codespace, log)
 	}
 	entries, err := l.o.Outbox.MarkRejected(f.hash, code, codespace, log)
 	if err != nil {
@@ -304,6 +306,42 @@ func (l *loop) settleRefused(ctx context.Context, f *flight, code uint32, codesp
 	l.c.log.Info("Chain rejected batch", "tx", f.hash, "code", code, "codespace", codespace, "log", log, "results", len(entries))
 	for _, e := range entries {
 		l.emit(Event{Type: EventRejected, UID: e.UID, TxHash: e.TxHash, Code: code, Codespace: codespace, Log: log})
+	}
+	return nil
+}
+
+// splitDuplicates handles a batch refused because some of its job UIDs are
+// already on chain (for instance after the outbox was lost): those results
+// are rejected, each with where it already is, and the others go back to
+// Pending so one stale result does not sink a whole batch.
+func (l *loop) splitDuplicates(ctx context.Context, f *flight, code uint32, codespace, log string) error {
+	dups := map[string]outbox.Rejection{}
+	for _, uid := range f.uids {
+		stored, err := l.o.Chain.Result(ctx, uid)
+		if err != nil {
+			return unreachable("query result of job "+uid, err)
+		}
+		if stored != nil {
+			dups[uid] = outbox.Rejection{Code: code, Codespace: codespace, Log: fmt.Sprintf(
+				"result already on chain in transaction %s at height %d, submitted by %s", stored.GetTxHash(), stored.GetHeight(), stored.GetProvider())}
+		}
+	}
+	if len(dups) == 0 {
+		// The chain named a duplicate it does not hold: refuse the batch
+		// rather than loop on it.
+		for _, uid := range f.uids {
+			dups[uid] = outbox.Rejection{Code: code, Codespace: codespace, Log: log}
+		}
+	}
+	entries, err := l.o.Outbox.Split(f.hash, dups)
+	if err != nil {
+		return fmt.Errorf("split batch %s: %w", f.hash, err)
+	}
+	l.c.log.Info("Chain refused results already on chain", "tx", f.hash, "duplicates", len(dups), "requeued", len(entries)-len(dups))
+	for _, e := range entries {
+		if e.State == outbox.StateRejected {
+			l.emit(Event{Type: EventRejected, UID: e.UID, TxHash: e.TxHash, Code: e.Code, Codespace: e.Codespace, Log: e.Log})
+		}
 	}
 	return nil
 }
@@ -461,6 +499,10 @@ func (l *loop) send(ctx context.Context) error {
 			// The bytes may have reached the node: keep them, resend later.
 			l.batches = append(l.batches, f)
 			return unreachable("broadcast batch "+f.hash, err)
+		}
+		if classify(br.Code, br.Codespace) != outcomeAccepted {
+			// Refused at CheckTx: the sequence was not used.
+			l.nextSeq = f.seq
 		}
 		switch classify(br.Code, br.Codespace) {
 		case outcomeAccepted:

@@ -531,6 +531,36 @@ func (o *Outbox) Requeue(txHash string) ([]Entry, error) {
 	})
 }
 
+// Rejection is the chain's reason for refusing a result.
+type Rejection struct {
+	// Code and Codespace are the chain's error code.
+	Code      uint32
+	Codespace string
+	// Log is the chain's message.
+	Log string
+}
+
+// Split settles a refused batch result by result, in one synced write: the
+// UIDs in rejected become Rejected with their reason, the batch's other
+// results return to Pending (to be signed again), and the batch record is
+// removed. Use it when the chain's refusal concerns only some results (a
+// job UID already on chain), so the others are not lost with them.
+func (o *Outbox) Split(txHash string, rejected map[string]Rejection) ([]Entry, error) {
+	return o.finish(txHash, func(_ *Batch, entries []*Entry) error {
+		for _, e := range entries {
+			if r, ok := rejected[e.UID]; ok {
+				e.State = StateRejected
+				e.Code, e.Codespace, e.Log = r.Code, r.Codespace, r.Log
+				continue
+			}
+			e.State = StatePending
+			e.TxHash = ""
+			e.Requeues++
+		}
+		return nil
+	})
+}
+
 func (o *Outbox) finish(txHash string, apply func(*Batch, []*Entry) error) ([]Entry, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()

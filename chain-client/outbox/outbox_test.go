@@ -448,3 +448,39 @@ func FuzzDecodeEntry(f *testing.F) {
 		}
 	})
 }
+
+func TestSplitRejectsSomeAndRequeuesTheRest(t *testing.T) {
+	ctx := context.Background()
+	o := openT(t, t.TempDir())
+	if err := o.Enqueue(ctx, item("a"), item("b"), item("c")); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.MarkBatched(batchOf(t, "H", 1, "a", "b", "c")); err != nil {
+		t.Fatal(err)
+	}
+	out, err := o.Split("H", map[string]Rejection{"b": {Code: 5, Codespace: "aivm", Log: "already on chain"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	states := map[string]State{}
+	for _, e := range out {
+		states[e.UID] = e.State
+	}
+	if diff := cmp.Diff(map[string]State{"a": StatePending, "b": StateRejected, "c": StatePending}, states); diff != "" {
+		t.Fatalf("states (-want +got):\n%s", diff)
+	}
+	pending, err := o.Pending(10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"a", "c"}, uidsOf(pending)); diff != "" {
+		t.Fatalf("pending (-want +got):\n%s", diff)
+	}
+	b, _ := o.Get("b")
+	if b.Code != 5 || b.Log != "already on chain" {
+		t.Fatalf("b = %+v", b)
+	}
+	if inflight, _ := o.InFlight(); len(inflight) != 0 {
+		t.Fatalf("batch kept after split: %v", inflight)
+	}
+}
