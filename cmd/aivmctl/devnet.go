@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -148,8 +149,13 @@ func defaultDevnetHome() string {
 	return h + "/.aivm/devnet"
 }
 
+// newLogger logs to w, one line per entry; writes are serialised because
+// CometBFT logs from many goroutines.
 func newLogger(w io.Writer, verbosity int) logr.Logger {
+	var mu sync.Mutex
 	return funcr.New(func(prefix, args string) {
+		mu.Lock()
+		defer mu.Unlock()
 		if prefix != "" {
 			fmt.Fprintf(w, "%s %s: %s\n", time.Now().UTC().Format(time.RFC3339), prefix, args)
 			return
