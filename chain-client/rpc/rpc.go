@@ -69,13 +69,15 @@ var ErrAccountNotFound = errors.New("account not found")
 type QueryError struct {
 	// Path is the query path.
 	Path string
-	// Code and Codespace are the ABCI result code.
-	Code      uint32
+	// Code is the ABCI result code.
+	Code uint32
+	// Codespace qualifies Code.
 	Codespace string
 	// Log is the node's message.
 	Log string
 }
 
+// Error describes the refusal.
 func (e *QueryError) Error() string {
 	return fmt.Sprintf("query %s: code %d (%s): %s", e.Path, e.Code, e.Codespace, e.Log)
 }
