@@ -1,0 +1,190 @@
+/*
+Copyright 2026 The aivm-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	chainclient "github.com/aivm-dev/aivm-operator/chain-client"
+	"github.com/aivm-dev/aivm-operator/chain-client/aivmv1"
+	"github.com/aivm-dev/aivm-operator/chain-client/devnet"
+	"github.com/aivm-dev/aivm-operator/chain-client/keys"
+	"github.com/aivm-dev/aivm-operator/chain-client/outbox"
+	"github.com/aivm-dev/aivm-operator/chain-client/receipt"
+	"github.com/aivm-dev/aivm-operator/chain-client/rpc"
+)
+
+func sha(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
+// committedReceipt puts two results on a fresh devnet through the chain
+// client and returns the devnet's RPC URL and a receipt, with its inclusion,
+// for the first.
+func committedReceipt(t *testing.T) (string, *receipt.Receipt) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	h := sha256.Sum256([]byte("aivmctl receipt test"))
+	k, err := keys.FromHex(hex.EncodeToString(h[:]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := k.Address("")
+	node, err := devnet.Start(ctx, devnet.Config{Home: t.TempDir(), BlockTime: 50 * time.Millisecond, Accounts: map[string]uint64{addr: 1 << 40}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.Stop() })
+	chain, err := rpc.New(node.RPCURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	box, err := outbox.Open(t.TempDir(), outbox.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer box.Close()
+	committed := make(chan chainclient.Event, 2)
+	cc, err := chainclient.New(chainclient.Options{Key: k, ChainID: node.ChainID(), Chain: chain, Outbox: box,
+		BatchDelay: 20 * time.Millisecond, PollInterval: 20 * time.Millisecond,
+		Registration: &aivmv1.MsgRegisterProvider{Moniker: "cli-test", Endpoint: "https://p.example", Version: "v0"},
+		OnEvent:      func(e chainclient.Event) { committed <- e }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- cc.Run(runCtx) }()
+	defer func() { stop(); <-done }()
+	recs := []*aivmv1.ResultRecord{}
+	for i := range 2 {
+		recs = append(recs, &aivmv1.ResultRecord{JobUid: fmt.Sprintf("cli-job-%d", i), KernelDigest: "sha256:" + sha("k"),
+			ModelDigest: sha("m"), InputDigest: sha("i"), OutputDigest: sha(fmt.Sprint("o", i)), InputTokens: 3, OutputTokens: 4, DurationMs: 5})
+	}
+	if err := cc.Enqueue(ctx, recs...); err != nil {
+		t.Fatal(err)
+	}
+	for range recs {
+		select {
+		case e := <-committed:
+			if e.Type != chainclient.EventCommitted {
+				t.Fatalf("event %+v", e)
+			}
+		case <-ctx.Done():
+			t.Fatal("results not committed")
+		}
+	}
+	e, err := cc.Get(recs[0].GetJobUid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := receipt.Sign(k, "", recs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Chain = &receipt.Inclusion{ChainID: node.ChainID(), TxHash: e.TxHash, Height: e.Height, Root: e.Root, Proof: *e.Proof}
+	return node.RPCURL(), r
+}
+
+func writeReceipt(t *testing.T, r *receipt.Receipt) string {
+	t.Helper()
+	data, err := receipt.Encode(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "receipt.json")
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestReceiptVerify(t *testing.T) {
+	url, r := committedReceipt(t)
+	file := writeReceipt(t, r)
+
+	out, _, err := runCmd(t, "", "receipt", "verify", "--rpc", url, file)
+	if err != nil {
+		t.Fatalf("verify: %v\n%s", err, out)
+	}
+	for _, want := range []string{"signature OK", "proof OK", "(matches)", r.Signer, r.Chain.TxHash} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	// From stdin, offline, with the expected signer.
+	data, _ := os.ReadFile(file)
+	if out, _, err := runCmd(t, string(data), "receipt", "verify", "--signer", r.Signer, "-"); err != nil || !strings.Contains(out, "signature OK") {
+		t.Fatalf("verify from stdin: %v\n%s", err, out)
+	}
+
+	tampered := func(f func(r *receipt.Receipt)) string {
+		c := *r
+		inc := *r.Chain
+		c.Chain = &inc
+		c.Signature = append([]byte(nil), r.Signature...)
+		f(&c)
+		return writeReceipt(t, &c)
+	}
+	other := sha256.Sum256([]byte("other"))
+	otherKey, _ := keys.FromHex(hex.EncodeToString(other[:]))
+	otherAddr, _ := otherKey.Address("")
+	tests := map[string]struct {
+		args []string
+		want string
+	}{
+		"bad signature": {args: []string{tampered(func(c *receipt.Receipt) { c.Signature[5] ^= 1 })}, want: "signature"},
+		"other height on chain": {args: []string{"--rpc", url, tampered(func(c *receipt.Receipt) { c.Chain.Height++ })},
+			want: "height"},
+		"other root":    {args: []string{tampered(func(c *receipt.Receipt) { c.Chain.Root[0] ^= 1 })}, want: "proof"},
+		"wrong signer":  {args: []string{"--signer", otherAddr, file}, want: "not " + otherAddr},
+		"missing file":  {args: []string{filepath.Join(t.TempDir(), "none.json")}, want: "open receipt"},
+		"unreachable":   {args: []string{"--rpc", "http://127.0.0.1:1", file}, want: "query chain"},
+		"not a receipt": {args: []string{writeFile(t, `{"version":"aivm.dev/receipt/v1","extra":1}`)}, want: "unknown field"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			_, _, err := runCmd(t, "", append([]string{"receipt", "verify"}, tc.args...)...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error = %v, want one mentioning %q", err, tc.want)
+			}
+		})
+	}
+	if _, _, err := runCmd(t, "", "receipt", "verify"); err == nil {
+		t.Fatal("verify without a file succeeded")
+	}
+}
+
+func writeFile(t *testing.T, s string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "f.json")
+	if err := os.WriteFile(p, bytes.TrimSpace([]byte(s)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
