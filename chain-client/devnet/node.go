@@ -33,6 +33,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -108,7 +109,9 @@ type Node struct {
 	dbs     *dbTracker
 	rpcAddr string
 	rpcSrv  *http.Server
-	chainID string
+	// stopping quiets CometBFT's shutdown errors.
+	stopping *atomic.Bool
+	chainID  string
 
 	stopOnce sync.Once
 	stopErr  error
@@ -189,12 +192,13 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("devnet: open app db: %w", err)
 	}
 	var (
-		app *App
-		cn  *node.Node
-		dbs *dbTracker
+		app      *App
+		cn       *node.Node
+		dbs      *dbTracker
+		stopping = new(atomic.Bool)
 	)
 	for attempt := 1; ; attempt++ {
-		app, cn, dbs, err = startNode(ctx, ccfg, cfg, appDB, pv, nodeKey, chainID)
+		app, cn, dbs, err = startNode(ctx, ccfg, cfg, appDB, pv, nodeKey, chainID, stopping)
 		if err == nil {
 			break
 		}
@@ -218,7 +222,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		appDB.Close()
 		return nil, fmt.Errorf("devnet: %w", err)
 	}
-	n := &Node{cfg: cfg, node: cn, app: app, appDB: appDB, dbs: dbs, chainID: chainID}
+	n := &Node{cfg: cfg, node: cn, app: app, appDB: appDB, dbs: dbs, chainID: chainID, stopping: stopping}
 	if err := n.serveRPC(cfg.RPCListenAddr, ccfg.RPC.ListenAddress); err != nil {
 		_ = n.Stop()
 		return nil, fmt.Errorf("devnet: %w", err)
@@ -236,7 +240,7 @@ const maxStartAttempts = 3
 
 // startNode creates and starts the CometBFT node over a fresh App on appDB.
 // On failure everything it opened is closed again (appDB excepted).
-func startNode(ctx context.Context, ccfg *cmtcfg.Config, cfg Config, appDB dbm.DB, pv *privval.FilePV, nodeKey *p2p.NodeKey, chainID string) (*App, *node.Node, *dbTracker, error) {
+func startNode(ctx context.Context, ccfg *cmtcfg.Config, cfg Config, appDB dbm.DB, pv *privval.FilePV, nodeKey *p2p.NodeKey, chainID string, stopping *atomic.Bool) (*App, *node.Node, *dbTracker, error) {
 	app, err := newApp(appDB, chainID, cfg.Logger.WithName("app"))
 	if err != nil {
 		return nil, nil, nil, err
@@ -244,7 +248,7 @@ func startNode(ctx context.Context, ccfg *cmtcfg.Config, cfg Config, appDB dbm.D
 	dbs := &dbTracker{}
 	cn, err := node.NewNode(ctx, ccfg, pv, nodeKey, proxy.NewLocalClientCreator(app),
 		node.DefaultGenesisDocProviderFunc(ccfg), dbs.provide,
-		node.DefaultMetricsProvider(ccfg.Instrumentation), cmtLogger{l: cfg.Logger.WithName("cometbft")})
+		node.DefaultMetricsProvider(ccfg.Instrumentation), cmtLogger{l: cfg.Logger.WithName("cometbft"), stopping: stopping})
 	if err != nil {
 		dbs.closeAll()
 		return nil, nil, nil, fmt.Errorf("create node: %w", err)
@@ -428,6 +432,7 @@ func (n *Node) WaitForHeight(ctx context.Context, h int64) error {
 // than once; a new Start on the same Home resumes the chain.
 func (n *Node) Stop() error {
 	n.stopOnce.Do(func() {
+		n.stopping.Store(true)
 		if n.rpcSrv != nil {
 			_ = n.rpcSrv.Close()
 		}
