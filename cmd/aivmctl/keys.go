@@ -193,13 +193,16 @@ func printKeyInfo(w io.Writer, format string, info keyInfo) error {
 }
 
 // loadNamedKey loads a key by name from home, or from a path (a key file,
-// a mnemonic file, or a Kubernetes-Secret-style directory).
+// a mnemonic file, or a Kubernetes-Secret-style directory). A reference
+// holding a path separator is a path ("./provider.key" for the current
+// directory); anything else is a key name.
 func loadNamedKey(home, ref, hdPath string) (*keys.Key, string, error) {
 	path := ref
-	if validKeyName(ref) == nil && !strings.ContainsRune(ref, os.PathSeparator) {
-		if _, err := os.Stat(ref); err != nil {
-			path = filepath.Join(home, ref+keyFileExt)
+	if !strings.ContainsRune(ref, os.PathSeparator) {
+		if err := validKeyName(ref); err != nil {
+			return nil, "", err
 		}
+		path = filepath.Join(home, ref+keyFileExt)
 	}
 	k, err := keys.Load(path, hdPath)
 	if err != nil {
