@@ -187,8 +187,15 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("devnet: %w", err)
 	}
 
+	// Bind the public RPC address first: a taken port fails before anything
+	// starts, and a port picked free stays ours.
+	rpcLn, err := listenRPC(cfg.RPCListenAddr)
+	if err != nil {
+		return nil, fmt.Errorf("devnet: %w", err)
+	}
 	appDB, err := dbm.NewDB(appDBName, dbm.GoLevelDBBackend, ccfg.DBDir())
 	if err != nil {
+		rpcLn.Close()
 		return nil, fmt.Errorf("devnet: open app db: %w", err)
 	}
 	var (
@@ -219,11 +226,13 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		break
 	}
 	if err != nil {
+		rpcLn.Close()
 		appDB.Close()
 		return nil, fmt.Errorf("devnet: %w", err)
 	}
 	n := &Node{cfg: cfg, node: cn, app: app, appDB: appDB, dbs: dbs, chainID: chainID, stopping: stopping}
-	if err := n.serveRPC(cfg.RPCListenAddr, ccfg.RPC.ListenAddress); err != nil {
+	if err := n.serveRPC(rpcLn, ccfg.RPC.ListenAddress); err != nil {
+		rpcLn.Close()
 		_ = n.Stop()
 		return nil, fmt.Errorf("devnet: %w", err)
 	}
@@ -380,20 +389,24 @@ func ensureGenesis(path string, cfg Config, pv *privval.FilePV) (string, error) 
 	return chainID, nil
 }
 
-// serveRPC listens on public ("tcp://host:port", empty or port 0 for a free
-// loopback port) and proxies to CometBFT's RPC at internal.
-func (n *Node) serveRPC(public, internal string) error {
+// listenRPC listens on the public RPC address ("tcp://host:port"; empty or
+// port 0 for a free loopback port).
+func listenRPC(public string) (net.Listener, error) {
 	hostport := strings.TrimPrefix(public, "tcp://")
 	if hostport == "" {
 		hostport = "127.0.0.1:0"
 	}
 	ln, err := net.Listen("tcp", hostport)
 	if err != nil {
-		return fmt.Errorf("rpc listen on %s: %w", hostport, err)
+		return nil, fmt.Errorf("rpc listen on %s: %w", hostport, err)
 	}
+	return ln, nil
+}
+
+// serveRPC serves ln by proxying to CometBFT's RPC at internal.
+func (n *Node) serveRPC(ln net.Listener, internal string) error {
 	target, err := url.Parse("http://" + strings.TrimPrefix(internal, "tcp://"))
 	if err != nil {
-		ln.Close()
 		return fmt.Errorf("rpc: %w", err)
 	}
 	proxy := httputil.NewSingleHostReverseProxy(target)
