@@ -109,6 +109,10 @@ type Options struct {
 	// Registration, when set, is registered at start (its Provider field is
 	// filled in) and renewed RenewBeforeBlocks before it expires.
 	Registration *aivmv1.MsgRegisterProvider
+	// RegistrationFunc, when set, is called for each registration and
+	// renewal instead of using Registration, so the GPU inventory sent is
+	// current. Its Provider field is filled in.
+	RegistrationFunc func(ctx context.Context) (*aivmv1.MsgRegisterProvider, error)
 	// RenewBeforeBlocks is the renewal margin.
 	RenewBeforeBlocks int64
 

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -24,7 +25,7 @@ const (
 	crashChildEnv  = "AIVM_CRASH_CHILD"
 	crashRPCEnv    = "AIVM_CRASH_RPC"
 	crashDirEnv    = "AIVM_CRASH_OUTBOX"
-	crashKeyEnv    = "AIVM_CRASH_KEY"
+	crashKeyEnv    = "AIVM_CRASH_KEY_FILE"
 	crashChainEnv  = "AIVM_CRASH_CHAIN_ID"
 	crashUpToEnv   = "AIVM_CRASH_UPTO"
 	crashGroupSize = 3
@@ -50,7 +51,7 @@ func crashChild() int {
 	if err != nil {
 		return fail(err)
 	}
-	k, err := keys.FromHex(os.Getenv(crashKeyEnv))
+	k, err := keys.Load(os.Getenv(crashKeyEnv), "")
 	if err != nil {
 		return fail(err)
 	}
@@ -125,6 +126,10 @@ func TestCrashExactlyOnce(t *testing.T) {
 	k := keyFor(t, "crash")
 	env := startChain(t, devnet.Config{Accounts: map[string]uint64{addrOf(t, k): testFunds}, BlockTime: 50 * time.Millisecond})
 	dir := t.TempDir()
+	keyFile := filepath.Join(t.TempDir(), "provider.key")
+	if err := keys.SaveFile(keyFile, k, false); err != nil {
+		t.Fatal(err)
+	}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	seed := rng.Uint64()
 	t.Logf("kill points seeded with %d", seed)
@@ -136,7 +141,7 @@ func TestCrashExactlyOnce(t *testing.T) {
 			crashChildEnv+"=1",
 			crashRPCEnv+"="+env.node.RPCURL(),
 			crashDirEnv+"="+dir,
-			crashKeyEnv+"="+k.PrivKeyHex(),
+			crashKeyEnv+"="+keyFile,
 			crashChainEnv+"="+env.node.ChainID(),
 			crashUpToEnv+"="+strconv.Itoa(upto),
 		)

@@ -144,7 +144,7 @@ func (l *loop) step(ctx context.Context) error {
 	if err := l.register(ctx); err != nil {
 		return err
 	}
-	if l.o.Registration != nil && l.height >= l.expires {
+	if l.registers() && l.height >= l.expires {
 		// Not (or no longer) registered: results would be refused.
 		return nil
 	}
@@ -367,7 +367,7 @@ func (l *loop) emit(e Event) {
 
 // register keeps the provider registered.
 func (l *loop) register(ctx context.Context) error {
-	if l.o.Registration == nil {
+	if !l.registers() {
 		return nil
 	}
 	if l.reg != nil {
@@ -393,8 +393,10 @@ func (l *loop) register(ctx context.Context) error {
 	if p != nil {
 		l.expires = p.GetExpiresHeight()
 	}
-	msg := proto.Clone(l.o.Registration).(*aivmv1.MsgRegisterProvider)
-	msg.Provider = l.c.address
+	msg, err := l.registration(ctx)
+	if err != nil {
+		return err
+	}
 	f, err := l.sign(msg, 0)
 	if err != nil {
 		return err
@@ -419,6 +421,29 @@ func (l *loop) register(ctx context.Context) error {
 	default:
 		return fmt.Errorf("chain refused provider registration: code %d (%s): %s", br.Code, br.Codespace, br.Log)
 	}
+}
+
+func (l *loop) registers() bool {
+	return l.o.Registration != nil || l.o.RegistrationFunc != nil
+}
+
+// registration returns the message to register with.
+func (l *loop) registration(ctx context.Context) (*aivmv1.MsgRegisterProvider, error) {
+	var msg *aivmv1.MsgRegisterProvider
+	if l.o.RegistrationFunc != nil {
+		m, err := l.o.RegistrationFunc(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("build provider registration: %w", err)
+		}
+		if m == nil {
+			return nil, errors.New("build provider registration: no message")
+		}
+		msg = proto.Clone(m).(*aivmv1.MsgRegisterProvider)
+	} else {
+		msg = proto.Clone(l.o.Registration).(*aivmv1.MsgRegisterProvider)
+	}
+	msg.Provider = l.c.address
+	return msg, nil
 }
 
 func (l *loop) settleRegistration(ctx context.Context, f *flight, code uint32, codespace, log string) error {
@@ -519,7 +544,7 @@ func (l *loop) send(ctx context.Context) error {
 			if err := l.settleRefused(ctx, f, br.Code, br.Codespace, br.Log); err != nil {
 				return err
 			}
-			if l.expires == 0 && l.o.Registration != nil {
+			if l.expires == 0 && l.registers() {
 				return nil
 			}
 		}

@@ -79,6 +79,7 @@ func addressOf(k *keys.Key) string {
 var (
 	providerKey = keyFor("reporter-provider")
 	otherKey    = keyFor("reporter-other-provider")
+	setupKey    = keyFor("reporter-setup-provider")
 )
 
 func TestMain(m *testing.M) {
@@ -109,7 +110,7 @@ func run(m *testing.M) int {
 	chainNode, err = devnet.Start(ctx, devnet.Config{
 		Home:      home,
 		BlockTime: 100 * time.Millisecond,
-		Accounts:  map[string]uint64{addressOf(providerKey): funds, addressOf(otherKey): funds},
+		Accounts:  map[string]uint64{addressOf(providerKey): funds, addressOf(otherKey): funds, addressOf(setupKey): funds},
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

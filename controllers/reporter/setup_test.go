@@ -1,0 +1,156 @@
+/*
+Copyright 2026 The aivm-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package reporter
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/go-logr/logr"
+	"google.golang.org/protobuf/proto"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	aivmv1alpha1 "github.com/aivm-dev/aivm-operator/api/v1alpha1"
+	"github.com/aivm-dev/aivm-operator/chain-client/aivmv1"
+	"github.com/aivm-dev/aivm-operator/chain-client/keys"
+	"github.com/aivm-dev/aivm-operator/internal/testenv"
+)
+
+// newGPUNode creates a GPUNode whose status lists GPUs of the given
+// products and memory.
+func newGPUNode(t *testing.T, name string, gpus ...aivmv1alpha1.GPUStatus) {
+	t.Helper()
+	ctx := context.Background()
+	n := &aivmv1alpha1.GPUNode{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if err := k8sClient.Create(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), n) })
+	n.Status.GPUs = gpus
+	if err := k8sClient.Status().Update(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func gpu(i int32, product string, mem string) aivmv1alpha1.GPUStatus {
+	return aivmv1alpha1.GPUStatus{Index: i, UUID: fmt.Sprintf("GPU-%s-%d", product[:4], i), Product: product, MemoryTotal: resource.MustParse(mem)}
+}
+
+// TestSetupFromFlags wires the reporter the way the manager does, from
+// flags, and checks the registration carries the cluster's GPUs and a job
+// gets reported.
+func TestSetupFromFlags(t *testing.T) {
+	suffix := fmt.Sprint(chainNode.Height())
+	newGPUNode(t, "b-node-"+suffix, gpu(0, "NVIDIA H100 80GB HBM3", "80Gi"))
+	newGPUNode(t, "a-node-"+suffix, gpu(0, "NVIDIA A100-SXM4-40GB", "40Gi"), gpu(1, "NVIDIA A100-SXM4-40GB", "40Gi"))
+
+	keyFile := filepath.Join(t.TempDir(), "provider.key")
+	if err := keys.SaveFile(keyFile, setupKey, false); err != nil {
+		t.Fatal(err)
+	}
+	var rc Config
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	rc.BindFlags(fs)
+	if err := fs.Parse([]string{
+		"--chain-report", "--chain-rpc-url", chainNode.RPCURL(), "--chain-id", chainNode.ChainID(),
+		"--chain-key", keyFile, "--chain-outbox-dir", t.TempDir(), "--chain-batch-delay", "20ms",
+		"--provider-moniker", "flags-test", "--provider-endpoint", "https://flags.example",
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme: testenv.Scheme(), Logger: logr.Discard(),
+		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := Setup(mgr, rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cc.Address() != addressOf(setupKey) {
+		t.Fatalf("client reports as %s, want %s", cc.Address(), addressOf(setupKey))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	})
+
+	ns := newNamespace(t)
+	job := newSucceededJob(t, ns, newKernel(t, ns), jobOpts{signer: setupKey})
+	reported(t, job, metav1.ConditionTrue, aivmv1alpha1.ReasonCommitted)
+
+	p, err := chainRPC.Provider(context.Background(), addressOf(setupKey))
+	if err != nil || p == nil {
+		t.Fatalf("provider: %v, %v", p, err)
+	}
+	want := &aivmv1.MsgRegisterProvider{
+		Provider: addressOf(setupKey), Moniker: "flags-test", Endpoint: "https://flags.example", Version: "dev",
+		Gpus: []*aivmv1.GPU{
+			{Product: "NVIDIA A100-SXM4-40GB", MemoryBytes: 40 << 30},
+			{Product: "NVIDIA A100-SXM4-40GB", MemoryBytes: 40 << 30},
+			{Product: "NVIDIA H100 80GB HBM3", MemoryBytes: 80 << 30},
+		},
+		TotalVramBytes: 160 << 30,
+	}
+	if !proto.Equal(p.GetRegistration(), want) {
+		t.Fatalf("registration on chain = %v, want %v", p.GetRegistration(), want)
+	}
+}
+
+func TestSetupDisabled(t *testing.T) {
+	var rc Config
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	rc.BindFlags(fs)
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	cc, err := Setup(nil, rc)
+	if err != nil || cc != nil {
+		t.Fatalf("Setup with reporting off = %v, %v; want nothing", cc, err)
+	}
+}
+
+func TestSetupRefusesAMissingKey(t *testing.T) {
+	rc := Config{Enabled: true, KeyPath: filepath.Join(t.TempDir(), "absent"), OutboxDir: t.TempDir(), RPCURL: chainNode.RPCURL()}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme: testenv.Scheme(), Logger: logr.Discard(),
+		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Setup(mgr, rc); err == nil {
+		t.Fatal("Setup without a key succeeded")
+	}
+}
