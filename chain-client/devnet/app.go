@@ -84,8 +84,8 @@ func EstimateGas(txLen, registrations, results int) uint64 {
 
 var deterministic = proto.MarshalOptions{Deterministic: true}
 
-// App is the devnet's ABCI application.
-type App struct {
+// application is the devnet's ABCI application.
+type application struct {
 	abci.BaseApplication
 
 	log          logr.Logger
@@ -107,8 +107,8 @@ type App struct {
 }
 
 // newApp opens the application over db, resuming its committed state.
-func newApp(db dbm.DB, chainID string, log logr.Logger) (*App, error) {
-	a := &App{db: db, log: log, chainIDValue: chainID}
+func newApp(db dbm.DB, chainID string, log logr.Logger) (*application, error) {
+	a := &application{db: db, log: log, chainIDValue: chainID}
 	a.commitCond = sync.NewCond(&a.commitMu)
 	h, err := db.Get([]byte(keyHeight))
 	if err != nil {
@@ -129,7 +129,7 @@ func newApp(db dbm.DB, chainID string, log logr.Logger) (*App, error) {
 	return a, nil
 }
 
-func (a *App) setParams(b []byte) error {
+func (a *application) setParams(b []byte) error {
 	var p Params
 	if err := json.Unmarshal(b, &p); err != nil {
 		return fmt.Errorf("parse params: %w", err)
@@ -143,14 +143,14 @@ func (a *App) setParams(b []byte) error {
 }
 
 // Height returns the last committed height.
-func (a *App) Height() int64 {
+func (a *application) Height() int64 {
 	a.commitMu.Lock()
 	defer a.commitMu.Unlock()
 	return a.height
 }
 
 // waitForHeight blocks until the committed height reaches h or ctx ends.
-func (a *App) waitForHeight(ctx context.Context, h int64) error {
+func (a *application) waitForHeight(ctx context.Context, h int64) error {
 	stop := context.AfterFunc(ctx, func() {
 		a.commitMu.Lock()
 		a.commitCond.Broadcast()
@@ -170,7 +170,7 @@ func (a *App) waitForHeight(ctx context.Context, h int64) error {
 
 // Info reports the last committed height and app hash, so CometBFT replays
 // any blocks the application has not committed.
-func (a *App) Info(context.Context, *abci.InfoRequest) (*abci.InfoResponse, error) {
+func (a *application) Info(context.Context, *abci.InfoRequest) (*abci.InfoResponse, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return &abci.InfoResponse{
@@ -183,7 +183,7 @@ func (a *App) Info(context.Context, *abci.InfoRequest) (*abci.InfoResponse, erro
 }
 
 // InitChain creates the genesis accounts and parameters.
-func (a *App) InitChain(_ context.Context, req *abci.InitChainRequest) (*abci.InitChainResponse, error) {
+func (a *application) InitChain(_ context.Context, req *abci.InitChainRequest) (*abci.InitChainResponse, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if req.ChainId != a.chainIDValue {
@@ -229,7 +229,7 @@ func (a *App) InitChain(_ context.Context, req *abci.InitChainRequest) (*abci.In
 // CheckTx runs the ante checks and the message checks against the
 // mempool's state; success there advances the sender's sequence for the
 // next CheckTx.
-func (a *App) CheckTx(_ context.Context, req *abci.CheckTxRequest) (*abci.CheckTxResponse, error) {
+func (a *application) CheckTx(_ context.Context, req *abci.CheckTxRequest) (*abci.CheckTxResponse, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	r := a.runTx(a.check, req.Tx, a.height+1, true)
@@ -237,7 +237,7 @@ func (a *App) CheckTx(_ context.Context, req *abci.CheckTxRequest) (*abci.CheckT
 }
 
 // FinalizeBlock executes the block's transactions on a fresh pending state.
-func (a *App) FinalizeBlock(_ context.Context, req *abci.FinalizeBlockRequest) (*abci.FinalizeBlockResponse, error) {
+func (a *application) FinalizeBlock(_ context.Context, req *abci.FinalizeBlockRequest) (*abci.FinalizeBlockResponse, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	base := reader(dbReader{a.db})
@@ -262,7 +262,7 @@ func (a *App) FinalizeBlock(_ context.Context, req *abci.FinalizeBlockRequest) (
 }
 
 // Commit writes the pending block state, height and app hash in one batch.
-func (a *App) Commit(context.Context, *abci.CommitRequest) (*abci.CommitResponse, error) {
+func (a *application) Commit(context.Context, *abci.CommitRequest) (*abci.CommitResponse, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.deliver == nil {
@@ -297,7 +297,7 @@ func (a *App) Commit(context.Context, *abci.CommitRequest) (*abci.CommitResponse
 
 // Query answers the account, provider and result queries from committed
 // state.
-func (a *App) Query(_ context.Context, req *abci.QueryRequest) (*abci.QueryResponse, error) {
+func (a *application) Query(_ context.Context, req *abci.QueryRequest) (*abci.QueryResponse, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	st := dbReader{a.db}
@@ -312,7 +312,7 @@ func (a *App) Query(_ context.Context, req *abci.QueryRequest) (*abci.QueryRespo
 	return &abci.QueryResponse{Value: b, Height: a.height}, nil
 }
 
-func (a *App) query(st reader, req *abci.QueryRequest) (proto.Message, *abciError) {
+func (a *application) query(st reader, req *abci.QueryRequest) (proto.Message, *abciError) {
 	switch req.Path {
 	case aivmv1.QueryPathAccount:
 		var q authv1beta1.QueryAccountRequest
@@ -366,7 +366,7 @@ func (a *App) query(st reader, req *abci.QueryRequest) (proto.Message, *abciErro
 	}
 }
 
-func (a *App) addressBytes(addr string) ([]byte, *abciError) {
+func (a *application) addressBytes(addr string) ([]byte, *abciError) {
 	if err := keys.ValidateAddress(a.params.Prefix, addr); err != nil {
 		return nil, sdkErr(CodeInvalidAddress, "invalid address: %v", err)
 	}

@@ -51,7 +51,7 @@ func appAddr(k *keys.Key) string {
 }
 
 // newTestApp returns an app on db after genesis and block 1.
-func newTestApp(t testing.TB, db dbm.DB) *App {
+func newTestApp(t testing.TB, db dbm.DB) *application {
 	t.Helper()
 	a, err := newApp(db, appChainID, logr.Discard())
 	if err != nil {
@@ -70,7 +70,7 @@ func newTestApp(t testing.TB, db dbm.DB) *App {
 	return a
 }
 
-func block(t testing.TB, a *App, h int64, txs ...[]byte) *abci.FinalizeBlockResponse {
+func block(t testing.TB, a *application, h int64, txs ...[]byte) *abci.FinalizeBlockResponse {
 	t.Helper()
 	ctx := context.Background()
 	r, err := a.FinalizeBlock(ctx, &abci.FinalizeBlockRequest{Height: h, Txs: txs})

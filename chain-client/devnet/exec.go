@@ -48,7 +48,7 @@ func failed(e *abciError, wanted, used int64) txResult {
 // effects (fee, public key, sequence) are kept when a message fails, as on a
 // Cosmos chain; message effects only when all messages succeed. checkTx selects the
 // mempool rules (minimum gas price).
-func (a *App) runTx(st *overlay, txBytes []byte, height int64, checkTx bool) (res txResult) {
+func (a *application) runTx(st *overlay, txBytes []byte, height int64, checkTx bool) (res txResult) {
 	defer func() {
 		// A panic on hostile input must never take the chain down.
 		if r := recover(); r != nil {
@@ -208,9 +208,9 @@ func mustGet(st reader, key string) []byte {
 	return b
 }
 
-func (a *App) chainID() string { return a.chainIDValue }
+func (a *application) chainID() string { return a.chainIDValue }
 
-func (a *App) registerProvider(st *overlay, m *aivmv1.MsgRegisterProvider, height int64) (abci.Event, *abciError) {
+func (a *application) registerProvider(st *overlay, m *aivmv1.MsgRegisterProvider, height int64) (abci.Event, *abciError) {
 	switch {
 	case m.Moniker == "" || len(m.Moniker) > maxMonikerLen:
 		return abci.Event{}, aivmErr(CodeInvalidRegistration, "moniker must be 1 to %d bytes", maxMonikerLen)
@@ -248,7 +248,7 @@ func (a *App) registerProvider(st *overlay, m *aivmv1.MsgRegisterProvider, heigh
 	}}, nil
 }
 
-func (a *App) submitResults(st *overlay, m *aivmv1.MsgSubmitResults, height int64, txHash string) (abci.Event, *abciError) {
+func (a *application) submitResults(st *overlay, m *aivmv1.MsgSubmitResults, height int64, txHash string) (abci.Event, *abciError) {
 	p, err := getProvider(st, m.Provider)
 	if err != nil {
 		return abci.Event{}, aivmErr(CodeProviderNotRegistered, "read provider: %v", err)

@@ -104,7 +104,7 @@ type Config struct {
 type Node struct {
 	cfg     Config
 	node    *node.Node
-	app     *App
+	app     *application
 	appDB   dbm.DB
 	dbs     *dbTracker
 	rpcAddr string
@@ -199,7 +199,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("devnet: open app db: %w", err)
 	}
 	var (
-		app      *App
+		app      *application
 		cn       *node.Node
 		dbs      *dbTracker
 		stopping = new(atomic.Bool)
@@ -247,9 +247,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 // maxStartAttempts bounds retries when a free port was taken meanwhile.
 const maxStartAttempts = 3
 
-// startNode creates and starts the CometBFT node over a fresh App on appDB.
+// startNode creates and starts the CometBFT node over a fresh application on appDB.
 // On failure everything it opened is closed again (appDB excepted).
-func startNode(ctx context.Context, ccfg *cmtcfg.Config, cfg Config, appDB dbm.DB, pv *privval.FilePV, nodeKey *p2p.NodeKey, chainID string, stopping *atomic.Bool) (*App, *node.Node, *dbTracker, error) {
+func startNode(ctx context.Context, ccfg *cmtcfg.Config, cfg Config, appDB dbm.DB, pv *privval.FilePV, nodeKey *p2p.NodeKey, chainID string, stopping *atomic.Bool) (*application, *node.Node, *dbTracker, error) {
 	app, err := newApp(appDB, chainID, cfg.Logger.WithName("app"))
 	if err != nil {
 		return nil, nil, nil, err
