@@ -256,8 +256,9 @@ func (c *Client) Get(uid string) (outbox.Entry, error) {
 	return c.opts.Outbox.Get(uid)
 }
 
-// ChainError returns the error of the latest failed attempt to reach the
-// chain, or nil once a chain call succeeded again.
+// ChainError returns the error that stopped the latest round of reporting
+// (an unreachable chain, see IsUnreachable; an unfunded account; a refused
+// registration), or nil once a round succeeded again.
 func (c *Client) ChainError() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()

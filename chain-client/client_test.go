@@ -267,9 +267,8 @@ func TestChainOutageDrains(t *testing.T) {
 		r.client.Kick()
 		time.Sleep(10 * time.Millisecond)
 	}
-	var ue interface{ Unwrap() error }
-	if !errors.As(r.client.ChainError(), &ue) {
-		t.Fatalf("ChainError %v does not wrap the cause", r.client.ChainError())
+	if err := r.client.ChainError(); !chainclient.IsUnreachable(err) {
+		t.Fatalf("ChainError %v is not an unreachable-chain error", err)
 	}
 	counts, err := r.box.Counts()
 	if err != nil {
@@ -475,5 +474,32 @@ func TestReceiptVerifiesOnChain(t *testing.T) {
 				t.Fatal("receipt verified against the chain")
 			}
 		})
+	}
+}
+
+func TestUnfundedAccountIsReported(t *testing.T) {
+	k := keyFor(t, "unfunded")
+	env := startChain(t, devnet.Config{Accounts: map[string]uint64{addrOf(t, keyFor(t, "someone")): testFunds}})
+	r := startReporter(t, env, k, t.TempDir(), nil)
+	if err := r.client.Enqueue(ctxT(t), record("poor")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(waitLimit)
+	for {
+		err := r.client.ChainError()
+		if err != nil {
+			if !strings.Contains(err.Error(), "fund it first") || chainclient.IsUnreachable(err) {
+				t.Fatalf("ChainError = %v, want an unfunded-account error", err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no error for an unfunded account")
+		}
+		r.client.Kick()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if e, err := r.client.Get("poor"); err != nil || e.State != outbox.StatePending {
+		t.Fatalf("entry = %+v, %v; want Pending", e, err)
 	}
 }

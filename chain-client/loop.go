@@ -32,6 +32,13 @@ type flight struct {
 	consumedAt int64
 }
 
+// IsUnreachable reports whether err (from Client.ChainError) is a failure
+// to reach the chain, rather than a refusal or a local problem.
+func IsUnreachable(err error) bool {
+	var ue *unreachableError
+	return errors.As(err, &ue)
+}
+
 // unreachableError marks a failed call to the chain.
 type unreachableError struct{ err error }
 
@@ -94,10 +101,7 @@ func (l *loop) run(ctx context.Context) error {
 		if err != nil {
 			l.backoff = min(max(2*l.backoff, l.o.MinBackoff), l.o.MaxBackoff)
 			l.retryAt = now.Add(l.backoff)
-			var ue *unreachableError
-			if errors.As(err, &ue) {
-				l.c.setChainErr(err)
-			}
+			l.c.setChainErr(err)
 			l.c.log.Info("Chain step failed, backing off", "err", err.Error(), "backoff", l.backoff)
 		} else if l.retryAt.IsZero() || !now.Before(l.retryAt) {
 			l.backoff = 0

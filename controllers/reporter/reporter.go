@@ -79,7 +79,8 @@ type ResultReporter interface {
 	Enqueue(ctx context.Context, records ...*aivmv1.ResultRecord) error
 	// Get returns the outbox state of a job's result.
 	Get(uid string) (outbox.Entry, error)
-	// ChainError is the latest failure to reach the chain, nil when healthy.
+	// ChainError is the error that stopped the latest round of reporting,
+	// nil when healthy.
 	ChainError() error
 	// Address is the provider account the results are reported under.
 	Address() string
@@ -227,8 +228,11 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, job *aivmv1alpha1.Infe
 			fmt.Sprintf("Transaction %s rejected with code %d (%s): %s", entry.TxHash, entry.Code, entry.Codespace, entry.Log))
 		return ctrl.Result{}, nil
 	}
-	if cerr := r.chain.ChainError(); cerr != nil {
+	if cerr := r.chain.ChainError(); chainclient.IsUnreachable(cerr) {
 		setReported(job, metav1.ConditionFalse, aivmv1alpha1.ReasonChainUnreachable, cerr.Error())
+	} else if cerr != nil {
+		setReported(job, metav1.ConditionFalse, aivmv1alpha1.ReasonReportPending,
+			fmt.Sprintf("Result is %s in the outbox; reporting is stalled: %v", entry.State, cerr))
 	} else {
 		setReported(job, metav1.ConditionFalse, aivmv1alpha1.ReasonReportPending,
 			fmt.Sprintf("Result is %s in the outbox", entry.State))

@@ -358,3 +358,23 @@ func TestChainUnreachable(t *testing.T) {
 const devnetDuplicateCode = devnet.CodeDuplicateResult
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// TestUnfundedAccountStalls: a provider account the chain does not know
+// stalls reporting with a message that says so.
+func TestUnfundedAccountStalls(t *testing.T) {
+	ns := newNamespace(t)
+	poor := keyFor("reporter-unfunded")
+	startHarness(t, poor, chainRPC)
+	job := newSucceededJob(t, ns, newKernel(t, ns), jobOpts{signer: poor})
+	got := &aivmv1alpha1.InferenceJob{}
+	eventually(t, func() error {
+		if err := k8sClient.Get(context.Background(), client.ObjectKeyFromObject(job), got); err != nil {
+			return err
+		}
+		c := meta.FindStatusCondition(got.Status.Conditions, aivmv1alpha1.ConditionReported)
+		if c == nil || c.Reason != aivmv1alpha1.ReasonReportPending || !strings.Contains(c.Message, "fund it first") {
+			return fmt.Errorf("Reported condition %+v", c)
+		}
+		return nil
+	})
+}
