@@ -47,12 +47,25 @@ type InventoryPublisher interface {
 	Publish(ctx context.Context, st aivmv1alpha1.GPUNodeStatus, labels map[string]string) error
 }
 
+// CacheErrorSource reports the model cache failures the agent publishes in
+// status.modelCacheErrors; *CacheManager is one.
+type CacheErrorSource interface {
+	ModelCacheErrors() []aivmv1alpha1.ModelCacheError
+}
+
 // AgentOptions configure an Agent.
 type AgentOptions struct {
 	// PollInterval is the time between two polls; DefaultPollInterval when zero.
 	PollInterval time.Duration
 	// ModelCacheDir is the node-local model cache; "" reports no models.
 	ModelCacheDir string
+	// CacheErrors, when set, supplies the failures to fetch models into the
+	// cache; the publisher lists them until their digests are cached.
+	CacheErrors CacheErrorSource
+	// Wake, when set, makes Run poll and publish at once whenever it
+	// receives (CacheManager.Changed), so a prefetched model or a failure
+	// shows without waiting for the next tick.
+	Wake <-chan struct{}
 	// Clock tells the time and drives the poll ticker; nil means the real clock.
 	Clock clock.WithTicker
 	// Metrics receive each poll's results; nil records none.
@@ -106,13 +119,18 @@ func (a *Agent) Sync(ctx context.Context) error {
 		a.opts.Log.Info("Model cache holds more digests than a GPUNode lists", "listed", MaxCachedModels)
 	}
 
-	err = a.pub.Publish(ctx, StatusFor(inv, models), LabelsFor(inv))
+	st := StatusFor(inv, models)
+	if a.opts.CacheErrors != nil {
+		st.ModelCacheErrors = a.opts.CacheErrors.ModelCacheErrors()
+	}
+	err = a.pub.Publish(ctx, st, LabelsFor(inv))
 	a.opts.Metrics.published(a.opts.Clock.Now(), err)
 	return err
 }
 
-// Run polls at once and then every poll interval until ctx is done. A
-// failed poll is logged and retried at the next tick.
+// Run polls at once and then every poll interval, and whenever Wake
+// receives, until ctx is done. A failed poll is logged and retried at the
+// next tick.
 func (a *Agent) Run(ctx context.Context) error {
 	t := a.opts.Clock.NewTicker(a.opts.PollInterval)
 	defer t.Stop()
@@ -124,6 +142,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C():
+		case <-a.opts.Wake:
 		}
 	}
 }

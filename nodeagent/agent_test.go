@@ -32,6 +32,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	clocktesting "k8s.io/utils/clock/testing"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
@@ -44,6 +45,7 @@ import (
 var cfg *rest.Config
 
 func TestMain(m *testing.M) {
+	ctrl.SetLogger(logr.Discard())
 	env, c, err := testenv.Start()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start envtest:", err)
@@ -169,6 +171,10 @@ type agentConfig struct {
 	cacheDir  string
 	metrics   *nodeagent.Metrics
 	log       logr.Logger
+	// clock, when set, is the agent's clock (shared with a cache manager).
+	clock *clocktesting.FakeClock
+	// cacheErrors, when set, supplies the agent's model cache failures.
+	cacheErrors nodeagent.CacheErrorSource
 }
 
 func newTestAgent(t *testing.T, nodeName string, ac agentConfig) *testAgent {
@@ -184,7 +190,10 @@ func newTestAgent(t *testing.T, nodeName string, ac agentConfig) *testAgent {
 	}
 	sim := newNode(t, ac.profile, simulate.WithSeed(nodeName))
 	disc := open(t, sim, nodeagent.Options{Log: ac.log})
-	clk := clocktesting.NewFakeClock(start)
+	clk := ac.clock
+	if clk == nil {
+		clk = clocktesting.NewFakeClock(start)
+	}
 	c, calls := countingClient(t)
 	pub, err := nodeagent.NewPublisher(c, nodeagent.PublisherOptions{
 		NodeName: nodeName, HeartbeatInterval: ac.heartbeat, Clock: clk, Log: ac.log,
@@ -193,7 +202,7 @@ func newTestAgent(t *testing.T, nodeName string, ac agentConfig) *testAgent {
 		t.Fatal(err)
 	}
 	agent, err := nodeagent.NewAgent(disc, pub, nodeagent.AgentOptions{
-		ModelCacheDir: ac.cacheDir, Clock: clk, Metrics: ac.metrics, Log: ac.log,
+		ModelCacheDir: ac.cacheDir, Clock: clk, Metrics: ac.metrics, Log: ac.log, CacheErrors: ac.cacheErrors,
 	})
 	if err != nil {
 		t.Fatal(err)

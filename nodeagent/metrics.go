@@ -31,7 +31,12 @@ type Metrics struct {
 	nvmlErrors   prometheus.Counter
 	lastPoll     prometheus.Gauge
 	publishFails prometheus.Counter
+	fetches      *prometheus.CounterVec
+	evictions    prometheus.Counter
 }
+
+// fetchResultOK is the result label of a successful prefetch.
+const fetchResultOK = "Fetched"
 
 // NewMetrics creates the agent's metrics and registers them with reg.
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
@@ -60,8 +65,16 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "aivm_node_agent_publish_errors_total",
 			Help: "Polls whose inventory could not be written to the API server.",
 		}),
+		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "aivm_node_agent_model_prefetches_total",
+			Help: "Model prefetches by result: Fetched, or the failure reason (DigestMismatch, SizeMismatch, SourceUnreachable, CredentialsNotFound, FetchFailed).",
+		}, []string{"result"}),
+		evictions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "aivm_node_agent_model_cache_evictions_total",
+			Help: "Models evicted from the node-local cache to keep it within its size limit.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.gpus, m.memoryUsed, m.memoryFree, m.nvmlErrors, m.lastPoll, m.publishFails} {
+	for _, c := range []prometheus.Collector{m.gpus, m.memoryUsed, m.memoryFree, m.nvmlErrors, m.lastPoll, m.publishFails, m.fetches, m.evictions} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -99,4 +112,20 @@ func (m *Metrics) published(at time.Time, err error) {
 		return
 	}
 	m.lastPoll.Set(float64(at.UnixNano()) / 1e9)
+}
+
+// fetched records the result of one prefetch.
+func (m *Metrics) fetched(result string) {
+	if m == nil {
+		return
+	}
+	m.fetches.WithLabelValues(result).Inc()
+}
+
+// evicted records evictions from the model cache.
+func (m *Metrics) evicted(n int) {
+	if m == nil || n == 0 {
+		return
+	}
+	m.evictions.Add(float64(n))
 }

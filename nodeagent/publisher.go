@@ -102,8 +102,13 @@ func NewPublisher(c client.Client, opts PublisherOptions) (*Publisher, error) {
 }
 
 // Publish makes the GPUNode status hold st (the agent's fields; conditions
-// and modelCacheErrors are kept, heartbeatTime and the Ready condition set)
-// and the Node carry labels (GPULabels not in labels are removed).
+// are kept, heartbeatTime and the Ready condition set) and the Node carry
+// labels (GPULabels not in labels are removed).
+//
+// status.modelCacheErrors is merged: each error in st replaces the listed
+// errors of its digest (an identical entry stays where it is), errors of
+// digests in st.cachedModels are removed (the digest was fetched fine), the
+// others are kept, and the oldest are dropped beyond MaxModelCacheErrors.
 func (p *Publisher) Publish(ctx context.Context, st aivmv1alpha1.GPUNodeStatus, labels map[string]string) error {
 	now := p.clock.Now()
 	if p.obj == nil || now.Sub(p.readAt) >= p.heartbeat {
@@ -190,7 +195,7 @@ func ownedBy(obj metav1.Object, uid types.UID) bool {
 func (p *Publisher) publishStatus(ctx context.Context, st aivmv1alpha1.GPUNodeStatus, now time.Time) error {
 	cur := p.obj.Status
 	next := st.DeepCopy()
-	next.ModelCacheErrors = cur.ModelCacheErrors
+	next.ModelCacheErrors = mergeCacheErrors(cur.ModelCacheErrors, st.ModelCacheErrors, st.CachedModels)
 	next.Conditions = append([]metav1.Condition(nil), cur.Conditions...)
 	meta.SetStatusCondition(&next.Conditions, metav1.Condition{
 		Type:               aivmv1alpha1.ConditionReady,
@@ -299,4 +304,47 @@ func isGPULabel(k string) bool {
 		}
 	}
 	return false
+}
+
+// mergeCacheErrors folds the agent's reported failures into the listed ones
+// (see Publish).
+func mergeCacheErrors(listed, reported []aivmv1alpha1.ModelCacheError, cached []string) []aivmv1alpha1.ModelCacheError {
+	fine := map[string]bool{}
+	for _, d := range cached {
+		fine[d] = true
+	}
+	byDigest := map[string]*aivmv1alpha1.ModelCacheError{}
+	for i := range reported {
+		byDigest[reported[i].Digest] = &reported[i]
+	}
+	var out []aivmv1alpha1.ModelCacheError
+	present := map[string]bool{}
+	for _, e := range listed {
+		if fine[e.Digest] {
+			continue
+		}
+		if r, ok := byDigest[e.Digest]; ok && !sameCacheError(e, *r) {
+			continue // replaced below
+		}
+		out = append(out, e)
+		present[e.Digest] = present[e.Digest] || byDigest[e.Digest] != nil
+	}
+	for _, r := range reported {
+		if fine[r.Digest] || present[r.Digest] {
+			continue
+		}
+		out = append(out, r)
+		present[r.Digest] = true
+	}
+	if len(out) > MaxModelCacheErrors {
+		out = out[len(out)-MaxModelCacheErrors:]
+	}
+	return out
+}
+
+func sameCacheError(a, b aivmv1alpha1.ModelCacheError) bool {
+	if a.Digest != b.Digest || a.Reason != b.Reason || a.Message != b.Message || (a.Time == nil) != (b.Time == nil) {
+		return false
+	}
+	return a.Time == nil || a.Time.Equal(b.Time)
 }

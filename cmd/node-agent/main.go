@@ -15,8 +15,9 @@ limitations under the License.
 */
 
 // Command node-agent runs on every GPU node (a DaemonSet): it reads the GPUs
-// through NVML, watches their health, scans the node-local model cache and
-// publishes the node's GPUNode and GPU labels.
+// through NVML, watches their health, prefetches the Models selected for its
+// node into the node-local model cache, keeps that cache within its size
+// limit, and publishes the node's GPUNode and GPU labels.
 package main
 
 import (
@@ -39,12 +40,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	aivmv1alpha1 "github.com/aivm-dev/aivm-operator/api/v1alpha1"
+	"github.com/aivm-dev/aivm-operator/artifact"
 	"github.com/aivm-dev/aivm-operator/nodeagent"
 	"github.com/aivm-dev/aivm-operator/nodeagent/simulate"
 )
@@ -59,6 +64,12 @@ type options struct {
 	ignoreXIDs        string
 	criticalXIDs      string
 	once              bool
+
+	prefetch            bool
+	modelCacheMaxBytes  int64
+	hfBaseURL           string
+	prefetchConcurrency int
+	cacheSyncInterval   time.Duration
 }
 
 func main() {
@@ -72,6 +83,11 @@ func main() {
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address serving /metrics, /healthz and /readyz; \"0\" disables it.")
 	fs.StringVar(&o.ignoreXIDs, "ignore-xids", os.Getenv("DP_DISABLE_HEALTHCHECKS"), "Comma-separated XIDs that leave a GPU healthy, on top of the application XIDs 13,31,43,45,68,109; \"all\" ignores every XID (default $DP_DISABLE_HEALTHCHECKS, as for NVIDIA's device plugin).")
 	fs.StringVar(&o.criticalXIDs, "critical-xids", os.Getenv("DP_ENABLE_HEALTHCHECKS"), "Comma-separated XIDs that make a GPU unhealthy even if ignored otherwise (default $DP_ENABLE_HEALTHCHECKS).")
+	fs.BoolVar(&o.prefetch, "prefetch", true, "Fetch the Models whose spec.prefetch.nodeSelector matches this Node's labels into the model cache ahead of jobs.")
+	fs.Int64Var(&o.modelCacheMaxBytes, "model-cache-max-bytes", 0, "Size the model cache is kept within by evicting least recently used models that no job uses and no Model pins or prefetches here; 0 leaves it unbounded.")
+	fs.StringVar(&o.hfBaseURL, "hf-base-url", artifact.DefaultHFBaseURL, "Hugging Face compatible endpoint (or mirror) that hf:// model sources resolve against.")
+	fs.IntVar(&o.prefetchConcurrency, "prefetch-concurrency", nodeagent.DefaultPrefetchConcurrency, "Most models fetched at once.")
+	fs.DurationVar(&o.cacheSyncInterval, "cache-sync-interval", nodeagent.DefaultCacheSyncInterval, "Time between two looks for models to prefetch and two cache garbage collections, besides those a Model change starts.")
 	fs.BoolVar(&o.once, "once", false, "Poll once, print the inventory as JSON and exit, without contacting the API server.")
 	config.RegisterFlags(fs)
 	zapOpts := zap.Options{}
@@ -160,12 +176,24 @@ func run(ctx context.Context, o options, log logr.Logger, stdout io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("register metrics: %w", err)
 	}
-	agent, err := nodeagent.NewAgent(disc, pub, nodeagent.AgentOptions{
+	agentOpts := nodeagent.AgentOptions{
 		PollInterval:  o.pollInterval,
 		ModelCacheDir: o.modelCacheDir,
 		Metrics:       metrics,
 		Log:           log.WithName("agent"),
-	})
+	}
+	if o.managesCache() {
+		cmCtx, cancel := context.WithCancel(ctx)
+		cm, cmDone, err := startCacheManager(cmCtx, o, cfg, scheme, c, metrics, log.WithName("model-cache"))
+		if err != nil {
+			cancel()
+			return err
+		}
+		// Stop it (waiting for its fetches to end) on any return.
+		defer func() { cancel(); <-cmDone }()
+		agentOpts.CacheErrors, agentOpts.Wake = cm, cm.Changed()
+	}
+	agent, err := nodeagent.NewAgent(disc, pub, agentOpts)
 	if err != nil {
 		return err
 	}
@@ -177,7 +205,8 @@ func run(ctx context.Context, o options, log logr.Logger, stdout io.Writer) erro
 		defer stop()
 	}
 	log.Info("Node agent started", "node", o.nodeName, "pollInterval", o.pollInterval,
-		"heartbeatInterval", o.heartbeatInterval, "modelCacheDir", o.modelCacheDir, "simulate", o.simulate)
+		"heartbeatInterval", o.heartbeatInterval, "modelCacheDir", o.modelCacheDir, "simulate", o.simulate,
+		"prefetch", o.prefetch && o.modelCacheDir != "", "modelCacheMaxBytes", o.modelCacheMaxBytes)
 	return agent.Run(ctx)
 }
 
@@ -190,7 +219,88 @@ func (o options) validate() error {
 	if o.heartbeatInterval < o.pollInterval {
 		return fmt.Errorf("--heartbeat-interval %s is shorter than --poll-interval %s", o.heartbeatInterval, o.pollInterval)
 	}
+	if o.modelCacheMaxBytes < 0 {
+		return fmt.Errorf("--model-cache-max-bytes %d is negative", o.modelCacheMaxBytes)
+	}
+	if o.modelCacheMaxBytes > 0 && o.modelCacheDir == "" {
+		return errors.New("--model-cache-max-bytes needs --model-cache-dir")
+	}
+	if o.prefetchConcurrency < 1 {
+		return fmt.Errorf("--prefetch-concurrency %d is below 1", o.prefetchConcurrency)
+	}
+	if o.cacheSyncInterval < time.Second {
+		return fmt.Errorf("--cache-sync-interval %s is below the 1s minimum", o.cacheSyncInterval)
+	}
 	return nil
+}
+
+// managesCache reports whether the agent runs a cache manager.
+func (o options) managesCache() bool {
+	return o.modelCacheDir != "" && (o.prefetch || o.modelCacheMaxBytes > 0)
+}
+
+// startCacheManager builds the cache manager: Models come from a watch-fed
+// cache (a Model change triggers a sync), the Node and Secrets are read
+// directly. It returns once the Model cache has synced; the manager runs
+// until ctx is done and done is closed after it returned.
+func startCacheManager(ctx context.Context, o options, cfg *rest.Config, scheme *runtime.Scheme, direct client.Reader,
+	metrics *nodeagent.Metrics, log logr.Logger) (mgr *nodeagent.CacheManager, done <-chan struct{}, err error) {
+	store, err := artifact.OpenCache(o.modelCacheDir, artifact.WithCacheLogger(log.WithName("cache")))
+	if err != nil {
+		return nil, nil, err
+	}
+	fetcher, err := artifact.NewFetcher(store, artifact.WithHFBaseURL(o.hfBaseURL), artifact.WithLogger(log.WithName("fetch")))
+	if err != nil {
+		return nil, nil, fmt.Errorf("--hf-base-url: %w", err)
+	}
+	models, err := cache.New(cfg, cache.Options{Scheme: scheme})
+	if err != nil {
+		return nil, nil, fmt.Errorf("create model cache client: %w", err)
+	}
+	mgr, err = nodeagent.NewCacheManager(nodeagent.CacheManagerOptions{
+		NodeName:    o.nodeName,
+		Models:      models,
+		APIReader:   direct,
+		Fetcher:     fetcher,
+		Prefetch:    o.prefetch,
+		MaxBytes:    o.modelCacheMaxBytes,
+		Concurrency: o.prefetchConcurrency,
+		Interval:    o.cacheSyncInterval,
+		Metrics:     metrics,
+		Log:         log,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	inf, err := models.GetInformer(ctx, &aivmv1alpha1.Model{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("watch models: %w", err)
+	}
+	trigger := func() { mgr.Trigger() }
+	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { trigger() },
+		UpdateFunc: func(_, _ any) { trigger() },
+		DeleteFunc: func(any) { trigger() },
+	}); err != nil {
+		return nil, nil, fmt.Errorf("watch models: %w", err)
+	}
+	cacheDone := make(chan error, 1)
+	go func() { cacheDone <- models.Start(ctx) }()
+	if !models.WaitForCacheSync(ctx) {
+		if err := <-cacheDone; err != nil {
+			return nil, nil, fmt.Errorf("watch models: %w", err)
+		}
+		return nil, nil, fmt.Errorf("watch models: %w", ctx.Err())
+	}
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		_ = mgr.Run(ctx)
+		if err := <-cacheDone; err != nil {
+			log.Error(err, "Model watch stopped")
+		}
+	}()
+	return mgr, finished, nil
 }
 
 // serveMetrics serves the registry's metrics and health endpoints on addr

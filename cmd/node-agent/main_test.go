@@ -27,13 +27,18 @@ import (
 
 	"github.com/go-logr/logr"
 
+	"github.com/aivm-dev/aivm-operator/artifact"
 	"github.com/aivm-dev/aivm-operator/nodeagent"
 )
 
 func defaults() options {
 	return options{
-		pollInterval:      nodeagent.DefaultPollInterval,
-		heartbeatInterval: nodeagent.DefaultHeartbeatInterval,
+		pollInterval:        nodeagent.DefaultPollInterval,
+		heartbeatInterval:   nodeagent.DefaultHeartbeatInterval,
+		prefetch:            true,
+		hfBaseURL:           artifact.DefaultHFBaseURL,
+		prefetchConcurrency: nodeagent.DefaultPrefetchConcurrency,
+		cacheSyncInterval:   nodeagent.DefaultCacheSyncInterval,
 	}
 }
 
@@ -90,6 +95,10 @@ func TestRejectsBadFlags(t *testing.T) {
 		{"unknown profile", func(o *options) { o.simulate = "dgx9000" }, "dgx9000"},
 		{"bad xid", func(o *options) { o.ignoreXIDs = "13,x" }, `"x"`},
 		{"no node name", func(o *options) { o.simulate = "dgxa100"; o.nodeName = "" }, "--node-name"},
+		{"negative cache size", func(o *options) { o.modelCacheMaxBytes = -1 }, "--model-cache-max-bytes"},
+		{"cache size without dir", func(o *options) { o.modelCacheMaxBytes = 1 << 30 }, "--model-cache-dir"},
+		{"no prefetch slots", func(o *options) { o.prefetchConcurrency = 0 }, "--prefetch-concurrency"},
+		{"fast cache sync", func(o *options) { o.cacheSyncInterval = time.Millisecond }, "--cache-sync-interval"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
