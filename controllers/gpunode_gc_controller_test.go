@@ -14,10 +14,11 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package controllers_test
+package controllers
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -27,93 +28,54 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/rest"
 	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	aivmv1alpha1 "github.com/aivm-dev/aivm-operator/api/v1alpha1"
-	"github.com/aivm-dev/aivm-operator/controllers"
-	"github.com/aivm-dev/aivm-operator/internal/testenv"
 )
 
-// TestGPUNodeGC runs the reconciler against a real kube-apiserver. It starts
-// its own envtest rather than sharing one through TestMain, so it does not
-// depend on which other controllers' tests live in this package.
+// TestGPUNodeGC runs the reconciler against the package's shared
+// kube-apiserver (TestMain): once in a manager, once by direct Reconcile
+// calls on a fake clock.
 func TestGPUNodeGC(t *testing.T) {
-	env, cfg, err := testenv.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := env.Stop(); err != nil {
-			t.Errorf("stop envtest: %v", err)
-		}
-	})
-	c, err := client.New(cfg, client.Options{Scheme: testenv.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	t.Run("manager", func(t *testing.T) { testGCWithManager(t, cfg, c) })
-	t.Run("heartbeat", func(t *testing.T) { testHeartbeat(t, c) })
+	t.Run("manager", func(t *testing.T) { testGCWithManager(t, k8sClient) })
+	t.Run("heartbeat", func(t *testing.T) { testHeartbeat(t, k8sClient) })
 }
 
-func testGCWithManager(t *testing.T, cfg *rest.Config, c client.Client) {
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 testenv.Scheme(),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Logger:                 zap.New(zap.UseDevMode(true), zap.WriteTo(testWriter{t})),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := controllers.NewGPUNodeGCReconciler(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetEventRecorder("gpunode-gc"),
-		controllers.WithHeartbeatStaleAfter(0))
-	if err := r.SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
-		}
+func testGCWithManager(t *testing.T, c client.Client) {
+	startManager(t, func(mgr ctrl.Manager) error {
+		return NewGPUNodeGCReconciler(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetEventRecorder("gpunode-gc"),
+			WithHeartbeatStaleAfter(0)).SetupWithManager(mgr)
 	})
 
 	// A GPUNode whose Node lives, one whose Node is deleted, one that
 	// never had a Node and one whose Node was replaced under its name.
-	kept := createNode(t, c, "gc-kept")
-	createGPUNode(t, c, "gc-kept", kept)
-	doomed := createNode(t, c, "gc-deleted")
-	createGPUNode(t, c, "gc-deleted", doomed)
-	createGPUNode(t, c, "gc-orphan", nil)
-	replaced := createNode(t, c, "gc-replaced")
-	createGPUNode(t, c, "gc-replaced", replaced)
+	kept := gcCreateNode(t, c, "gc-kept")
+	gcCreateGPUNode(t, c, "gc-kept", kept)
+	doomed := gcCreateNode(t, c, "gc-deleted")
+	gcCreateGPUNode(t, c, "gc-deleted", doomed)
+	gcCreateGPUNode(t, c, "gc-orphan", nil)
+	replaced := gcCreateNode(t, c, "gc-replaced")
+	gcCreateGPUNode(t, c, "gc-replaced", replaced)
 
 	// The controller has seen everything once the orphan is gone.
-	waitGone(t, c, "gc-orphan")
+	gcWaitGone(t, c, "gc-orphan")
 
 	if err := c.Delete(context.Background(), doomed); err != nil {
 		t.Fatal(err)
 	}
-	waitGone(t, c, "gc-deleted")
+	gcWaitGone(t, c, "gc-deleted")
 
 	if err := c.Delete(context.Background(), replaced); err != nil {
 		t.Fatal(err)
 	}
-	createNode(t, c, "gc-replaced") // same name, new UID
-	waitGone(t, c, "gc-replaced")
+	gcCreateNode(t, c, "gc-replaced") // same name, new UID
+	gcWaitGone(t, c, "gc-replaced")
 
 	// Deleting another Node triggers one more pass; the kept GPUNode's
 	// Node exists, so it stays.
-	other := createNode(t, c, "gc-other")
+	other := gcCreateNode(t, c, "gc-other")
 	if err := c.Delete(context.Background(), other); err != nil {
 		t.Fatal(err)
 	}
@@ -126,11 +88,11 @@ func testHeartbeat(t *testing.T, c client.Client) {
 	ctx := context.Background()
 	now := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
 	clk := clocktesting.NewFakeClock(now)
-	r := controllers.NewGPUNodeGCReconciler(c, c, nil, controllers.WithGCClock(clk),
-		controllers.WithHeartbeatStaleAfter(100*time.Second))
+	r := NewGPUNodeGCReconciler(c, c, nil, WithGCClock(clk),
+		WithHeartbeatStaleAfter(100*time.Second))
 
-	node := createNode(t, c, "hb-node")
-	gn := createGPUNode(t, c, "hb-node", node)
+	node := gcCreateNode(t, c, "hb-node")
+	gn := gcCreateGPUNode(t, c, "hb-node", node)
 	orig := gn.DeepCopy()
 	gn.Status.HeartbeatTime = &metav1.Time{Time: now.Add(-30 * time.Second)}
 	meta.SetStatusCondition(&gn.Status.Conditions, metav1.Condition{
@@ -148,7 +110,7 @@ func testHeartbeat(t *testing.T, c client.Client) {
 	if res.RequeueAfter != 70*time.Second {
 		t.Errorf("fresh heartbeat: RequeueAfter = %s, want 70s (when it would go stale)", res.RequeueAfter)
 	}
-	if ready := readyOf(t, c, "hb-node"); ready.Status != metav1.ConditionTrue {
+	if ready := gcReadyOf(t, c, "hb-node"); ready.Status != metav1.ConditionTrue {
 		t.Errorf("fresh heartbeat: Ready = %+v", ready)
 	}
 
@@ -156,7 +118,7 @@ func testHeartbeat(t *testing.T, c client.Client) {
 	if _, err := r.Reconcile(ctx, req); err != nil {
 		t.Fatal(err)
 	}
-	ready := readyOf(t, c, "hb-node")
+	ready := gcReadyOf(t, c, "hb-node")
 	if ready.Status != metav1.ConditionFalse || ready.Reason != aivmv1alpha1.ReasonHeartbeatMissed ||
 		!strings.Contains(ready.Message, "2026-11-25T08:59:30Z") {
 		t.Errorf("stale heartbeat: Ready = %+v", ready)
@@ -178,7 +140,7 @@ func testHeartbeat(t *testing.T, c client.Client) {
 	}
 }
 
-func readyOf(t *testing.T, c client.Client, name string) metav1.Condition {
+func gcReadyOf(t *testing.T, c client.Client, name string) metav1.Condition {
 	t.Helper()
 	gn := &aivmv1alpha1.GPUNode{}
 	if err := c.Get(context.Background(), client.ObjectKey{Name: name}, gn); err != nil {
@@ -190,17 +152,18 @@ func readyOf(t *testing.T, c client.Client, name string) metav1.Condition {
 	return metav1.Condition{}
 }
 
-func createNode(t *testing.T, c client.Client, name string) *corev1.Node {
+func gcCreateNode(t *testing.T, c client.Client, name string) *corev1.Node {
 	t.Helper()
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}
 	if err := c.Create(context.Background(), node); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = c.Delete(context.Background(), node) })
 	return node
 }
 
-// createGPUNode creates a GPUNode owned by node (nil: no owner).
-func createGPUNode(t *testing.T, c client.Client, name string, node *corev1.Node) *aivmv1alpha1.GPUNode {
+// gcCreateGPUNode creates a GPUNode owned by node (nil: no owner).
+func gcCreateGPUNode(t *testing.T, c client.Client, name string, node *corev1.Node) *aivmv1alpha1.GPUNode {
 	t.Helper()
 	gn := &aivmv1alpha1.GPUNode{ObjectMeta: metav1.ObjectMeta{Name: name}}
 	if node != nil {
@@ -209,28 +172,21 @@ func createGPUNode(t *testing.T, c client.Client, name string, node *corev1.Node
 	if err := c.Create(context.Background(), gn); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = c.Delete(context.Background(), gn) })
 	return gn
 }
 
-// waitGone polls, for at most 30 s, until the GPUNode is gone.
-func waitGone(t *testing.T, c client.Client, name string) {
+// gcWaitGone polls until the GPUNode is gone.
+func gcWaitGone(t *testing.T, c client.Client, name string) {
 	t.Helper()
-	err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, 30*time.Second, true,
-		func(ctx context.Context) (bool, error) {
-			err := c.Get(ctx, client.ObjectKey{Name: name}, &aivmv1alpha1.GPUNode{})
-			if apierrors.IsNotFound(err) {
-				return true, nil
-			}
-			return false, err
-		})
-	if err != nil {
-		t.Fatalf("GPUNode %s not deleted: %v", name, err)
-	}
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
+	eventually(t, func() error {
+		err := c.Get(context.Background(), client.ObjectKey{Name: name}, &aivmv1alpha1.GPUNode{})
+		switch {
+		case apierrors.IsNotFound(err):
+			return nil
+		case err != nil:
+			return err
+		}
+		return fmt.Errorf("GPUNode %s still exists", name)
+	})
 }

@@ -338,7 +338,7 @@ func TestModelFileSourceAndSizeMismatch(t *testing.T) {
 
 	bad := newModel(ns, "creds-in-uri", "https://user:pass@example.invalid/w", randomDigest())
 	mustCreate(t, bad)
-	m = waitModel(t, ns, "creds-in-uri", modelIs(nil, hasCondition(v1alpha1.ConditionReady, metav1.ConditionFalse, reasonInvalidSource), 0))
+	m = waitModel(t, ns, "creds-in-uri", modelIs(nil, hasCondition(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonInvalidSource), 0))
 	if msg := meta.FindStatusCondition(m.Status.Conditions, v1alpha1.ConditionReady).Message; strings.Contains(msg, "pass") {
 		t.Errorf("message leaks the password: %q", msg)
 	}
