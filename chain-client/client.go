@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/utils/clock"
 
 	"github.com/aivm-dev/aivm-operator/chain-client/aivmv1"
@@ -119,6 +120,9 @@ type Options struct {
 	// OnEvent, when set, is called from the client's loop for every result
 	// that is committed or rejected. It must not block for long.
 	OnEvent func(Event)
+	// Metrics, when set, receives the client's Prometheus series
+	// (aivm_chain_*); typically controller-runtime's metrics.Registry.
+	Metrics prometheus.Registerer
 	// Clock drives timers (default the real clock).
 	Clock clock.WithTicker
 	// Logger receives the client's log lines.
@@ -161,6 +165,7 @@ type Client struct {
 	opts    Options
 	address string
 	log     logr.Logger
+	metrics *metrics
 
 	mu       sync.Mutex
 	chainErr error
@@ -216,10 +221,15 @@ func New(opts Options) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("chainclient: provider address: %w", err)
 	}
+	m, err := newMetrics(opts.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("chainclient: register metrics: %w", err)
+	}
 	return &Client{
 		opts:    opts,
 		address: addr,
 		log:     opts.Logger.WithValues("provider", addr),
+		metrics: m,
 		kick:    make(chan struct{}, 1),
 	}, nil
 }

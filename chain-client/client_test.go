@@ -8,6 +8,7 @@ import (
 	"time"
 
 	cmthttp "github.com/cometbft/cometbft/rpc/client/http"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
 	chainclient "github.com/aivm-dev/aivm-operator/chain-client"
@@ -130,7 +131,8 @@ func checkExactlyOnce(t *testing.T, env *chainEnv, uids []string) {
 func TestResultsCommittedAndQueryable(t *testing.T) {
 	k := keyFor(t, "committed")
 	env := startChain(t, devnet.Config{Accounts: map[string]uint64{addrOf(t, k): testFunds}})
-	r := startReporter(t, env, k, t.TempDir(), nil)
+	reg := prometheus.NewRegistry()
+	r := startReporter(t, env, k, t.TempDir(), func(o *chainclient.Options) { o.Metrics = reg })
 
 	recs := records("job", 0, 250)
 	if err := r.client.Enqueue(ctxT(t), recs[:120]...); err != nil {
@@ -167,6 +169,36 @@ func TestResultsCommittedAndQueryable(t *testing.T) {
 	if r.client.ChainError() != nil {
 		t.Errorf("ChainError = %v on a healthy chain", r.client.ChainError())
 	}
+	if got := metricValue(t, reg, "aivm_chain_results_total", "committed"); got != float64(len(recs)) {
+		t.Errorf("aivm_chain_results_total{outcome=committed} = %v, want %d", got, len(recs))
+	}
+	if got := metricValue(t, reg, "aivm_chain_transactions_total", "committed"); got != float64(len(txs)) {
+		t.Errorf("aivm_chain_transactions_total{outcome=committed} = %v, want %d", got, len(txs))
+	}
+}
+
+// metricValue returns the value of the series of family name whose only
+// label has value label (or the unlabelled series when label is empty).
+func metricValue(t *testing.T, reg *prometheus.Registry, name, label string) float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if label == "" || (len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == label) {
+				if m.GetCounter() != nil {
+					return m.GetCounter().GetValue()
+				}
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	return 0
 }
 
 func TestInvalidRecordIsRefusedAndNothingStored(t *testing.T) {

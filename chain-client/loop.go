@@ -102,12 +102,16 @@ func (l *loop) run(ctx context.Context) error {
 			l.backoff = min(max(2*l.backoff, l.o.MinBackoff), l.o.MaxBackoff)
 			l.retryAt = now.Add(l.backoff)
 			l.c.setChainErr(err)
+			l.c.metrics.up.Set(0)
 			l.c.log.Info("Chain step failed, backing off", "err", err.Error(), "backoff", l.backoff)
 		} else if l.retryAt.IsZero() || !now.Before(l.retryAt) {
 			l.backoff = 0
 			l.retryAt = time.Time{}
 			l.c.setChainErr(nil)
+			l.c.metrics.up.Set(1)
 		}
+		l.c.metrics.inFlight.Set(float64(len(l.batches)))
+		l.c.metrics.expires.Set(float64(l.expires))
 		var wake <-chan time.Time
 		switch {
 		case !l.retryAt.IsZero() && now.Before(l.retryAt):
@@ -274,6 +278,8 @@ func (l *loop) settleIncluded(ctx context.Context, f *flight, res rpc.TxResult) 
 			return fmt.Errorf("record commit of %s: %w", f.hash, err)
 		}
 		l.c.log.V(1).Info("Batch committed", "tx", f.hash, "height", res.Height, "results", len(entries))
+		l.c.metrics.transactions.WithLabelValues("committed").Inc()
+		l.c.metrics.results.WithLabelValues("committed").Add(float64(len(entries)))
 		for _, e := range entries {
 			l.emit(Event{Type: EventCommitted, UID: e.UID, TxHash: e.TxHash, Height: e.Height, Root: e.Root, Proof: e.Proof})
 		}
@@ -308,6 +314,8 @@ func (l *loop) settleRefused(ctx context.Context, f *flight, code uint32, codesp
 		return fmt.Errorf("record rejection of %s: %w", f.hash, err)
 	}
 	l.c.log.Info("Chain rejected batch", "tx", f.hash, "code", code, "codespace", codespace, "log", log, "results", len(entries))
+	l.c.metrics.transactions.WithLabelValues("rejected").Inc()
+	l.c.metrics.results.WithLabelValues("rejected").Add(float64(len(entries)))
 	for _, e := range entries {
 		l.emit(Event{Type: EventRejected, UID: e.UID, TxHash: e.TxHash, Code: code, Codespace: codespace, Log: log})
 	}
@@ -342,6 +350,9 @@ func (l *loop) splitDuplicates(ctx context.Context, f *flight, code uint32, code
 		return fmt.Errorf("split batch %s: %w", f.hash, err)
 	}
 	l.c.log.Info("Chain refused results already on chain", "tx", f.hash, "duplicates", len(dups), "requeued", len(entries)-len(dups))
+	l.c.metrics.transactions.WithLabelValues("rejected").Inc()
+	l.c.metrics.results.WithLabelValues("rejected").Add(float64(len(dups)))
+	l.c.metrics.results.WithLabelValues("resigned").Add(float64(len(entries) - len(dups)))
 	for _, e := range entries {
 		if e.State == outbox.StateRejected {
 			l.emit(Event{Type: EventRejected, UID: e.UID, TxHash: e.TxHash, Code: e.Code, Codespace: e.Codespace, Log: e.Log})
@@ -357,9 +368,12 @@ func (l *loop) requeue(ctx context.Context, f *flight, hint uint64, haveHint boo
 		// A registration is not in the outbox; register() signs a new one.
 		return l.resync(ctx, hint, haveHint)
 	}
-	if _, err := l.o.Outbox.Requeue(f.hash); err != nil {
+	entries, err := l.o.Outbox.Requeue(f.hash)
+	if err != nil {
 		return fmt.Errorf("requeue %s: %w", f.hash, err)
 	}
+	l.c.metrics.transactions.WithLabelValues("resigned").Inc()
+	l.c.metrics.results.WithLabelValues("resigned").Add(float64(len(entries)))
 	return l.resync(ctx, hint, haveHint)
 }
 
@@ -462,6 +476,7 @@ func (l *loop) settleRegistration(ctx context.Context, f *flight, code uint32, c
 		}
 		l.expires = p.GetExpiresHeight()
 		l.c.log.Info("Provider registered", "tx", f.hash, "expiresHeight", l.expires)
+		l.c.metrics.transactions.WithLabelValues("registration").Inc()
 		return nil
 	case outcomeWrongSequence:
 		exp, ok := expectedSequence(log)
@@ -537,6 +552,7 @@ func (l *loop) send(ctx context.Context) error {
 		case outcomeAccepted:
 			f.sentHeight = l.height
 			l.batches = append(l.batches, f)
+			l.c.metrics.transactions.WithLabelValues("broadcast").Inc()
 		case outcomeWrongSequence:
 			refused++
 			exp, ok := expectedSequence(br.Log)

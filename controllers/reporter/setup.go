@@ -27,6 +27,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	aivmv1alpha1 "github.com/aivm-dev/aivm-operator/api/v1alpha1"
 	chainclient "github.com/aivm-dev/aivm-operator/chain-client"
@@ -119,6 +120,7 @@ func Setup(mgr ctrl.Manager, cfg Config) (*chainclient.Client, error) {
 		}),
 		OnEvent: func(e chainclient.Event) { rec.OnChainEvent(e) },
 		Logger:  mgr.GetLogger().WithName("chain-client"),
+		Metrics: ctrlmetrics.Registry,
 	})
 	if err != nil {
 		box.Close()
