@@ -23,9 +23,12 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"strconv"
 	"sync"
 
 	authv1beta1 "cosmossdk.io/api/cosmos/auth/v1beta1"
+	bankv1beta1 "cosmossdk.io/api/cosmos/bank/v1beta1"
+	basev1beta1 "cosmossdk.io/api/cosmos/base/v1beta1"
 	secp256k1pb "cosmossdk.io/api/cosmos/crypto/secp256k1"
 	dbm "github.com/cometbft/cometbft-db"
 	abci "github.com/cometbft/cometbft/abci/types"
@@ -40,13 +43,15 @@ import (
 
 // Gas the devnet charges. A transaction needs a gas limit of at least
 // GasBase + GasPerTxByte*len(tx) + GasPerSignature + the messages' gas
-// (GasPerRegistration each, GasPerResult per result record); see EstimateGas.
+// (GasPerRegistration each, GasPerResult per result record, GasPerSend per
+// bank send); see EstimateGas.
 const (
 	GasBase            = 10000
 	GasPerTxByte       = 10
 	GasPerSignature    = 1000
 	GasPerRegistration = 20000
 	GasPerResult       = 2000
+	GasPerSend         = 10000
 )
 
 // Field bounds the module enforces.
@@ -72,6 +77,10 @@ const (
 	prefixProvider = "p/"
 	prefixResult   = "r/"
 )
+
+// QueryPathBalance is the standard Cosmos bank balance query
+// (cosmos.bank.v1beta1.QueryBalanceRequest/Response).
+const QueryPathBalance = "/cosmos.bank.v1beta1.Query/Balance"
 
 // appVersion is reported in Info.
 const appVersion = 1
@@ -335,6 +344,27 @@ func (a *application) query(st reader, req *abci.QueryRequest) (proto.Message, *
 			return nil, sdkErr(CodeInvalidRequest, "%v", err)
 		}
 		return &authv1beta1.QueryAccountResponse{Account: anyAcc}, nil
+	case QueryPathBalance:
+		var q bankv1beta1.QueryBalanceRequest
+		if err := proto.Unmarshal(req.Data, &q); err != nil {
+			return nil, sdkErr(CodeTxDecode, "decode balance query: %v", err)
+		}
+		raw, aerr := a.addressBytes(q.Address)
+		if aerr != nil {
+			return nil, aerr
+		}
+		if q.Denom == "" {
+			return nil, sdkErr(CodeInvalidCoins, "empty denom")
+		}
+		var bal uint64
+		if q.Denom == a.params.FeeDenom {
+			b, err := st.get(prefixBalance + string(raw))
+			if err != nil {
+				return nil, sdkErr(CodeInvalidRequest, "read balance: %v", err)
+			}
+			bal = u64(b)
+		}
+		return &bankv1beta1.QueryBalanceResponse{Balance: &basev1beta1.Coin{Denom: q.Denom, Amount: strconv.FormatUint(bal, 10)}}, nil
 	case aivmv1.QueryPathProvider:
 		var q aivmv1.QueryProviderRequest
 		if err := proto.Unmarshal(req.Data, &q); err != nil {

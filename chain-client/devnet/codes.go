@@ -38,6 +38,7 @@ const (
 	CodeUnknownRequest    uint32 = 6
 	CodeInvalidAddress    uint32 = 7
 	CodeInvalidPubKey     uint32 = 8
+	CodeInvalidCoins      uint32 = 10
 	CodeUnknownAddress    uint32 = 9
 	CodeOutOfGas          uint32 = 11
 	CodeMemoTooLarge      uint32 = 12

@@ -26,6 +26,8 @@ import (
 	"testing"
 	"time"
 
+	bankv1beta1 "cosmossdk.io/api/cosmos/bank/v1beta1"
+	basev1beta1 "cosmossdk.io/api/cosmos/base/v1beta1"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
@@ -729,4 +731,58 @@ func BenchmarkDevnetResultsCommitted(b *testing.B) {
 	elapsed := time.Since(start)
 	b.ReportMetric(float64(b.N*perTx)/elapsed.Seconds(), "results/s")
 	b.ReportMetric(float64(maxBlocks), "max-blocks-to-commit")
+}
+
+// TestFundAndSend: the faucet creates and funds an account after genesis;
+// the new account can transact; a standard bank send moves coins and
+// refuses an overdraft.
+func TestFundAndSend(t *testing.T) {
+	c := shared.rpc
+	newcomer := testKey(500)
+	if _, _, err := c.Account(ctxT(t), addr(newcomer)); !errorsIs(err, rpc.ErrAccountNotFound) {
+		t.Fatalf("newcomer exists before funding: %v", err)
+	}
+	if _, err := shared.node.Fund(ctxT(t), addr(newcomer), 3_000_000); err != nil {
+		t.Fatal(err)
+	}
+	num, seq, err := c.Account(ctxT(t), addr(newcomer))
+	if err != nil || seq != 0 || num < 16 {
+		t.Fatalf("funded account: number %d sequence %d: %v", num, seq, err)
+	}
+	if bal, err := c.Balance(ctxT(t), addr(newcomer), "unes"); err != nil || bal != 3_000_000 {
+		t.Fatalf("balance %d: %v", bal, err)
+	}
+	if bal, err := c.Balance(ctxT(t), addr(newcomer), "uatom"); err != nil || bal != 0 {
+		t.Errorf("other denom balance %d: %v", bal, err)
+	}
+	// The new account registers as a provider.
+	s := &signer{key: newcomer, chainID: shared.node.ChainID(), accNum: num}
+	b, _ := s.sign(t, registration(newcomer))
+	if r := deliver(t, c, b); r.Code != 0 {
+		t.Fatalf("register from a funded account: %d %s", r.Code, r.Log)
+	}
+	s.seq++
+	if bal, _ := c.Balance(ctxT(t), addr(newcomer), "unes"); bal != 3_000_000-50_000 {
+		t.Errorf("balance after a 50000unes fee: %d", bal)
+	}
+	// Bank send to another fresh address.
+	other := addr(testKey(501))
+	send := &bankv1beta1.MsgSend{FromAddress: addr(newcomer), ToAddress: other, Amount: []*basev1beta1.Coin{{Denom: "unes", Amount: "1000"}}}
+	b, _ = s.sign(t, send)
+	if r := deliver(t, c, b); r.Code != 0 {
+		t.Fatalf("send: %d %s", r.Code, r.Log)
+	}
+	s.seq++
+	if bal, _ := c.Balance(ctxT(t), other, "unes"); bal != 1000 {
+		t.Errorf("recipient balance %d", bal)
+	}
+	send.Amount[0].Amount = "99999999999"
+	b, _ = s.sign(t, send)
+	br, err := c.BroadcastSync(ctxT(t), b)
+	if err != nil || br.Code != devnet.CodeInsufficientFunds {
+		t.Errorf("overdraft: %+v %v", br, err)
+	}
+	if _, err := shared.node.Fund(ctxT(t), "cosmos1jhg0e7s6gn44tfc5k37kr04sznyhedtc9rzys5", 5); err == nil {
+		t.Error("funded an address of another chain")
+	}
 }

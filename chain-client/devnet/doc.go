@@ -29,12 +29,18 @@ limitations under the License.
 // 4 unauthorized, 5 insufficient funds, 11 out of gas, 13 insufficient fee,
 // 21 too large, 32 wrong sequence, ...) and the module's own in "aivm".
 //
-// It executes two messages, aivm.v1.MsgRegisterProvider (registrations expire
-// after Config.ProviderValidBlocks blocks and are renewed by registering
-// again) and aivm.v1.MsgSubmitResults (the provider must be registered, every
-// job UID is new, and the Merkle root is recomputed from the records), and
-// answers the ABCI queries /cosmos.auth.v1beta1.Query/Account,
-// /aivm.v1.Query/Provider and /aivm.v1.Query/Result.
+// It executes aivm.v1.MsgRegisterProvider (registrations expire after
+// Config.ProviderValidBlocks blocks and are renewed by registering again),
+// aivm.v1.MsgSubmitResults (the provider must be registered, every job UID
+// is new, and the Merkle root is recomputed from the records) and the
+// standard cosmos.bank.v1beta1.MsgSend (which creates the recipient's
+// account), and answers the ABCI queries /cosmos.auth.v1beta1.Query/Account,
+// /cosmos.bank.v1beta1.Query/Balance, /aivm.v1.Query/Provider and
+// /aivm.v1.Query/Result.
+//
+// Genesis funds the accounts of Config.Accounts and a faucet whose key the
+// devnet keeps in its home; Fund (and `aivmctl devnet fund`) sends from it,
+// so keys created after genesis can be funded.
 //
 // Application state (accounts, balances, providers, results) lives in a
 // cometbft-db goleveldb database under the home directory, written in one

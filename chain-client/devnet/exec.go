@@ -21,6 +21,8 @@ import (
 	"fmt"
 	"math/big"
 
+	authv1beta1 "cosmossdk.io/api/cosmos/auth/v1beta1"
+	bankv1beta1 "cosmossdk.io/api/cosmos/bank/v1beta1"
 	secp256k1pb "cosmossdk.io/api/cosmos/crypto/secp256k1"
 	abci "github.com/cometbft/cometbft/abci/types"
 	"google.golang.org/protobuf/proto"
@@ -79,7 +81,7 @@ func (a *application) runTx(st *overlay, txBytes []byte, height int64, checkTx b
 
 	// The single signer of every message.
 	var signer string
-	registrations, results := 0, 0
+	registrations, results, sends := 0, 0, 0
 	for i, m := range msgs {
 		var s string
 		switch msg := m.(type) {
@@ -89,11 +91,14 @@ func (a *application) runTx(st *overlay, txBytes []byte, height int64, checkTx b
 		case *aivmv1.MsgSubmitResults:
 			s = msg.Provider
 			results += len(msg.Results)
+		case *bankv1beta1.MsgSend:
+			s = msg.FromAddress
+			sends++
 		default:
 			return failed(sdkErr(CodeUnknownRequest, "unrecognized message type %s at index %d", m.ProtoReflect().Descriptor().FullName(), i), wanted, 0)
 		}
 		if err := keys.ValidateAddress(a.params.Prefix, s); err != nil {
-			return failed(sdkErr(CodeInvalidAddress, "message %d: invalid provider address: %v", i, err), wanted, 0)
+			return failed(sdkErr(CodeInvalidAddress, "message %d: invalid signer address: %v", i, err), wanted, 0)
 		}
 		if signer == "" {
 			signer = s
@@ -102,7 +107,7 @@ func (a *application) runTx(st *overlay, txBytes []byte, height int64, checkTx b
 		}
 	}
 
-	used := int64(EstimateGas(len(txBytes), registrations, results))
+	used := int64(EstimateGas(len(txBytes), registrations, results) + uint64(GasPerSend*sends))
 	if used > wanted {
 		return failed(sdkErr(CodeOutOfGas, "out of gas; gasWanted: %d, gasUsed: %d", wanted, used), wanted, used)
 	}
@@ -184,6 +189,8 @@ func (a *application) runTx(st *overlay, txBytes []byte, height int64, checkTx b
 			ev, merr = a.registerProvider(msgState, msg, height)
 		case *aivmv1.MsgSubmitResults:
 			ev, merr = a.submitResults(msgState, msg, height, d.Hash)
+		case *bankv1beta1.MsgSend:
+			ev, merr = a.send(msgState, msg)
 		}
 		if merr != nil {
 			merr.msg = fmt.Sprintf("failed to execute message; message index: %d: %s", i, merr.msg)
@@ -195,7 +202,7 @@ func (a *application) runTx(st *overlay, txBytes []byte, height int64, checkTx b
 		events = append(events, abci.Event{Type: "message", Attributes: []abci.EventAttribute{
 			{Key: "action", Value: "/" + string(m.ProtoReflect().Descriptor().FullName()), Index: true},
 			{Key: "sender", Value: signer, Index: true},
-			{Key: "module", Value: "aivm", Index: true},
+			{Key: "module", Value: moduleOf(m), Index: true},
 		}}, ev)
 	}
 	msgState.commitTo(ante)
@@ -297,5 +304,55 @@ func (a *application) submitResults(st *overlay, m *aivmv1.MsgSubmitResults, hei
 		{Key: "provider", Value: m.Provider, Index: true},
 		{Key: "merkle_root", Value: hexRoot(root), Index: true},
 		{Key: "count", Value: fmt.Sprint(len(m.Results)), Index: false},
+	}}, nil
+}
+
+func moduleOf(m proto.Message) string {
+	if _, ok := m.(*bankv1beta1.MsgSend); ok {
+		return "bank"
+	}
+	return "aivm"
+}
+
+// send moves fee-denom coins, creating the recipient's account (next
+// account number) when it has none, as a Cosmos chain does.
+func (a *application) send(st *overlay, m *bankv1beta1.MsgSend) (abci.Event, *abciError) {
+	if err := keys.ValidateAddress(a.params.Prefix, m.ToAddress); err != nil {
+		return abci.Event{}, sdkErr(CodeInvalidAddress, "invalid to address: %v", err)
+	}
+	if len(m.Amount) != 1 || m.Amount[0].GetDenom() != a.params.FeeDenom {
+		return abci.Event{}, sdkErr(CodeInvalidCoins, "send exactly one coin of %s", a.params.FeeDenom)
+	}
+	amt, ok := new(big.Int).SetString(m.Amount[0].Amount, 10)
+	if !ok || amt.Sign() <= 0 || !amt.IsUint64() {
+		return abci.Event{}, sdkErr(CodeInvalidCoins, "invalid amount %q", m.Amount[0].Amount)
+	}
+	_, from, _ := keys.DecodeAddress(m.FromAddress)
+	_, to, _ := keys.DecodeAddress(m.ToAddress)
+	fromBal := u64(mustGet(st, prefixBalance+string(from)))
+	if fromBal < amt.Uint64() {
+		return abci.Event{}, sdkErr(CodeInsufficientFunds, "spendable balance %d%s is smaller than %s%s: insufficient funds", fromBal, a.params.FeeDenom, amt, a.params.FeeDenom)
+	}
+	st.set(prefixBalance+string(from), u64b(fromBal-amt.Uint64()))
+	toAcc, err := getAccount(st, to)
+	if err != nil {
+		return abci.Event{}, sdkErr(CodeInvalidRequest, "read account: %v", err)
+	}
+	if toAcc == nil {
+		next := u64(mustGet(st, keyNextAccount))
+		if err := setProto(st, prefixAccount+string(to), &authv1beta1.BaseAccount{Address: m.ToAddress, AccountNumber: next}); err != nil {
+			return abci.Event{}, sdkErr(CodeInvalidRequest, "%v", err)
+		}
+		st.set(keyNextAccount, u64b(next+1))
+	}
+	toBal := u64(mustGet(st, prefixBalance+string(to)))
+	if toBal+amt.Uint64() < toBal {
+		return abci.Event{}, sdkErr(CodeInvalidCoins, "balance overflow")
+	}
+	st.set(prefixBalance+string(to), u64b(toBal+amt.Uint64()))
+	return abci.Event{Type: "transfer", Attributes: []abci.EventAttribute{
+		{Key: "recipient", Value: m.ToAddress, Index: true},
+		{Key: "sender", Value: m.FromAddress, Index: true},
+		{Key: "amount", Value: amt.String() + a.params.FeeDenom, Index: false},
 	}}, nil
 }

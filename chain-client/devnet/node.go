@@ -89,6 +89,10 @@ type Config struct {
 	// MaxTxBytes is the largest transaction accepted (default 1 MiB).
 	// Genesis only.
 	MaxTxBytes int64
+	// FaucetBalance is the genesis balance of the faucet account whose key
+	// the devnet keeps in <Home>/config/faucet.key (default
+	// DefaultFaucetBalance); see Fund. Genesis only.
+	FaucetBalance uint64
 	// RPCListenAddr is the RPC listen address, e.g.
 	// "tcp://127.0.0.1:26657"; empty or port 0 picks a free loopback port.
 	RPCListenAddr string
@@ -113,6 +117,7 @@ type Node struct {
 	stopping *atomic.Bool
 	chainID  string
 
+	fundMu   sync.Mutex
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -298,6 +303,9 @@ func setDefaults(c *Config) {
 	if c.MaxTxBytes == 0 {
 		c.MaxTxBytes = DefaultMaxTxBytes
 	}
+	if c.FaucetBalance == 0 {
+		c.FaucetBalance = DefaultFaucetBalance
+	}
 	if c.Logger.GetSink() == nil {
 		c.Logger = logr.Discard()
 	}
@@ -353,6 +361,21 @@ func ensureGenesis(path string, cfg Config, pv *privval.FilePV) (string, error) 
 	}}
 	for addr, bal := range cfg.Accounts {
 		state.Accounts = append(state.Accounts, GenesisAccount{Address: addr, Balance: strconv.FormatUint(bal, 10)})
+	}
+	// Check the configured accounts before writing anything.
+	if _, _, err := state.validate(); err != nil {
+		return "", err
+	}
+	faucet, err := ensureFaucetKey(cfg.Home)
+	if err != nil {
+		return "", err
+	}
+	faucetAddr, err := faucet.Address(cfg.Prefix)
+	if err != nil {
+		return "", err
+	}
+	if _, dup := cfg.Accounts[faucetAddr]; !dup {
+		state.Accounts = append(state.Accounts, GenesisAccount{Address: faucetAddr, Balance: strconv.FormatUint(cfg.FaucetBalance, 10)})
 	}
 	sort.Slice(state.Accounts, func(i, j int) bool { return state.Accounts[i].Address < state.Accounts[j].Address })
 	if _, _, err := state.validate(); err != nil {

@@ -32,6 +32,7 @@ import (
 	"time"
 
 	authv1beta1 "cosmossdk.io/api/cosmos/auth/v1beta1"
+	bankv1beta1 "cosmossdk.io/api/cosmos/bank/v1beta1"
 	rpcclient "github.com/cometbft/cometbft/rpc/client"
 	cmthttp "github.com/cometbft/cometbft/rpc/client/http"
 	cmttypes "github.com/cometbft/cometbft/types"
@@ -60,6 +61,9 @@ const (
 // broadcast_tx_sync returns as an RPC error when CheckTx refuses a
 // transaction.
 var invalidTxPattern = regexp.MustCompile(`is invalid: code=(\d+), data=[0-9A-Fa-f]*, log='(?s:(.*))', codespace='([^']*)'$`)
+
+// QueryPathBalance is the standard Cosmos bank balance query path.
+const QueryPathBalance = "/cosmos.bank.v1beta1.Query/Balance"
 
 // ErrAccountNotFound is returned (wrapped) by Account for an address the
 // chain has no account for.
@@ -189,6 +193,23 @@ func (c *Client) Account(ctx context.Context, address string) (accountNumber, se
 		return 0, 0, fmt.Errorf("query account %s: decode: %w", address, err)
 	}
 	return acc.AccountNumber, acc.Sequence, nil
+}
+
+// Balance returns the balance of address in denom through the standard
+// /cosmos.bank.v1beta1.Query/Balance query (0 for an unknown account).
+func (c *Client) Balance(ctx context.Context, address, denom string) (uint64, error) {
+	var resp bankv1beta1.QueryBalanceResponse
+	if err := c.query(ctx, QueryPathBalance, &bankv1beta1.QueryBalanceRequest{Address: address, Denom: denom}, &resp); err != nil {
+		return 0, err
+	}
+	if resp.Balance == nil {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(resp.Balance.Amount, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("query balance of %s: amount %q: %w", address, resp.Balance.Amount, err)
+	}
+	return n, nil
 }
 
 // Provider returns the provider registered under address, or nil when there

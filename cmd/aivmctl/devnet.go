@@ -35,11 +35,12 @@ import (
 )
 
 func init() {
-	register("devnet", "Run the local single-validator devnet chain (start)", runDevnet)
+	register("devnet", "Run the local single-validator devnet chain (start, fund)", runDevnet)
 }
 
 var devnetSubcommands = map[string]subcommand{
 	"start": {"Start the devnet and run it until interrupted", devnetStart},
+	"fund":  {"Send coins from the devnet's faucet to an address or key", devnetFund},
 }
 
 func runDevnet(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -113,6 +114,38 @@ func devnetStart(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 	<-ctx.Done()
 	fmt.Fprintf(stdout, "stopping devnet at height %d\n", n.Height())
 	return n.Stop()
+}
+
+func devnetFund(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlagSet("devnet fund", stderr, "devnet fund <address|keyname> <amount> [flags]")
+	home := fs.String("home", defaultDevnetHome(), "Home of the running devnet (holds the faucet key).")
+	rpcURL := fs.String("rpc", "http://127.0.0.1:26657", "RPC URL of the running devnet.")
+	keysHome := fs.String("keys-home", defaultKeysHome(), "Directory of the keys a key name refers to.")
+	prefix := fs.String("prefix", "", "Bech32 account prefix for key names (default nesa).")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		fs.Usage()
+		return errUsage
+	}
+	amounts := accountFlags{}
+	if err := amounts.Set(pos[0] + "=" + pos[1]); err != nil {
+		return err
+	}
+	resolved, err := resolveAccounts(amounts, *keysHome, *prefix)
+	if err != nil {
+		return err
+	}
+	for addr, amt := range resolved {
+		hash, err := devnet.Fund(ctx, *home, *rpcURL, addr, amt)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "sent %d%s to %s in tx %s\n", amt, devnet.DefaultFeeDenom, addr, hash)
+	}
+	return nil
 }
 
 // resolveAccounts turns key names into addresses; bech32 addresses pass

@@ -172,8 +172,9 @@ func TestDevnetStart(t *testing.T) {
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	var errOut bytes.Buffer
+	home := t.TempDir()
 	go func() {
-		done <- run(ctx, []string{"devnet", "start", "--home", t.TempDir(), "--chain-id", "cli-test",
+		done <- run(ctx, []string{"devnet", "start", "--home", home, "--chain-id", "cli-test",
 			"--account", addr + "=5000unes", "--account", "prov=7000", "--keys-home", keysHome, "--rpc-laddr", "tcp://127.0.0.1:0", "--block-time", "100ms"}, nil, pw, &errOut)
 		pw.Close()
 	}()
@@ -199,6 +200,14 @@ func TestDevnetStart(t *testing.T) {
 		if _, seq, err := c.Account(qctx, a); err != nil || seq != 0 {
 			t.Errorf("genesis account %s: %d %v", a, seq, err)
 		}
+	}
+	// Fund the key from the faucet through `devnet fund`.
+	fundOut, fundErr, err := runCmd(t, "", "devnet", "fund", "prov", "123456", "--home", home, "--rpc", m[1], "--keys-home", keysHome)
+	if err != nil || !strings.Contains(fundOut, "sent 123456unes to "+provAddr) {
+		t.Fatalf("fund: %q %q %v", fundOut, fundErr, err)
+	}
+	if bal, err := c.Balance(qctx, provAddr, "unes"); err != nil || bal != 7000+123456 {
+		t.Errorf("balance after funding %d: %v", bal, err)
 	}
 	cancel()
 	rest, _ := io.ReadAll(pr)
