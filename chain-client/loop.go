@@ -231,13 +231,18 @@ func (l *loop) confirmOne(ctx context.Context, f *flight) (done bool, err error)
 	}
 	if f.consumedAt != 0 {
 		if l.height > f.consumedAt {
-			l.c.log.Info("Transaction can no longer be included; signing its results again", "tx", f.hash, "sequence", f.seq)
+			l.c.log.Info("Transaction can no longer be included; signing again", "tx", f.hash, "sequence", f.seq)
 			return true, l.requeue(ctx, f, 0, false)
 		}
 		return false, nil
 	}
 	if f.sentHeight != 0 && l.height-f.sentHeight < l.o.ResendAfterBlocks {
 		return false, nil
+	}
+	// Unknown to the tx index for a while (it may lag, or a node may run
+	// without one): the application state says whether the batch landed.
+	if landed, err := l.landed(ctx, f); err != nil || landed {
+		return landed, err
 	}
 	br, err := l.o.Chain.BroadcastSync(ctx, f.txBytes)
 	if err != nil {
@@ -254,10 +259,19 @@ func (l *loop) confirmOne(ctx context.Context, f *flight) (done bool, err error)
 			return false, unreachable("read account", err)
 		}
 		if seq > f.seq {
-			// Another transaction may have used the sequence, or this one
-			// was included and is not indexed yet: decide a block later.
-			f.consumedAt = l.height
-			return false, nil
+			// The sequence is used: by this transaction, or by another one.
+			// The account is read before the results, so a batch included
+			// by then shows in the state read next.
+			if f.uids == nil {
+				// A registration: decide a block later, by hash.
+				f.consumedAt = l.height
+				return false, nil
+			}
+			if landed, err := l.landed(ctx, f); err != nil || landed {
+				return landed, err
+			}
+			l.c.log.Info("Account sequence used by another transaction; signing the batch again", "tx", f.hash, "sequence", f.seq)
+			return true, l.requeue(ctx, f, 0, false)
 		}
 		// The node refused the bytes: they are in no mempool here.
 		exp, ok := expectedSequence(br.Log)
@@ -265,6 +279,23 @@ func (l *loop) confirmOne(ctx context.Context, f *flight) (done bool, err error)
 	default:
 		return true, l.settleRefused(ctx, f, br.Code, br.Codespace, br.Log)
 	}
+}
+
+// landed checks the chain's state for a batch's first result: stored by
+// this very transaction means the batch is committed (and is settled as
+// such).
+func (l *loop) landed(ctx context.Context, f *flight) (bool, error) {
+	if len(f.uids) == 0 {
+		return false, nil
+	}
+	stored, err := l.o.Chain.Result(ctx, f.uids[0])
+	if err != nil {
+		return false, unreachable("query result of job "+f.uids[0], err)
+	}
+	if stored == nil || stored.GetTxHash() != f.hash {
+		return false, nil
+	}
+	return true, l.settleIncluded(ctx, f, rpc.TxResult{Found: true, Height: stored.GetHeight()})
 }
 
 // settleIncluded handles a transaction found in a block.
