@@ -18,6 +18,7 @@ package artifact
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 )
@@ -67,7 +68,7 @@ func (c *Checker) Check(ctx context.Context, req Request) (CheckResult, error) {
 	}
 	size, err := c.probe(ctx, p, http.MethodHead)
 	var se *HTTPStatusError
-	if asStatus(err, &se) && (se.StatusCode == http.StatusMethodNotAllowed || se.StatusCode == http.StatusNotImplemented) {
+	if errors.As(err, &se) && (se.StatusCode == http.StatusMethodNotAllowed || se.StatusCode == http.StatusNotImplemented) {
 		size, err = c.probe(ctx, p, http.MethodGet)
 	}
 	if err != nil {
@@ -107,19 +108,10 @@ func (c *Checker) probe(ctx context.Context, p prepared, method string) (int64, 
 	}
 }
 
-func asStatus(err error, target **HTTPStatusError) bool {
-	if err == nil {
-		return false
-	}
-	se, ok := err.(*HTTPStatusError)
-	if ok {
-		*target = se
-	}
-	return ok
-}
-
+// unwrapRetryable drops the retryable mark: a check is not retried.
 func unwrapRetryable(err error) error {
-	if r, ok := err.(*retryable); ok {
+	var r *retryable
+	if errors.As(err, &r) {
 		return r.err
 	}
 	return err

@@ -488,7 +488,7 @@ func (f *Fetcher) attemptOnce(ctx context.Context, p prepared, dl *download, val
 	}
 	defer func() { _ = resp.Body.Close() }()
 
-	total := int64(-1)
+	var total int64 // the full size, or -1 when unknown
 	switch resp.StatusCode {
 	case http.StatusOK:
 		if dl.n > 0 { // the server ignored the range: start over

@@ -316,7 +316,7 @@ func TestFetchNeverLeaksToken(t *testing.T) {
 			http.Error(w, "no", http.StatusServiceUnavailable)
 		},
 		"tampered": serveData(append(bytes.Clone(data[:1000]), make([]byte, 1000)...)),
-		"dropped":  dropHalfway(data, func(_ int32, w http.ResponseWriter, _ *http.Request) { panic(http.ErrAbortHandler) }),
+		"dropped":  dropHalfway(data, func(int32, http.ResponseWriter, *http.Request) { panic(http.ErrAbortHandler) }),
 		"redirect": func(_ int32, w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, "http://127.0.0.1:1/closed?sig="+sig, http.StatusFound)
 		},

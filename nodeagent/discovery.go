@@ -497,12 +497,12 @@ func (d *Discoverer) collect(dev *device, errs *int) (g GPU) {
 // migDevices lists the MIG devices of a GPU in MIG mode.
 func (d *Discoverer) migDevices(dev *device, check func(string, nvml.Return, bool) bool) []MIGDevice {
 	h := dev.handle
-	max, ret := h.GetMaxMigDeviceCount()
+	maxCount, ret := h.GetMaxMigDeviceCount()
 	if !check("get max mig device count", ret, false) {
 		return nil
 	}
 	var out []MIGDevice
-	for i := 0; i < max; i++ {
+	for i := 0; i < maxCount; i++ {
 		mh, ret := h.GetMigDeviceHandleByIndex(i)
 		if ret == nvml.ERROR_NOT_FOUND {
 			continue

@@ -117,7 +117,7 @@ func run(ctx context.Context, o options, log logr.Logger, stdout io.Writer) erro
 	if err != nil {
 		return err
 	}
-	var lib nvml.Interface = nvml.New()
+	lib := nvml.New()
 	if o.simulate != "" {
 		sim, err := simulate.New(o.simulate, simulate.WithSeed(o.nodeName))
 		if err != nil {

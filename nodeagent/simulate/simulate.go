@@ -416,9 +416,8 @@ func (n *Node) extendDevice(g *gpu) {
 func (n *Node) migDevices(g *gpu) []nvml.Device {
 	d := g.dev
 	type inst struct {
-		gi, ci  uint32
-		memory  uint64
-		profile uint32
+		gi, ci uint32
+		memory uint64
 	}
 	var insts []inst
 	d.RLock()
