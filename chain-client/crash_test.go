@@ -105,7 +105,7 @@ func crashChild() int {
 			fmt.Fprintln(out, l)
 			out.Flush()
 		case err := <-runErr:
-			return fail(fmt.Errorf("client stopped: %v", err))
+			return fail(fmt.Errorf("client stopped: %w", err))
 		}
 	}
 }

@@ -170,12 +170,12 @@ func Open(dir string, opts Options) (*Outbox, error) {
 	}
 	raw, err := db.Get(keyNextSeq)
 	if err != nil {
-		db.Close()
+		_ = db.Close()
 		return nil, fmt.Errorf("outbox: read sequence counter: %w", err)
 	}
 	if raw != nil {
 		if len(raw) != 8 {
-			db.Close()
+			_ = db.Close()
 			return nil, fmt.Errorf("outbox: corrupt sequence counter of %d bytes", len(raw))
 		}
 		o.nextSeq = binary.BigEndian.Uint64(raw)
@@ -312,7 +312,7 @@ func (o *Outbox) writeGroup(group []*enqueueRequest) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	batch := o.db.NewBatch()
-	defer batch.Close()
+	defer func() { _ = batch.Close() }()
 	seen := make(map[string]struct{})
 	seq := o.nextSeq
 	added := 0
@@ -372,7 +372,7 @@ func (o *Outbox) Pending(limit int) ([]Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outbox: iterate pending: %w", err)
 	}
-	defer it.Close()
+	defer func() { _ = it.Close() }()
 	var uids []string
 	for ; it.Valid() && len(uids) < limit; it.Next() {
 		uids = append(uids, string(it.Value()))
@@ -428,7 +428,7 @@ func (o *Outbox) MarkBatched(b Batch) error {
 		return fmt.Errorf("outbox: batch %s root %s does not match its results' root %s", b.TxHash, b.Root, root)
 	}
 	batch := o.db.NewBatch()
-	defer batch.Close()
+	defer func() { _ = batch.Close() }()
 	for _, e := range entries {
 		if err := batch.Delete(pendingKey(e.Seq)); err != nil {
 			return fmt.Errorf("outbox: stage pending index delete: %w", err)
@@ -455,7 +455,7 @@ func (o *Outbox) InFlight() ([]Batch, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outbox: iterate batches: %w", err)
 	}
-	defer it.Close()
+	defer func() { _ = it.Close() }()
 	var out []Batch
 	for ; it.Valid(); it.Next() {
 		var b Batch
@@ -591,7 +591,7 @@ func (o *Outbox) finish(txHash string, apply func(*Batch, []*Entry) error) ([]En
 		return nil, err
 	}
 	batch := o.db.NewBatch()
-	defer batch.Close()
+	defer func() { _ = batch.Close() }()
 	requeued := false
 	out := make([]Entry, len(entries))
 	for i, e := range entries {
@@ -624,7 +624,7 @@ func (o *Outbox) Counts() (map[State]int, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outbox: iterate entries: %w", err)
 	}
-	defer it.Close()
+	defer func() { _ = it.Close() }()
 	out := map[State]int{}
 	for ; it.Valid(); it.Next() {
 		e, err := decodeEntry(it.Value())

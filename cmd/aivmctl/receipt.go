@@ -95,13 +95,13 @@ func receiptVerify(ctx context.Context, args []string, stdin io.Reader, stdout, 
 // readReceipt reads a receipt from path ("-": stdin), refusing anything
 // larger than an envelope can be.
 func readReceipt(path string, stdin io.Reader) ([]byte, error) {
-	var src io.Reader = stdin
+	src := stdin
 	if path != "-" {
 		f, err := os.Open(path)
 		if err != nil {
 			return nil, fmt.Errorf("open receipt: %w", err)
 		}
-		defer f.Close()
+		defer func() { _ = f.Close() }()
 		src = f
 	}
 	data, err := io.ReadAll(io.LimitReader(src, receipt.MaxEnvelopeSize+1))

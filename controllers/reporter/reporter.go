@@ -72,6 +72,10 @@ const (
 // reconcile at once), so a chain outage or its end shows in the job.
 const DefaultPendingRecheck = 30 * time.Second
 
+// conflictRetry is when a job whose status patch lost a race is looked at
+// again.
+const conflictRetry = 100 * time.Millisecond
+
 // ResultReporter is what the reporter needs from the chain client
 // (*chainclient.Client satisfies it).
 type ResultReporter interface {
@@ -180,7 +184,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	if err := r.client.Status().Patch(ctx, desired, client.MergeFromWithOptions(job, client.MergeFromWithOptimisticLock{})); err != nil {
 		if apierrors.IsConflict(err) {
-			return ctrl.Result{Requeue: true}, nil
+			return ctrl.Result{RequeueAfter: conflictRetry}, nil
 		}
 		return ctrl.Result{}, fmt.Errorf("patch status of %s: %w", klog.KObj(job), err)
 	}

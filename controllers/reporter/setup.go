@@ -89,11 +89,11 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Version, "provider-version", "dev", "Provider version in the chain registration.")
 }
 
-// Setup, when reporting is enabled, loads the key, opens the outbox, adds
-// the chain client's loop to mgr (it runs on the elected leader only, so
-// one signer queue per key) and registers the reporter. It returns the
-// client (nil when disabled) for callers that sign receipts with the same
-// key.
+// Setup does nothing when reporting is disabled; otherwise it loads the
+// key, opens the outbox, adds the chain client's loop to mgr (it runs on the
+// elected leader only, so one signer queue per key) and registers the
+// reporter. It returns the client (nil when disabled) for callers that sign
+// receipts with the same key.
 func Setup(mgr ctrl.Manager, cfg Config) (*chainclient.Client, error) {
 	if !cfg.Enabled {
 		return nil, nil
@@ -123,15 +123,15 @@ func Setup(mgr ctrl.Manager, cfg Config) (*chainclient.Client, error) {
 		Metrics: ctrlmetrics.Registry,
 	})
 	if err != nil {
-		box.Close()
+		_ = box.Close()
 		return nil, fmt.Errorf("chain reporter: %w", err)
 	}
 	rec = NewReconciler(mgr.GetClient(), mgr.GetEventRecorder("reporter"), cc)
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		defer box.Close()
+		defer func() { _ = box.Close() }()
 		return cc.Run(ctx)
 	})); err != nil {
-		box.Close()
+		_ = box.Close()
 		return nil, fmt.Errorf("chain reporter: %w", err)
 	}
 	if err := rec.SetupWithManager(mgr); err != nil {
