@@ -26,6 +26,7 @@ import (
 	"strings"
 	"testing"
 
+	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -254,7 +255,25 @@ func TestSucceededJobIsReportedOnChain(t *testing.T) {
 		if err := merkle.Verify(leaf, proof, root); err != nil {
 			t.Fatalf("job %s: status proof: %v", j.Name, err)
 		}
+		waitForEvent(t, j, eventReported)
 	}
+}
+
+// waitForEvent waits for an event with reason about job.
+func waitForEvent(t *testing.T, job *aivmv1alpha1.InferenceJob, reason string) {
+	t.Helper()
+	eventually(t, func() error {
+		var list eventsv1.EventList
+		if err := k8sClient.List(context.Background(), &list, client.InNamespace(job.Namespace)); err != nil {
+			return err
+		}
+		for _, e := range list.Items {
+			if e.Regarding.Name == job.Name && e.Reason == reason {
+				return nil
+			}
+		}
+		return fmt.Errorf("no %s event for %s among %d events", reason, job.Name, len(list.Items))
+	})
 }
 
 func TestReportDisabled(t *testing.T) {
@@ -328,6 +347,7 @@ func TestChainRejection(t *testing.T) {
 		t.Fatal(err)
 	}
 	rejected := reported(t, job, metav1.ConditionFalse, aivmv1alpha1.ReasonChainRejected)
+	waitForEvent(t, job, eventChainRejected)
 	c := meta.FindStatusCondition(rejected.Status.Conditions, aivmv1alpha1.ConditionReported)
 	if want := fmt.Sprintf("code %d (aivm)", devnetDuplicateCode); !contains(c.Message, want) {
 		t.Fatalf("Reported message %q lacks %q", c.Message, want)
