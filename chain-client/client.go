@@ -260,6 +260,12 @@ func (c *Client) Enqueue(ctx context.Context, records ...*aivmv1.ResultRecord) e
 	return c.opts.Outbox.Enqueue(ctx, items...)
 }
 
+// SignReceipt signs a result record with the provider key, so callers that
+// build receipts (the job controller) never hold the key themselves.
+func (c *Client) SignReceipt(r *aivmv1.ResultRecord) (*receipt.Receipt, error) {
+	return receipt.Sign(c.opts.Key, c.opts.Prefix, r)
+}
+
 // Get returns the outbox state of a job's result (outbox.ErrNotFound when it
 // was never enqueued).
 func (c *Client) Get(uid string) (outbox.Entry, error) {

@@ -455,7 +455,7 @@ func TestReceiptVerifiesOnChain(t *testing.T) {
 	}
 	r.events.waitFinal(t, uidsOf(recs))
 	withChain := func(rec *aivmv1.ResultRecord) *receipt.Receipt {
-		rc, err := receipt.Sign(k, "", rec)
+		rc, err := r.client.SignReceipt(rec)
 		if err != nil {
 			t.Fatal(err)
 		}
