@@ -285,6 +285,7 @@ func (m *CacheManager) forgetUnwanted(wanted []*aivmv1alpha1.Model) {
 
 func (m *CacheManager) startFetches(ctx context.Context, wanted []*aivmv1alpha1.Model) {
 	now := m.opts.Clock.Now()
+	full := false
 	for _, mod := range wanted {
 		digest := mod.Spec.SHA256
 		has, err := m.cache.Has(digest)
@@ -303,15 +304,18 @@ func (m *CacheManager) startFetches(ctx context.Context, wanted []*aivmv1alpha1.
 		}
 		f := m.failures[digest]
 		waiting := f != nil && f.request == requestIdentity(mod) && now.Before(f.retryAt)
-		if m.inFlight[digest] || waiting {
+		if m.inFlight[digest] || waiting || full {
 			m.mu.Unlock()
 			continue
 		}
 		select {
 		case m.sem <- struct{}{}:
 		default:
+			// All slots are busy; a finishing fetch triggers the next
+			// sync. Cached Models below still get their failures cleared.
+			full = true
 			m.mu.Unlock()
-			return // all slots busy; a finishing fetch triggers the next sync
+			continue
 		}
 		m.inFlight[digest] = true
 		m.wg.Add(1)

@@ -30,6 +30,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -64,6 +65,9 @@ type options struct {
 	ignoreXIDs        string
 	criticalXIDs      string
 	once              bool
+
+	// restConfig, when set, replaces the kubeconfig lookup (tests).
+	restConfig func() (*rest.Config, error)
 
 	prefetch            bool
 	modelCacheMaxBytes  int64
@@ -147,7 +151,11 @@ func run(ctx context.Context, o options, log logr.Logger, stdout io.Writer) erro
 	if o.nodeName == "" {
 		return errors.New("--node-name (or $NODE_NAME) is required: set it from the downward API (spec.nodeName)")
 	}
-	cfg, err := config.GetConfig()
+	getConfig := o.restConfig
+	if getConfig == nil {
+		getConfig = config.GetConfig
+	}
+	cfg, err := getConfig()
 	if err != nil {
 		return fmt.Errorf("load kubeconfig: %w", err)
 	}
@@ -198,11 +206,12 @@ func run(ctx context.Context, o options, log logr.Logger, stdout io.Writer) erro
 		return err
 	}
 	if o.metricsAddr != "0" && o.metricsAddr != "" {
-		stop, err := serveMetrics(o.metricsAddr, reg, log)
+		addr, stop, err := serveMetrics(o.metricsAddr, reg, log)
 		if err != nil {
 			return err
 		}
 		defer stop()
+		log.Info("Serving metrics and health checks", "address", addr.String())
 	}
 	log.Info("Node agent started", "node", o.nodeName, "pollInterval", o.pollInterval,
 		"heartbeatInterval", o.heartbeatInterval, "modelCacheDir", o.modelCacheDir, "simulate", o.simulate,
@@ -245,7 +254,7 @@ func (o options) managesCache() bool {
 // until ctx is done and done is closed after it returned.
 func startCacheManager(ctx context.Context, o options, cfg *rest.Config, scheme *runtime.Scheme, direct client.Reader,
 	metrics *nodeagent.Metrics, log logr.Logger) (mgr *nodeagent.CacheManager, done <-chan struct{}, err error) {
-	store, err := artifact.OpenCache(o.modelCacheDir, artifact.WithCacheLogger(log.WithName("cache")))
+	store, err := openWritableCache(o.modelCacheDir, log.WithName("cache"))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -276,10 +285,18 @@ func startCacheManager(ctx context.Context, o options, cfg *rest.Config, scheme 
 	if err != nil {
 		return nil, nil, fmt.Errorf("watch models: %w", err)
 	}
+	// Spec changes and deletions matter; status updates (the Model
+	// controller writes them as nodes report) do not.
 	trigger := func() { mgr.Trigger() }
 	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { trigger() },
-		UpdateFunc: func(_, _ any) { trigger() },
+		AddFunc: func(any) { trigger() },
+		UpdateFunc: func(oldObj, newObj any) {
+			o, ok1 := oldObj.(*aivmv1alpha1.Model)
+			n, ok2 := newObj.(*aivmv1alpha1.Model)
+			if !ok1 || !ok2 || o.Generation != n.Generation || !o.DeletionTimestamp.Equal(n.DeletionTimestamp) {
+				trigger()
+			}
+		},
 		DeleteFunc: func(any) { trigger() },
 	}); err != nil {
 		return nil, nil, fmt.Errorf("watch models: %w", err)
@@ -303,12 +320,34 @@ func startCacheManager(ctx context.Context, o options, cfg *rest.Config, scheme 
 	return mgr, finished, nil
 }
 
+// openWritableCache opens the model cache and checks that the agent can
+// write to it, so a read-only mount fails at start with a line saying what
+// to change, not at the first fetch.
+func openWritableCache(dir string, log logr.Logger) (*artifact.Cache, error) {
+	hint := "mount the model cache read-write, or pass --prefetch=false and --model-cache-max-bytes=0"
+	store, err := artifact.OpenCache(dir, artifact.WithCacheLogger(log))
+	if err != nil {
+		return nil, fmt.Errorf("open model cache %s (%s): %w", dir, hint, err)
+	}
+	f, err := os.CreateTemp(filepath.Join(store.Dir(), "tmp"), ".write-check-*")
+	if err != nil {
+		return nil, fmt.Errorf("model cache %s is not writable (%s): %w", dir, hint, err)
+	}
+	name := f.Name()
+	_ = f.Close()
+	if err := os.Remove(name); err != nil {
+		return nil, fmt.Errorf("model cache %s: remove write check: %w", dir, err)
+	}
+	return store, nil
+}
+
 // serveMetrics serves the registry's metrics and health endpoints on addr
-// and returns a function that stops the server.
-func serveMetrics(addr string, reg *prometheus.Registry, log logr.Logger) (func(), error) {
+// and returns the address it listens on and a function that stops the
+// server.
+func serveMetrics(addr string, reg *prometheus.Registry, log logr.Logger) (net.Addr, func(), error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("listen on %s for metrics: %w", addr, err)
+		return nil, nil, fmt.Errorf("listen on %s for metrics: %w", addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -321,7 +360,7 @@ func serveMetrics(addr string, reg *prometheus.Registry, log logr.Logger) (func(
 			log.Error(err, "Metrics server stopped")
 		}
 	}()
-	return func() {
+	return ln.Addr(), func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)

@@ -1,0 +1,239 @@
+/*
+Copyright 2026 The aivm-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/testr"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	aivmv1alpha1 "github.com/aivm-dev/aivm-operator/api/v1alpha1"
+	"github.com/aivm-dev/aivm-operator/internal/testenv"
+	"github.com/aivm-dev/aivm-operator/nodeagent"
+)
+
+// TestRunPrefetchesOnModelWatch runs the whole agent (simulated GPUs) on a
+// test API server. Its poll, heartbeat and cache sync intervals are an hour,
+// so only the Model watch can start the prefetch and only the cache
+// manager's wake-up can publish its result in time.
+func TestRunPrefetchesOnModelWatch(t *testing.T) {
+	env, cfg, err := testenv.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := env.Stop(); err != nil {
+			t.Errorf("stop envtest: %v", err)
+		}
+	})
+	c, err := client.New(cfg, client.Options{Scheme: testenv.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	const nodeName = "agent-run-0"
+	if err := c.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName, Labels: map[string]string{"pool": "run"}}}); err != nil {
+		t.Fatal(err)
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "run-models"}}
+	if err := c.Create(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+
+	data := make([]byte, 64<<10)
+	_, _ = rand.Read(data)
+	sum := sha256.Sum256(data)
+	digest := hex.EncodeToString(sum[:])
+	var gets atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gets.Add(1)
+		http.ServeContent(w, r, "w", time.Unix(1700000000, 0), bytes.NewReader(data))
+	}))
+	t.Cleanup(srv.Close)
+
+	o := defaults()
+	o.nodeName, o.simulate, o.metricsAddr = nodeName, "dgxh100", "0"
+	o.pollInterval, o.heartbeatInterval, o.cacheSyncInterval = time.Hour, time.Hour, time.Hour
+	o.modelCacheDir = t.TempDir()
+	o.restConfig = func() (*rest.Config, error) { return cfg, nil }
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- run(runCtx, o, testr.New(t), io.Discard) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+
+	gpuNode := func() (*aivmv1alpha1.GPUNode, error) {
+		gn := &aivmv1alpha1.GPUNode{}
+		return gn, c.Get(ctx, client.ObjectKey{Name: nodeName}, gn)
+	}
+	eventually(t, func() error {
+		gn, err := gpuNode()
+		if err != nil {
+			return err
+		}
+		if gn.Status.GPUCount != 8 {
+			return fmt.Errorf("gpuCount = %d", gn.Status.GPUCount)
+		}
+		return nil
+	})
+	if n := gets.Load(); n != 0 {
+		t.Fatalf("fetched %d times before any Model asked for it", n)
+	}
+
+	model := &aivmv1alpha1.Model{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "prefetched"},
+		Spec: aivmv1alpha1.ModelSpec{
+			URI: srv.URL + "/w.gguf", SHA256: digest, GPUMemory: resource.MustParse("1Gi"),
+			Prefetch: &aivmv1alpha1.ModelPrefetch{NodeSelector: metav1.LabelSelector{MatchLabels: map[string]string{"pool": "run"}}},
+		},
+	}
+	if err := c.Create(ctx, model); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() error {
+		gn, err := gpuNode()
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(gn.Status.CachedModels, digest) {
+			return fmt.Errorf("cachedModels = %v", gn.Status.CachedModels)
+		}
+		return nil
+	})
+	if got, err := os.ReadFile(filepath.Join(o.modelCacheDir, "sha256", digest)); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("cached blob: %v", err)
+	}
+	if n := gets.Load(); n != 1 {
+		t.Errorf("fetched %d times, want 1", n)
+	}
+}
+
+func TestUnusableCacheFailsClearly(t *testing.T) {
+	// A path under a regular file cannot become a directory, even for root.
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := openWritableCache(filepath.Join(file, "models"), logr.Discard())
+	if err == nil || !strings.Contains(err.Error(), "read-write") || !strings.Contains(err.Error(), "--prefetch=false") {
+		t.Errorf("error = %v, want one saying to mount the cache read-write or disable prefetch", err)
+	}
+}
+
+func TestReadOnlyCacheFailsClearly(t *testing.T) {
+	dir := t.TempDir()
+	// The cache's directories exist (runtime pods made them); only writing fails.
+	for _, sub := range []string{"sha256", "tmp", "locks"} {
+		if err := os.Mkdir(filepath.Join(dir, sub), 0o555); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(dir, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = os.Chmod(dir, 0o755)
+		_ = os.Chmod(filepath.Join(dir, "tmp"), 0o755)
+	})
+	if f, err := os.Create(filepath.Join(dir, "tmp", "probe")); err == nil {
+		_ = f.Close()
+		t.Skip("running as a user who can write to a read-only directory")
+	}
+	_, err := openWritableCache(dir, logr.Discard())
+	if err == nil || !strings.Contains(err.Error(), "read-write") || !strings.Contains(err.Error(), "--prefetch=false") {
+		t.Errorf("error = %v, want one saying to mount the cache read-write or disable prefetch", err)
+	}
+}
+
+func TestMetricsAndHealthEndpoints(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if _, err := nodeagent.NewMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	addr, stop, err := serveMetrics("127.0.0.1:0", reg, logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	for path, want := range map[string]string{
+		"/healthz": "ok",
+		"/readyz":  "ok",
+		"/metrics": "aivm_node_agent_model_cache_evictions_total",
+	} {
+		resp, err := http.Get("http://" + addr.String() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
+			t.Errorf("GET %s = %d %q, want 200 with %q", path, resp.StatusCode, truncateBody(body), want)
+		}
+	}
+}
+
+func truncateBody(b []byte) string {
+	if len(b) > 200 {
+		return string(b[:200]) + "..."
+	}
+	return string(b)
+}
+
+// eventually polls fn until it returns nil, failing the test with its last
+// error after 30 s.
+func eventually(t *testing.T, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within 30s: %v", err)
+		}
+		<-tick.C
+	}
+}
