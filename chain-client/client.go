@@ -110,6 +110,12 @@ type Options struct {
 	// Registration, when set, is registered at start (its Provider field is
 	// filled in) and renewed RenewBeforeBlocks before it expires.
 	Registration *aivmv1.MsgRegisterProvider
+	// RetainBlocks, when positive, prunes committed results from the outbox
+	// once their block is that many blocks old (the chain keeps them); 0
+	// keeps them forever. Keep it well above how long a caller may take to
+	// pick up a commit.
+	RetainBlocks int64
+
 	// RegistrationFunc, when set, is called for each registration and
 	// renewal instead of using Registration, so the GPU inventory sent is
 	// current. Its Provider field is filled in.

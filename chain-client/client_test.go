@@ -535,3 +535,43 @@ func TestUnfundedAccountIsReported(t *testing.T) {
 		t.Fatalf("entry = %+v, %v; want Pending", e, err)
 	}
 }
+
+// TestCommittedResultsArePruned keeps committed results for RetainBlocks
+// blocks only; the chain still holds them.
+func TestCommittedResultsArePruned(t *testing.T) {
+	k := keyFor(t, "prune")
+	env := startChain(t, devnet.Config{Accounts: map[string]uint64{addrOf(t, k): testFunds}, BlockTime: 20 * time.Millisecond})
+	r := startReporter(t, env, k, t.TempDir(), func(o *chainclient.Options) { o.RetainBlocks = 5 })
+	recs := records("pruned", 0, 20)
+	if err := r.client.Enqueue(ctxT(t), recs...); err != nil {
+		t.Fatal(err)
+	}
+	r.events.waitFinal(t, uidsOf(recs))
+	e, err := r.client.Get(recs[0].GetJobUid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.node.WaitForHeight(ctxT(t), e.Height+20); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(waitLimit)
+	for {
+		counts, err := r.box.Counts()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(counts) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("outbox still holds %v", counts)
+		}
+		r.client.Kick()
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, rec := range recs {
+		if stored, err := env.rpc.Result(ctxT(t), rec.GetJobUid()); err != nil || stored == nil {
+			t.Fatalf("job %s after pruning: %v, %v", rec.GetJobUid(), stored, err)
+		}
+	}
+}

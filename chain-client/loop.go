@@ -68,6 +68,7 @@ type loop struct {
 	// expires is the registration's expiry height; 0 when unknown.
 	expires int64
 
+	prunedAt       int64
 	backoff        time.Duration
 	retryAt        time.Time
 	firstPendingAt time.Time
@@ -149,6 +150,9 @@ func (l *loop) step(ctx context.Context) error {
 	if err := l.confirm(ctx); err != nil {
 		return err
 	}
+	if err := l.prune(); err != nil {
+		return err
+	}
 	if err := l.register(ctx); err != nil {
 		return err
 	}
@@ -157,6 +161,28 @@ func (l *loop) step(ctx context.Context) error {
 		return nil
 	}
 	return l.send(ctx)
+}
+
+// pruneBatch bounds the entries one prune removes.
+const pruneBatch = 10_000
+
+// prune drops committed results older than RetainBlocks, every tenth of
+// that span.
+func (l *loop) prune() error {
+	if l.o.RetainBlocks <= 0 || l.height-l.prunedAt < max(l.o.RetainBlocks/10, 1) {
+		return nil
+	}
+	n, err := l.o.Outbox.PruneCommitted(l.height-l.o.RetainBlocks, pruneBatch)
+	if err != nil {
+		return err
+	}
+	if n < pruneBatch {
+		l.prunedAt = l.height
+	}
+	if n > 0 {
+		l.c.log.V(1).Info("Pruned committed results", "count", n, "belowHeight", l.height-l.o.RetainBlocks)
+	}
+	return nil
 }
 
 // resync reads the account and sets the next sequence. With hint set (the

@@ -58,6 +58,7 @@ var (
 	prefixEntry   = []byte("e/") // e/<uid> -> JSON Entry
 	prefixPending = []byte("p/") // p/<seq, 8 bytes big endian> -> uid
 	prefixBatch   = []byte("b/") // b/<tx hash> -> JSON Batch
+	prefixCommit  = []byte("c/") // c/<height, 8 bytes big endian><uid> -> 1, for pruning
 	keyNextSeq    = []byte("m/next-seq")
 )
 
@@ -598,6 +599,11 @@ func (o *Outbox) finish(txHash string, apply func(*Batch, []*Entry) error) ([]En
 		if err := putEntry(batch, e); err != nil {
 			return nil, err
 		}
+		if e.State == StateCommitted {
+			if err := batch.Set(commitKey(e.Height, e.UID), []byte{1}); err != nil {
+				return nil, fmt.Errorf("outbox: stage commit index: %w", err)
+			}
+		}
 		if e.State == StatePending {
 			requeued = true
 			if err := batch.Set(pendingKey(e.Seq), []byte(e.UID)); err != nil {
@@ -694,6 +700,58 @@ func putJSON(b dbm.Batch, key []byte, v any) error {
 		return fmt.Errorf("outbox: stage %s: %w", key, err)
 	}
 	return nil
+}
+
+// PruneCommitted deletes up to limit Committed entries whose block is below
+// height, oldest first, in one synced write, and returns how many it
+// deleted. A pruned job UID is unknown to the outbox afterwards: enqueueing
+// it again would send it again (and the chain would refuse the duplicate),
+// so prune only what the callers are done with.
+func (o *Outbox) PruneCommitted(height int64, limit int) (int, error) {
+	if height <= 0 || limit <= 0 {
+		return 0, nil
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return 0, ErrClosed
+	}
+	it, err := o.db.Iterator(prefixCommit, commitKey(height, ""))
+	if err != nil {
+		return 0, fmt.Errorf("outbox: iterate commits: %w", err)
+	}
+	var keys [][]byte
+	for ; it.Valid() && len(keys) < limit; it.Next() {
+		keys = append(keys, append([]byte(nil), it.Key()...))
+	}
+	err = it.Error()
+	_ = it.Close()
+	if err != nil {
+		return 0, fmt.Errorf("outbox: iterate commits: %w", err)
+	}
+	if len(keys) == 0 {
+		return 0, nil
+	}
+	batch := o.db.NewBatch()
+	defer func() { _ = batch.Close() }()
+	for _, k := range keys {
+		uid := string(k[len(prefixCommit)+8:])
+		if err := batch.Delete(k); err != nil {
+			return 0, fmt.Errorf("outbox: stage prune: %w", err)
+		}
+		if err := batch.Delete(entryKey(uid)); err != nil {
+			return 0, fmt.Errorf("outbox: stage prune: %w", err)
+		}
+	}
+	if err := batch.WriteSync(); err != nil {
+		return 0, fmt.Errorf("outbox: prune %d entries: %w", len(keys), err)
+	}
+	return len(keys), nil
+}
+
+func commitKey(height int64, uid string) []byte {
+	k := append(append([]byte{}, prefixCommit...), be64(uint64(height))...)
+	return append(k, uid...)
 }
 
 func entryKey(uid string) []byte { return append(append([]byte{}, prefixEntry...), uid...) }

@@ -484,3 +484,42 @@ func TestSplitRejectsSomeAndRequeuesTheRest(t *testing.T) {
 		t.Fatalf("batch kept after split: %v", inflight)
 	}
 }
+
+func TestPruneCommitted(t *testing.T) {
+	ctx := context.Background()
+	o := openT(t, t.TempDir())
+	if err := o.Enqueue(ctx, item("a"), item("b"), item("c"), item("d")); err != nil {
+		t.Fatal(err)
+	}
+	for i, b := range []Batch{batchOf(t, "H1", 1, "a", "b"), batchOf(t, "H2", 2, "c"), batchOf(t, "H3", 3, "d")} {
+		if err := o.MarkBatched(b); err != nil {
+			t.Fatal(err)
+		}
+		if i < 2 {
+			if _, err := o.MarkCommitted(b.TxHash, int64(10*(i+1))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Below height 20: only a and b (committed at 10).
+	n, err := o.PruneCommitted(20, 100)
+	if err != nil || n != 2 {
+		t.Fatalf("PruneCommitted(20) = %d, %v; want 2", n, err)
+	}
+	for uid, want := range map[string]bool{"a": false, "b": false, "c": true, "d": true} {
+		_, err := o.Get(uid)
+		if got := err == nil; got != want {
+			t.Errorf("%s present = %v, want %v (%v)", uid, got, want, err)
+		}
+	}
+	// The limit bounds one call; batched entries are never pruned.
+	if n, err := o.PruneCommitted(1000, 100); err != nil || n != 1 {
+		t.Fatalf("PruneCommitted(1000) = %d, %v; want 1", n, err)
+	}
+	if e, err := o.Get("d"); err != nil || e.State != StateBatched {
+		t.Fatalf("batched d = %+v, %v", e, err)
+	}
+	if n, err := o.PruneCommitted(1000, 100); err != nil || n != 0 {
+		t.Fatalf("third prune = %d, %v; want 0", n, err)
+	}
+}

@@ -55,6 +55,9 @@ type Config struct {
 	HDPath string
 	// OutboxDir holds the durable outbox; put it on a persistent volume.
 	OutboxDir string
+	// RetainBlocks prunes committed results from the outbox after that many
+	// blocks (0 keeps them).
+	RetainBlocks int64
 	// GasPrice is the fee per unit of gas in FeeDenom.
 	GasPrice float64
 	// FeeDenom is the fee denomination.
@@ -79,6 +82,7 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.KeyPath, "chain-key", "/var/run/secrets/aivm/provider-key", "Provider key: a file holding a hex private key or a mnemonic, or a mounted Secret directory.")
 	fs.StringVar(&c.HDPath, "chain-hd-path", keys.DefaultHDPath, "BIP44 path for a mnemonic key.")
 	fs.StringVar(&c.OutboxDir, "chain-outbox-dir", "/var/lib/aivm/outbox", "Directory of the durable result outbox (a persistent volume).")
+	fs.Int64Var(&c.RetainBlocks, "chain-outbox-retain-blocks", 0, "Blocks a committed result stays in the outbox before it is pruned; keep it well above how long the manager may be down (0 keeps results forever).")
 	fs.Float64Var(&c.GasPrice, "chain-gas-price", chainclient.DefaultGasPrice, "Gas price in the fee denomination.")
 	fs.StringVar(&c.FeeDenom, "chain-fee-denom", chainclient.DefaultFeeDenom, "Fee denomination.")
 	fs.IntVar(&c.MaxBatchResults, "chain-batch-max-results", chainclient.DefaultMaxBatchResults, "Most results in one transaction.")
@@ -114,7 +118,7 @@ func Setup(mgr ctrl.Manager, cfg Config) (*chainclient.Client, error) {
 	cc, err := chainclient.New(chainclient.Options{
 		Key: key, Prefix: cfg.Prefix, ChainID: cfg.ChainID, Chain: chain, Outbox: box,
 		MaxBatchResults: cfg.MaxBatchResults, BatchDelay: cfg.BatchDelay, MaxTxBytes: cfg.MaxTxBytes,
-		GasPrice: cfg.GasPrice, FeeDenom: cfg.FeeDenom,
+		GasPrice: cfg.GasPrice, FeeDenom: cfg.FeeDenom, RetainBlocks: cfg.RetainBlocks,
 		RegistrationFunc: RegistrationFromCluster(mgr.GetClient(), &aivmv1.MsgRegisterProvider{
 			Moniker: cfg.Moniker, Endpoint: cfg.Endpoint, Version: cfg.Version,
 		}),
