@@ -25,9 +25,15 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	aivmv1alpha1 "github.com/aivm-dev/aivm-operator/api/v1alpha1"
+	"github.com/aivm-dev/aivm-operator/artifact"
+	"github.com/aivm-dev/aivm-operator/internal/testenv"
 	"github.com/aivm-dev/aivm-operator/nodeagent"
 	"github.com/aivm-dev/aivm-operator/nodeagent/simulate"
 )
@@ -188,4 +194,95 @@ func BenchmarkSyncQuiet8GPUs(b *testing.B) {
 func reportCPUShare(b *testing.B) {
 	perOp := b.Elapsed().Seconds() / float64(b.N)
 	b.ReportMetric(100*perOp/nodeagent.DefaultPollInterval.Seconds(), "%core@10s")
+}
+
+// BenchmarkCacheSync200Models measures one steady-state cache sync as the
+// agent runs it: 200 Models selected for the node and already cached,
+// listed from a watch-fed cache, the Node read from the API server, a
+// stat per Model, and a garbage collection that finds the cache within its
+// limit. It reports the CPU share at the default sync interval.
+func BenchmarkCacheSync200Models(b *testing.B) {
+	const name = "gpu-bench-cache"
+	ctx := context.Background()
+	c := plainClient(b)
+	createNode(b, name, map[string]string{"pool": "bench"})
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "bench-"}}
+	if err := c.Create(ctx, ns); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = c.Delete(context.Background(), ns) })
+	dir := b.TempDir()
+	for i := range 200 {
+		d := fmt.Sprintf("%064x", i)
+		writeCacheFile(b, dir, d)
+		m := &aivmv1alpha1.Model{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: fmt.Sprintf("m-%03d", i)},
+			Spec: aivmv1alpha1.ModelSpec{
+				URI: "https://models.example/w.gguf", SHA256: d, GPUMemory: resource.MustParse("1Gi"),
+				Prefetch: &aivmv1alpha1.ModelPrefetch{NodeSelector: metav1.LabelSelector{MatchLabels: map[string]string{"pool": "bench"}}},
+			},
+		}
+		if err := c.Create(ctx, m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	models, err := cache.New(cfg, cache.Options{Scheme: testenv.Scheme()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- models.Start(cctx) }()
+	defer func() { cancel(); <-done }()
+	if _, err := models.GetInformer(ctx, &aivmv1alpha1.Model{}); err != nil {
+		b.Fatal(err)
+	}
+	if !models.WaitForCacheSync(ctx) {
+		b.Fatal("model cache did not sync")
+	}
+	store, err := artifact.OpenCache(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	f, err := artifact.NewFetcher(store)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cm, err := nodeagent.NewCacheManager(nodeagent.CacheManagerOptions{
+		NodeName: name, Models: models, APIReader: c, Fetcher: f, Prefetch: true, MaxBytes: 1 << 40,
+		Clock: clocktesting.NewFakeClock(start), Log: logr.Discard(),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var list aivmv1alpha1.ModelList
+	eventuallyB(b, func() bool { return models.List(ctx, &list, client.InNamespace(ns.Name)) == nil && len(list.Items) == 200 })
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if err := cm.Sync(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	cm.Wait()
+	if len(cm.ModelCacheErrors()) != 0 {
+		b.Fatalf("errors: %v", cm.ModelCacheErrors())
+	}
+	perOp := b.Elapsed().Seconds() / float64(b.N)
+	b.ReportMetric(100*perOp/nodeagent.DefaultCacheSyncInterval.Seconds(), "%core@1m")
+}
+
+// eventuallyB polls ok for at most 30 s.
+func eventuallyB(b *testing.B, ok func() bool) {
+	b.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
+	for !ok() {
+		if time.Now().After(deadline) {
+			b.Fatal("condition not met within 30s")
+		}
+		<-tick.C
+	}
 }

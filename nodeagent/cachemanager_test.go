@@ -523,31 +523,14 @@ func TestPrefetchCredentials(t *testing.T) {
 	}
 }
 
-// counterValue returns the value of a counter the registry gathers, with
-// the label value when label is set.
-func counterValue(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+// counterValue returns a counter's value, failing the test when it is absent.
+func counterValue(t *testing.T, reg *prometheus.Registry, family, label, value string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
+	v, ok := sample(t, reg, family, label, value)
+	if !ok {
+		t.Fatalf("no counter %s{%s=%q}", family, label, value)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if label == "" {
-				return m.GetCounter().GetValue()
-			}
-			for _, l := range m.GetLabel() {
-				if l.GetName() == label && l.GetValue() == value {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	t.Fatalf("no counter %s{%s=%q}", name, label, value)
-	return 0
+	return v
 }
 
 func TestCacheGCKeepsPinnedInUseAndPrefetched(t *testing.T) {
