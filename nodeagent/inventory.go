@@ -21,6 +21,15 @@ limitations under the License.
 // The discovery and health logic is plain Go over nvml.Interface, so the
 // go-nvml mock servers (see package simulate) stand in for real GPUs in
 // tests and in the dev environment.
+//
+// A [CacheManager] keeps the node-local model cache: it prefetches the
+// Models whose spec.prefetch.nodeSelector matches the node's labels (on
+// goroutines of its own, so downloads never delay a poll), remembers why a
+// fetch failed for the GPUNode's status.modelCacheErrors, and evicts the
+// least recently used models above a size limit, never one a running job
+// pins, a Model with cachePolicy Pinned, or a Model prefetched on the node.
+// The [Agent] publishes its failures ([AgentOptions.CacheErrors]) and polls
+// at once when it signals a change ([AgentOptions.Wake]).
 package nodeagent
 
 // Health is the health of one GPU as the agent sees it.
