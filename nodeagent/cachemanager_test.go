@@ -36,6 +36,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/testr"
+	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -642,5 +643,42 @@ func TestNewCacheManagerValidates(t *testing.T) {
 	}
 	if _, err := nodeagent.NewCacheManager(ok); err != nil {
 		t.Errorf("valid options: %v", err)
+	}
+}
+
+func TestPrefetchFailureReasons(t *testing.T) {
+	const name = "prefetch-reasons"
+	const signature = "sig-that-must-not-leak"
+	ns := newNamespace(t)
+	srv := newWeightsServer(t, "", false)
+	gone := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(gone.Close)
+	createNode(t, name, map[string]string{"pool": "reasons"})
+	sel := map[string]string{"pool": "reasons"}
+
+	wrongSize := newModel(ns, "wrong-size", srv.URL+"/w.gguf", srv.digest, sel)
+	wrongSize.Spec.SizeBytes = ptr(int64(len(srv.data) + 1))
+	mustCreate(t, wrongSize)
+	missing := newModel(ns, "missing", gone.URL+"/w.gguf?X-Amz-Signature="+signature, strings.Repeat("cd", 32), sel)
+	mustCreate(t, missing)
+
+	cm := newCacheManager(t, name, t.TempDir(), clocktesting.NewFakeClock(start), nil)
+	syncAndWait(t, cm)
+	got := map[string]string{}
+	for _, e := range cm.ModelCacheErrors() {
+		got[e.Digest] = e.Reason
+		if strings.Contains(e.Message, signature) {
+			t.Errorf("message reveals the signed query: %q", e.Message)
+		}
+		if len(e.Message) > 1024 || e.Time == nil {
+			t.Errorf("entry %+v: message too long or no time", e)
+		}
+	}
+	want := map[string]string{
+		srv.digest:          artifact.ReasonSizeMismatch,
+		missing.Spec.SHA256: aivmv1alpha1.ReasonSourceUnreachable,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("failure reasons (-want +got):\n%s", diff)
 	}
 }
