@@ -256,7 +256,9 @@ func BenchmarkCacheSync200Models(b *testing.B) {
 		b.Fatal(err)
 	}
 	var list aivmv1alpha1.ModelList
-	eventuallyB(b, func() bool { return models.List(ctx, &list, client.InNamespace(ns.Name)) == nil && len(list.Items) == 200 })
+	eventuallyB(b, func() bool {
+		return models.List(ctx, &list, client.InNamespace(ns.Name)) == nil && len(list.Items) == 200
+	})
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
