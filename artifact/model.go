@@ -108,9 +108,10 @@ type PrefetchOutcome struct {
 
 // Prefetch fetches, one after another, every Model whose
 // spec.prefetch.nodeSelector matches nodeLabels, and returns an outcome for
-// each such Model. Models already cached cost a stat each. The node agent
-// calls it with the Models it lists and its Node's labels, and reports
-// failures in its GPUNode's status.modelCacheErrors with ErrorReason.
+// each such Model. Models already cached cost a stat each. It suits one-shot
+// callers; the node agent's cache manager (nodeagent.CacheManager) instead
+// fetches on goroutines of its own with PrefetchSelects, ModelRequest and
+// ErrorReason, so downloads never delay its polls.
 func Prefetch(ctx context.Context, f *Fetcher, nodeLabels map[string]string, models []v1alpha1.Model, tokens TokenFunc) []PrefetchOutcome {
 	var out []PrefetchOutcome
 	for i := range models {
