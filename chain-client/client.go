@@ -32,6 +32,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"regexp"
+	"strconv"
 	"sync"
 	"time"
 
@@ -238,6 +240,23 @@ func New(opts Options) (*Client, error) {
 		metrics: m,
 		kick:    make(chan struct{}, 1),
 	}, nil
+}
+
+// gasPricePattern is a decimal amount followed by a Cosmos denomination.
+var gasPricePattern = regexp.MustCompile(`^([0-9]+(?:\.[0-9]+)?|\.[0-9]+)([a-zA-Z][a-zA-Z0-9/:._-]{1,127})$`)
+
+// ParseGasPrice splits a Cosmos gas price such as "0.025unes" into its
+// amount and denomination.
+func ParseGasPrice(s string) (float64, string, error) {
+	m := gasPricePattern.FindStringSubmatch(s)
+	if m == nil {
+		return 0, "", fmt.Errorf("gas price %q is not an amount followed by a denomination (e.g. 0.025unes)", s)
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		return 0, "", fmt.Errorf("gas price %q: %w", s, err)
+	}
+	return v, m[2], nil
 }
 
 func setDefault[T comparable](v *T, def T) {

@@ -575,3 +575,20 @@ func TestCommittedResultsArePruned(t *testing.T) {
 		}
 	}
 }
+
+func TestParseGasPrice(t *testing.T) {
+	for in, want := range map[string]struct {
+		amount float64
+		denom  string
+	}{"0.025unes": {0.025, "unes"}, "1stake": {1, "stake"}, ".5uatom": {0.5, "uatom"}, "0ibc/ABC": {0, "ibc/ABC"}} {
+		v, d, err := chainclient.ParseGasPrice(in)
+		if err != nil || v != want.amount || d != want.denom {
+			t.Errorf("ParseGasPrice(%q) = %v, %q, %v; want %v, %q", in, v, d, err, want.amount, want.denom)
+		}
+	}
+	for _, bad := range []string{"", "0.025", "unes", "-1unes", "1.unes", "0.025 unes"} {
+		if _, _, err := chainclient.ParseGasPrice(bad); err == nil {
+			t.Errorf("ParseGasPrice(%q) succeeded", bad)
+		}
+	}
+}

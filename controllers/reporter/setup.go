@@ -58,10 +58,9 @@ type Config struct {
 	// RetainBlocks prunes committed results from the outbox after that many
 	// blocks (0 keeps them).
 	RetainBlocks int64
-	// GasPrice is the fee per unit of gas in FeeDenom.
-	GasPrice float64
-	// FeeDenom is the fee denomination.
-	FeeDenom string
+	// GasPrice is the price of a unit of gas with its denomination, e.g.
+	// "0.025unes".
+	GasPrice string
 	// MaxBatchResults, BatchDelay and MaxTxBytes shape result batches.
 	MaxBatchResults int
 	BatchDelay      time.Duration
@@ -75,18 +74,17 @@ type Config struct {
 
 // BindFlags registers the configuration's flags on fs.
 func (c *Config) BindFlags(fs *flag.FlagSet) {
-	fs.BoolVar(&c.Enabled, "chain-report", false, "Report succeeded jobs' signed results on chain.")
+	fs.BoolVar(&c.Enabled, "report-results", false, "Report succeeded jobs' signed results on chain.")
 	fs.StringVar(&c.RPCURL, "chain-rpc-url", "http://127.0.0.1:26657", "CometBFT RPC URL of the chain.")
 	fs.StringVar(&c.ChainID, "chain-id", chainclient.DefaultChainID, "Chain id transactions are signed for.")
 	fs.StringVar(&c.Prefix, "chain-address-prefix", keys.DefaultPrefix, "Bech32 prefix of account addresses.")
-	fs.StringVar(&c.KeyPath, "chain-key", "/var/run/secrets/aivm/provider-key", "Provider key: a file holding a hex private key or a mnemonic, or a mounted Secret directory.")
+	fs.StringVar(&c.KeyPath, "chain-key-dir", "/var/run/aivm/provider-key", "Provider key: a mounted Secret directory (key private-key or mnemonic), or a file holding a hex private key or a mnemonic.")
 	fs.StringVar(&c.HDPath, "chain-hd-path", keys.DefaultHDPath, "BIP44 path for a mnemonic key.")
 	fs.StringVar(&c.OutboxDir, "chain-outbox-dir", "/var/lib/aivm/outbox", "Directory of the durable result outbox (a persistent volume).")
 	fs.Int64Var(&c.RetainBlocks, "chain-outbox-retain-blocks", 0, "Blocks a committed result stays in the outbox before it is pruned; keep it well above how long the manager may be down (0 keeps results forever).")
-	fs.Float64Var(&c.GasPrice, "chain-gas-price", chainclient.DefaultGasPrice, "Gas price in the fee denomination.")
-	fs.StringVar(&c.FeeDenom, "chain-fee-denom", chainclient.DefaultFeeDenom, "Fee denomination.")
-	fs.IntVar(&c.MaxBatchResults, "chain-batch-max-results", chainclient.DefaultMaxBatchResults, "Most results in one transaction.")
-	fs.DurationVar(&c.BatchDelay, "chain-batch-delay", chainclient.DefaultBatchDelay, "How long results may wait for a batch to fill.")
+	fs.StringVar(&c.GasPrice, "chain-gas-price", "0.025unes", "Gas price with its denomination.")
+	fs.IntVar(&c.MaxBatchResults, "chain-batch-size", chainclient.DefaultMaxBatchResults, "Most results in one transaction.")
+	fs.DurationVar(&c.BatchDelay, "chain-batch-interval", chainclient.DefaultBatchDelay, "How long results may wait for a batch to fill.")
 	fs.IntVar(&c.MaxTxBytes, "chain-max-tx-bytes", chainclient.DefaultMaxTxBytes, "Largest transaction sent (the chain's limit).")
 	fs.StringVar(&c.Moniker, "provider-moniker", "aivm-operator", "Provider name in the chain registration.")
 	fs.StringVar(&c.Endpoint, "provider-endpoint", "", "Provider endpoint URL in the chain registration.")
@@ -101,6 +99,10 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 func Setup(mgr ctrl.Manager, cfg Config) (*chainclient.Client, error) {
 	if !cfg.Enabled {
 		return nil, nil
+	}
+	gasPrice, feeDenom, err := chainclient.ParseGasPrice(cfg.GasPrice)
+	if err != nil {
+		return nil, fmt.Errorf("chain reporter: %w", err)
 	}
 	key, err := keys.Load(cfg.KeyPath, cfg.HDPath)
 	if err != nil {
@@ -118,7 +120,7 @@ func Setup(mgr ctrl.Manager, cfg Config) (*chainclient.Client, error) {
 	cc, err := chainclient.New(chainclient.Options{
 		Key: key, Prefix: cfg.Prefix, ChainID: cfg.ChainID, Chain: chain, Outbox: box,
 		MaxBatchResults: cfg.MaxBatchResults, BatchDelay: cfg.BatchDelay, MaxTxBytes: cfg.MaxTxBytes,
-		GasPrice: cfg.GasPrice, FeeDenom: cfg.FeeDenom, RetainBlocks: cfg.RetainBlocks,
+		GasPrice: gasPrice, FeeDenom: feeDenom, RetainBlocks: cfg.RetainBlocks,
 		RegistrationFunc: RegistrationFromCluster(mgr.GetClient(), &aivmv1.MsgRegisterProvider{
 			Moniker: cfg.Moniker, Endpoint: cfg.Endpoint, Version: cfg.Version,
 		}),

@@ -74,8 +74,9 @@ func TestSetupFromFlags(t *testing.T) {
 	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
 	rc.BindFlags(fs)
 	if err := fs.Parse([]string{
-		"--chain-report", "--chain-rpc-url", chainNode.RPCURL(), "--chain-id", chainNode.ChainID(),
-		"--chain-key", keyFile, "--chain-outbox-dir", t.TempDir(), "--chain-batch-delay", "20ms",
+		"--report-results", "--chain-rpc-url", chainNode.RPCURL(), "--chain-id", chainNode.ChainID(),
+		"--chain-key-dir", keyFile, "--chain-outbox-dir", t.TempDir(), "--chain-batch-interval", "20ms",
+		"--chain-gas-price", "0.03unes",
 		"--provider-moniker", "flags-test", "--provider-endpoint", "https://flags.example",
 	}); err != nil {
 		t.Fatal(err)
@@ -142,7 +143,7 @@ func TestSetupDisabled(t *testing.T) {
 }
 
 func TestSetupRefusesAMissingKey(t *testing.T) {
-	rc := Config{Enabled: true, KeyPath: filepath.Join(t.TempDir(), "absent"), OutboxDir: t.TempDir(), RPCURL: chainNode.RPCURL()}
+	rc := Config{Enabled: true, KeyPath: filepath.Join(t.TempDir(), "absent"), OutboxDir: t.TempDir(), RPCURL: chainNode.RPCURL(), GasPrice: "0.025unes"}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: testenv.Scheme(), Logger: logr.Discard(),
 		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
@@ -152,5 +153,12 @@ func TestSetupRefusesAMissingKey(t *testing.T) {
 	}
 	if _, err := Setup(mgr, rc); err == nil {
 		t.Fatal("Setup without a key succeeded")
+	}
+}
+
+func TestSetupRefusesABadGasPrice(t *testing.T) {
+	rc := Config{Enabled: true, GasPrice: "0.025", OutboxDir: t.TempDir(), RPCURL: chainNode.RPCURL()}
+	if _, err := Setup(nil, rc); err == nil {
+		t.Fatal("Setup with a gas price without denomination succeeded")
 	}
 }
