@@ -148,10 +148,18 @@ func Setup(mgr ctrl.Manager, cfg Config) (*chainclient.Client, error) {
 
 // +kubebuilder:rbac:groups=aivm.dev,resources=gpunodes,verbs=get;list;watch
 
+// MaxRegisteredGPUs is the most GPUs one registration lists (the chain's
+// limit); a larger cluster registers its largest GPUs.
+const MaxRegisteredGPUs = 64
+
+// maxProductLen bounds a GPU product name in a registration.
+const maxProductLen = 128
+
 // RegistrationFromCluster returns a registration builder for
 // chainclient.Options.RegistrationFunc: base's moniker, endpoint and
-// version with the GPU inventory of every GPUNode (product and total
-// memory per GPU, healthy or not) and its total VRAM.
+// version with the GPU inventory of the GPUNodes (product and total memory
+// per GPU, healthy or not; at most MaxRegisteredGPUs, largest memory first)
+// and their total VRAM.
 func RegistrationFromCluster(c client.Reader, base *aivmv1.MsgRegisterProvider) func(context.Context) (*aivmv1.MsgRegisterProvider, error) {
 	return func(ctx context.Context) (*aivmv1.MsgRegisterProvider, error) {
 		if base == nil {
@@ -161,17 +169,31 @@ func RegistrationFromCluster(c client.Reader, base *aivmv1.MsgRegisterProvider) 
 		if err := c.List(ctx, &nodes); err != nil {
 			return nil, fmt.Errorf("list GPUNodes: %w", err)
 		}
-		sort.Slice(nodes.Items, func(i, j int) bool { return nodes.Items[i].Name < nodes.Items[j].Name })
-		msg := &aivmv1.MsgRegisterProvider{Moniker: base.GetMoniker(), Endpoint: base.GetEndpoint(), Version: base.GetVersion()}
+		var gpus []*aivmv1.GPU
 		for _, n := range nodes.Items {
 			for _, g := range n.Status.GPUs {
-				mem := g.MemoryTotal.Value()
-				if mem < 0 {
-					mem = 0
+				product := g.Product
+				if product == "" {
+					product = "unknown"
 				}
-				msg.Gpus = append(msg.Gpus, &aivmv1.GPU{Product: g.Product, MemoryBytes: uint64(mem)})
-				msg.TotalVramBytes += uint64(mem)
+				if len(product) > maxProductLen {
+					product = product[:maxProductLen]
+				}
+				gpus = append(gpus, &aivmv1.GPU{Product: product, MemoryBytes: uint64(max(g.MemoryTotal.Value(), 0))})
 			}
+		}
+		sort.SliceStable(gpus, func(i, j int) bool {
+			if gpus[i].MemoryBytes != gpus[j].MemoryBytes {
+				return gpus[i].MemoryBytes > gpus[j].MemoryBytes
+			}
+			return gpus[i].Product < gpus[j].Product
+		})
+		if len(gpus) > MaxRegisteredGPUs {
+			gpus = gpus[:MaxRegisteredGPUs]
+		}
+		msg := &aivmv1.MsgRegisterProvider{Moniker: base.GetMoniker(), Endpoint: base.GetEndpoint(), Version: base.GetVersion(), Gpus: gpus}
+		for _, g := range gpus {
+			msg.TotalVramBytes += g.MemoryBytes
 		}
 		return msg, nil
 	}

@@ -118,9 +118,9 @@ func TestSetupFromFlags(t *testing.T) {
 	want := &aivmv1.MsgRegisterProvider{
 		Provider: addressOf(setupKey), Moniker: "flags-test", Endpoint: "https://flags.example", Version: "dev",
 		Gpus: []*aivmv1.GPU{
-			{Product: "NVIDIA A100-SXM4-40GB", MemoryBytes: 40 << 30},
-			{Product: "NVIDIA A100-SXM4-40GB", MemoryBytes: 40 << 30},
 			{Product: "NVIDIA H100 80GB HBM3", MemoryBytes: 80 << 30},
+			{Product: "NVIDIA A100-SXM4-40GB", MemoryBytes: 40 << 30},
+			{Product: "NVIDIA A100-SXM4-40GB", MemoryBytes: 40 << 30},
 		},
 		TotalVramBytes: 160 << 30,
 	}
@@ -160,5 +160,32 @@ func TestSetupRefusesABadGasPrice(t *testing.T) {
 	rc := Config{Enabled: true, GasPrice: "0.025", OutboxDir: t.TempDir(), RPCURL: chainNode.RPCURL()}
 	if _, err := Setup(nil, rc); err == nil {
 		t.Fatal("Setup with a gas price without denomination succeeded")
+	}
+}
+
+// TestRegistrationFromClusterCapsAndCleans: a cluster with more GPUs than a
+// registration may list registers its largest ones, and a GPU without a
+// product name is listed as unknown.
+func TestRegistrationFromClusterCapsAndCleans(t *testing.T) {
+	suffix := fmt.Sprint(chainNode.Height())
+	var small []aivmv1alpha1.GPUStatus
+	for i := range int32(MaxRegisteredGPUs) {
+		small = append(small, gpu(i, "NVIDIA T4", "16Gi"))
+	}
+	newGPUNode(t, "small-"+suffix, small...)
+	newGPUNode(t, "big-"+suffix, aivmv1alpha1.GPUStatus{Index: 0, UUID: "GPU-x", MemoryTotal: resource.MustParse("141Gi")})
+	msg, err := RegistrationFromCluster(k8sClient, &aivmv1.MsgRegisterProvider{Moniker: "m"})(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msg.GetGpus()) != MaxRegisteredGPUs {
+		t.Fatalf("%d GPUs listed, want %d", len(msg.GetGpus()), MaxRegisteredGPUs)
+	}
+	if g := msg.GetGpus()[0]; g.GetProduct() != "unknown" || g.GetMemoryBytes() != 141<<30 {
+		t.Fatalf("first GPU = %v, want the 141Gi one as unknown", g)
+	}
+	want := uint64(141<<30) + uint64(MaxRegisteredGPUs-1)*(16<<30)
+	if msg.GetTotalVramBytes() != want {
+		t.Fatalf("total VRAM %d, want %d", msg.GetTotalVramBytes(), want)
 	}
 }
