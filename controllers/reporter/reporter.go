@@ -223,11 +223,13 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, job *aivmv1alpha1.Infe
 	}
 	switch entry.State {
 	case outbox.StateCommitted:
+		r.uids.Delete(uid)
 		job.Status.Chain = chainStatus(entry)
 		setReported(job, metav1.ConditionTrue, aivmv1alpha1.ReasonCommitted,
 			fmt.Sprintf("Committed in transaction %s at height %d", entry.TxHash, entry.Height))
 		return ctrl.Result{}, nil
 	case outbox.StateRejected:
+		r.uids.Delete(uid)
 		setReported(job, metav1.ConditionFalse, aivmv1alpha1.ReasonChainRejected,
 			fmt.Sprintf("Transaction %s rejected with code %d (%s): %s", entry.TxHash, entry.Code, entry.Codespace, entry.Log))
 		return ctrl.Result{}, nil
