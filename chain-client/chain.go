@@ -2,8 +2,12 @@ package chainclient
 
 import (
 	"context"
+	"encoding/hex"
+	"fmt"
 	"regexp"
 	"strconv"
+
+	cmthttp "github.com/cometbft/cometbft/rpc/client/http"
 
 	"github.com/aivm-dev/aivm-operator/chain-client/aivmv1"
 	"github.com/aivm-dev/aivm-operator/chain-client/rpc"
@@ -50,6 +54,47 @@ type Chain interface {
 	// Result returns the stored result of a job, or nil when the chain has
 	// none.
 	Result(ctx context.Context, jobUID string) (*aivmv1.StoredResult, error)
+}
+
+// TxFetcher is implemented by chains that return a committed transaction's
+// bytes (RPCChain does). With it, a result found already on chain from this
+// provider (say, after the outbox was lost) is recorded as committed, with
+// its proof rebuilt from that transaction, instead of rejected.
+type TxFetcher interface {
+	TxBytes(ctx context.Context, hash string) ([]byte, error)
+}
+
+// RPCChain is the rpc package's client plus raw transaction lookups; it
+// satisfies Chain and TxFetcher.
+type RPCChain struct {
+	*rpc.Client
+	raw *cmthttp.HTTP
+}
+
+// NewRPCChain returns a Chain for the CometBFT RPC endpoint at rpcURL.
+func NewRPCChain(rpcURL string) (*RPCChain, error) {
+	c, err := rpc.New(rpcURL)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := cmthttp.New(rpcURL)
+	if err != nil {
+		return nil, fmt.Errorf("rpc client for %s: %w", rpcURL, err)
+	}
+	return &RPCChain{Client: c, raw: raw}, nil
+}
+
+// TxBytes returns the bytes of the committed transaction hash (hex).
+func (c *RPCChain) TxBytes(ctx context.Context, hash string) ([]byte, error) {
+	h, err := hex.DecodeString(hash)
+	if err != nil || len(h) != 32 {
+		return nil, fmt.Errorf("tx hash %q is not 32 bytes of hex", hash)
+	}
+	res, err := c.raw.Tx(ctx, h, false)
+	if err != nil {
+		return nil, fmt.Errorf("fetch tx %s: %w", hash, err)
+	}
+	return res.Tx, nil
 }
 
 // expectedSeqPattern finds the expected sequence in a Cosmos "account

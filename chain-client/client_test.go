@@ -592,3 +592,52 @@ func TestParseGasPrice(t *testing.T) {
 		}
 	}
 }
+
+// TestLostOutboxRecoversOwnResults: after the outbox is lost, results
+// enqueued again that this provider already put on chain are recorded as
+// committed where they are, with their proofs, and nothing lands twice.
+func TestLostOutboxRecoversOwnResults(t *testing.T) {
+	k := keyFor(t, "lost-outbox")
+	env := startChain(t, devnet.Config{Accounts: map[string]uint64{addrOf(t, k): testFunds}})
+	withRaw := func(o *chainclient.Options) {
+		c, err := chainclient.NewRPCChain(env.node.RPCURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Chain = c
+		o.BatchDelay = 100 * time.Millisecond
+	}
+	first := startReporter(t, env, k, t.TempDir(), withRaw)
+	old := records("lost", 0, 10)
+	if err := first.client.Enqueue(ctxT(t), old...); err != nil {
+		t.Fatal(err)
+	}
+	first.events.waitFinal(t, uidsOf(old))
+	before := map[string]outbox.Entry{}
+	for _, rec := range old {
+		e, err := first.client.Get(rec.GetJobUid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[e.UID] = e
+	}
+	first.stop()
+
+	second := startReporter(t, env, k, t.TempDir(), withRaw)
+	all := append(append([]*aivmv1.ResultRecord{}, old...), records("lost", 10, 15)...)
+	if err := second.client.Enqueue(ctxT(t), all...); err != nil {
+		t.Fatal(err)
+	}
+	second.events.waitFinal(t, uidsOf(all))
+	checkOnChain(t, env, second, all)
+	for uid, b := range before {
+		e, err := second.client.Get(uid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.TxHash != b.TxHash || e.Height != b.Height || e.Root != b.Root || e.Proof.LeafIndex != b.Proof.LeafIndex {
+			t.Fatalf("recovered %s = tx %s height %d, first run had tx %s height %d", uid, e.TxHash, e.Height, b.TxHash, b.Height)
+		}
+	}
+	checkExactlyOnce(t, env, uidsOf(all))
+}

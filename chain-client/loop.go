@@ -1,6 +1,7 @@
 package chainclient
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -380,42 +381,117 @@ func (l *loop) settleRefused(ctx context.Context, f *flight, code uint32, codesp
 }
 
 // splitDuplicates handles a batch refused because some of its job UIDs are
-// already on chain (for instance after the outbox was lost): those results
-// are rejected, each with where it already is, and the others go back to
-// Pending so one stale result does not sink a whole batch.
+// already on chain. A result this provider already put there (same record;
+// the outbox was lost, say) is recorded as committed, with its proof
+// rebuilt from the carrying transaction when the chain can return it; any
+// other duplicate is rejected with where it already is; the rest go back
+// to Pending, so one stale result does not sink a whole batch.
 func (l *loop) splitDuplicates(ctx context.Context, f *flight, code uint32, codespace, log string) error {
-	dups := map[string]outbox.Rejection{}
+	settled := map[string]outbox.Settlement{}
 	for _, uid := range f.uids {
 		stored, err := l.o.Chain.Result(ctx, uid)
 		if err != nil {
 			return unreachable("query result of job "+uid, err)
 		}
-		if stored != nil {
-			dups[uid] = outbox.Rejection{Code: code, Codespace: codespace, Log: fmt.Sprintf(
-				"result already on chain in transaction %s at height %d, submitted by %s", stored.GetTxHash(), stored.GetHeight(), stored.GetProvider())}
+		if stored == nil {
+			continue
 		}
+		if inc, err := l.ownInclusion(ctx, uid, stored); err != nil {
+			return err
+		} else if inc != nil {
+			settled[uid] = outbox.Settlement{Committed: inc}
+			continue
+		}
+		settled[uid] = outbox.Settlement{Rejected: &outbox.Rejection{Code: code, Codespace: codespace, Log: fmt.Sprintf(
+			"result already on chain in transaction %s at height %d, submitted by %s", stored.GetTxHash(), stored.GetHeight(), stored.GetProvider())}}
 	}
-	if len(dups) == 0 {
+	if len(settled) == 0 {
 		// The chain named a duplicate it does not hold: refuse the batch
 		// rather than loop on it.
 		for _, uid := range f.uids {
-			dups[uid] = outbox.Rejection{Code: code, Codespace: codespace, Log: log}
+			settled[uid] = outbox.Settlement{Rejected: &outbox.Rejection{Code: code, Codespace: codespace, Log: log}}
 		}
 	}
-	entries, err := l.o.Outbox.Split(f.hash, dups)
+	entries, err := l.o.Outbox.Split(f.hash, settled)
 	if err != nil {
 		return fmt.Errorf("split batch %s: %w", f.hash, err)
 	}
-	l.c.log.Info("Chain refused results already on chain", "tx", f.hash, "duplicates", len(dups), "requeued", len(entries)-len(dups))
-	l.c.metrics.transactions.WithLabelValues("rejected").Inc()
-	l.c.metrics.results.WithLabelValues("rejected").Add(float64(len(dups)))
-	l.c.metrics.results.WithLabelValues("resigned").Add(float64(len(entries) - len(dups)))
+	var rejected, committed int
 	for _, e := range entries {
-		if e.State == outbox.StateRejected {
+		switch e.State {
+		case outbox.StateRejected:
+			rejected++
 			l.emit(Event{Type: EventRejected, UID: e.UID, TxHash: e.TxHash, Code: e.Code, Codespace: e.Codespace, Log: e.Log})
+		case outbox.StateCommitted:
+			committed++
+			l.emit(Event{Type: EventCommitted, UID: e.UID, TxHash: e.TxHash, Height: e.Height, Root: e.Root, Proof: e.Proof})
 		}
 	}
+	requeued := len(entries) - rejected - committed
+	l.c.log.Info("Chain refused results already on chain", "tx", f.hash, "rejected", rejected, "alreadyCommitted", committed, "requeued", requeued)
+	l.c.metrics.transactions.WithLabelValues("rejected").Inc()
+	l.c.metrics.results.WithLabelValues("rejected").Add(float64(rejected))
+	l.c.metrics.results.WithLabelValues("committed").Add(float64(committed))
+	l.c.metrics.results.WithLabelValues("resigned").Add(float64(requeued))
 	return nil
+}
+
+// ownInclusion returns where uid's result is on chain when this provider
+// put that same record there and the carrying transaction can be fetched
+// to rebuild the proof; nil otherwise.
+func (l *loop) ownInclusion(ctx context.Context, uid string, stored *aivmv1.StoredResult) (*outbox.Inclusion, error) {
+	fetcher, ok := l.o.Chain.(TxFetcher)
+	if !ok || stored.GetProvider() != l.c.address {
+		return nil, nil
+	}
+	e, err := l.o.Outbox.Get(uid)
+	if err != nil {
+		return nil, err
+	}
+	mine := &aivmv1.ResultRecord{}
+	if err := proto.Unmarshal(e.Record, mine); err != nil || !proto.Equal(mine, stored.GetResult()) {
+		return nil, nil
+	}
+	raw, err := fetcher.TxBytes(ctx, stored.GetTxHash())
+	if err != nil {
+		return nil, unreachable("fetch tx "+stored.GetTxHash(), err)
+	}
+	decoded, err := tx.Decode(raw)
+	if err != nil {
+		return nil, fmt.Errorf("decode tx %s: %w", stored.GetTxHash(), err)
+	}
+	msgs, err := decoded.Msgs()
+	if err != nil {
+		return nil, fmt.Errorf("decode tx %s: %w", stored.GetTxHash(), err)
+	}
+	for _, m := range msgs {
+		sub, ok := m.(*aivmv1.MsgSubmitResults)
+		if !ok || !bytes.Equal(sub.GetMerkleRoot(), stored.GetMerkleRoot()) {
+			continue
+		}
+		leaves := make([]merkle.Hash, len(sub.GetResults()))
+		for i, r := range sub.GetResults() {
+			canon, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
+			if err != nil {
+				return nil, err
+			}
+			leaves[i] = merkle.LeafHash(canon)
+		}
+		tree, err := merkle.New(leaves)
+		if err != nil {
+			continue
+		}
+		root := tree.Root()
+		if !bytes.Equal(root[:], stored.GetMerkleRoot()) || int(stored.GetIndex()) >= len(leaves) || leaves[stored.GetIndex()] != e.Leaf {
+			continue
+		}
+		p, err := tree.Proof(int(stored.GetIndex()))
+		if err != nil {
+			return nil, err
+		}
+		return &outbox.Inclusion{TxHash: stored.GetTxHash(), Height: stored.GetHeight(), Root: tree.Root(), Proof: p}, nil
+	}
+	return nil, nil
 }
 
 // requeue returns a dead batch's results to Pending and re-syncs the

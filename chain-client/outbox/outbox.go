@@ -541,22 +541,58 @@ type Rejection struct {
 	Log string
 }
 
+// Settlement settles one result of a refused batch (see Split): exactly
+// one of its fields is set.
+type Settlement struct {
+	// Rejected rejects the result for good with this reason.
+	Rejected *Rejection
+	// Committed records that the result is already on chain, carried by
+	// another transaction.
+	Committed *Inclusion
+}
+
+// Inclusion is where a result is on chain.
+type Inclusion struct {
+	// TxHash is the transaction that carried it.
+	TxHash string
+	// Height is the block that committed it.
+	Height int64
+	// Root is that batch's Merkle root.
+	Root merkle.Hash
+	// Proof is the result's inclusion proof under Root.
+	Proof merkle.Proof
+}
+
 // Split settles a refused batch result by result, in one synced write: the
-// UIDs in rejected become Rejected with their reason, the batch's other
+// UIDs in settled become Rejected or Committed as given, the batch's other
 // results return to Pending (to be signed again), and the batch record is
-// removed. Use it when the chain's refusal concerns only some results (a
-// job UID already on chain), so the others are not lost with them.
-func (o *Outbox) Split(txHash string, rejected map[string]Rejection) ([]Entry, error) {
+// removed. Use it when the chain's refusal concerns only some results (job
+// UIDs already on chain), so the others are not lost with them. A
+// Committed settlement must carry a proof of the entry's leaf under its
+// root.
+func (o *Outbox) Split(txHash string, settled map[string]Settlement) ([]Entry, error) {
 	return o.finish(txHash, func(_ *Batch, entries []*Entry) error {
 		for _, e := range entries {
-			if r, ok := rejected[e.UID]; ok {
+			st, ok := settled[e.UID]
+			switch {
+			case !ok:
+				e.State = StatePending
+				e.TxHash = ""
+				e.Requeues++
+			case st.Rejected != nil:
 				e.State = StateRejected
-				e.Code, e.Codespace, e.Log = r.Code, r.Codespace, r.Log
-				continue
+				e.Code, e.Codespace, e.Log = st.Rejected.Code, st.Rejected.Codespace, st.Rejected.Log
+			case st.Committed != nil:
+				c := st.Committed
+				if err := merkle.Verify(e.Leaf, c.Proof, c.Root); err != nil {
+					return fmt.Errorf("outbox: job %q committed in %s: %w", e.UID, c.TxHash, err)
+				}
+				p := c.Proof
+				e.State = StateCommitted
+				e.TxHash, e.Height, e.Root, e.Proof = c.TxHash, c.Height, c.Root, &p
+			default:
+				return fmt.Errorf("outbox: empty settlement for job %q", e.UID)
 			}
-			e.State = StatePending
-			e.TxHash = ""
-			e.Requeues++
 		}
 		return nil
 	})

@@ -449,16 +449,33 @@ func FuzzDecodeEntry(f *testing.F) {
 	})
 }
 
-func TestSplitRejectsSomeAndRequeuesTheRest(t *testing.T) {
+func TestSplitSettlesSomeAndRequeuesTheRest(t *testing.T) {
 	ctx := context.Background()
 	o := openT(t, t.TempDir())
-	if err := o.Enqueue(ctx, item("a"), item("b"), item("c")); err != nil {
+	if err := o.Enqueue(ctx, item("a"), item("b"), item("c"), item("d")); err != nil {
 		t.Fatal(err)
 	}
-	if err := o.MarkBatched(batchOf(t, "H", 1, "a", "b", "c")); err != nil {
+	if err := o.MarkBatched(batchOf(t, "H", 1, "a", "b", "c", "d")); err != nil {
 		t.Fatal(err)
 	}
-	out, err := o.Split("H", map[string]Rejection{"b": {Code: 5, Codespace: "aivm", Log: "already on chain"}})
+	// d is already on chain in another batch, with c's leaf beside it.
+	other, err := merkle.New([]merkle.Hash{item("x").Leaf, item("d").Leaf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	proof, _ := other.Proof(1)
+	wrongProof, _ := other.Proof(0)
+	bad := map[string]Settlement{"d": {Committed: &Inclusion{TxHash: "OTHER", Height: 7, Root: other.Root(), Proof: wrongProof}}}
+	if _, err := o.Split("H", bad); err == nil {
+		t.Fatal("settlement with a proof of another leaf accepted")
+	}
+	if _, err := o.Split("H", map[string]Settlement{"d": {}}); err == nil {
+		t.Fatal("empty settlement accepted")
+	}
+	out, err := o.Split("H", map[string]Settlement{
+		"b": {Rejected: &Rejection{Code: 5, Codespace: "aivm", Log: "already on chain"}},
+		"d": {Committed: &Inclusion{TxHash: "OTHER", Height: 7, Root: other.Root(), Proof: proof}},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -466,7 +483,7 @@ func TestSplitRejectsSomeAndRequeuesTheRest(t *testing.T) {
 	for _, e := range out {
 		states[e.UID] = e.State
 	}
-	if diff := cmp.Diff(map[string]State{"a": StatePending, "b": StateRejected, "c": StatePending}, states); diff != "" {
+	if diff := cmp.Diff(map[string]State{"a": StatePending, "b": StateRejected, "c": StatePending, "d": StateCommitted}, states); diff != "" {
 		t.Fatalf("states (-want +got):\n%s", diff)
 	}
 	pending, err := o.Pending(10)
@@ -479,6 +496,10 @@ func TestSplitRejectsSomeAndRequeuesTheRest(t *testing.T) {
 	b, _ := o.Get("b")
 	if b.Code != 5 || b.Log != "already on chain" {
 		t.Fatalf("b = %+v", b)
+	}
+	d, _ := o.Get("d")
+	if d.TxHash != "OTHER" || d.Height != 7 || d.Root != other.Root() || merkle.Verify(d.Leaf, *d.Proof, d.Root) != nil {
+		t.Fatalf("d = %+v", d)
 	}
 	if inflight, _ := o.InFlight(); len(inflight) != 0 {
 		t.Fatalf("batch kept after split: %v", inflight)

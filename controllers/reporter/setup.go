@@ -34,7 +34,6 @@ import (
 	"github.com/aivm-dev/aivm-operator/chain-client/aivmv1"
 	"github.com/aivm-dev/aivm-operator/chain-client/keys"
 	"github.com/aivm-dev/aivm-operator/chain-client/outbox"
-	"github.com/aivm-dev/aivm-operator/chain-client/rpc"
 )
 
 // Config is the manager's chain-reporting configuration, bound to flags
@@ -108,7 +107,7 @@ func Setup(mgr ctrl.Manager, cfg Config) (*chainclient.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("chain reporter: provider key: %w", err)
 	}
-	chain, err := rpc.New(cfg.RPCURL)
+	chain, err := chainclient.NewRPCChain(cfg.RPCURL)
 	if err != nil {
 		return nil, fmt.Errorf("chain reporter: %w", err)
 	}
