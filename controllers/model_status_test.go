@@ -43,7 +43,7 @@ func TestModelStatusPrecedence(t *testing.T) {
 		readyReason    string
 	}{
 		{"invalid spec", modelObservation{specErr: errors.New("bad uri")},
-			metav1.ConditionUnknown, v1alpha1.ReasonPendingVerification, metav1.ConditionFalse, reasonInvalidSource},
+			metav1.ConditionUnknown, v1alpha1.ReasonPendingVerification, metav1.ConditionFalse, v1alpha1.ReasonInvalidSource},
 		{"reachable", modelObservation{check: sourceCheck{result: artifact.CheckResult{Size: 10}}},
 			metav1.ConditionUnknown, v1alpha1.ReasonPendingVerification, metav1.ConditionTrue, v1alpha1.ReasonSourceReachable},
 		{"file source", modelObservation{check: sourceCheck{result: artifact.CheckResult{NodeLocal: true}}},
