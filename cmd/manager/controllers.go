@@ -26,6 +26,7 @@ import (
 
 	"github.com/aivm-dev/aivm-operator/artifact"
 	"github.com/aivm-dev/aivm-operator/controllers"
+	"github.com/aivm-dev/aivm-operator/controllers/reporter"
 )
 
 // controllerOptions are the reconcilers' command-line settings.
@@ -34,12 +35,14 @@ type controllerOptions struct {
 	sourceCheckTimeout  time.Duration
 	sourceRecheck       time.Duration
 	heartbeatStaleAfter time.Duration
+	chain               reporter.Config
 }
 
 func (o *controllerOptions) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.hfBaseURL, "hf-base-url", "https://huggingface.co", "Base URL that hf:// model URIs resolve against (a mirror works).")
 	fs.DurationVar(&o.sourceCheckTimeout, "model-source-check-timeout", 30*time.Second, "Timeout of one reachability check of a Model's source.")
 	fs.DurationVar(&o.sourceRecheck, "model-source-recheck-interval", controllers.DefaultSourceRecheckInterval, "How long a successful source check of a Model stays valid.")
+	o.chain.BindFlags(fs)
 	fs.DurationVar(&o.heartbeatStaleAfter, "gpunode-heartbeat-stale-after", controllers.DefaultHeartbeatStaleAfter, "Age of a node agent heartbeat after which its GPUNode turns Ready=False; 0 disables.")
 }
 
@@ -64,6 +67,9 @@ func setupControllers(mgr ctrl.Manager, opts options) error {
 		controllers.WithHeartbeatStaleAfter(opts.controllers.heartbeatStaleAfter),
 	).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the GPUNode controller: %w", err)
+	}
+	if _, err := reporter.Setup(mgr, opts.controllers.chain); err != nil {
+		return err
 	}
 	return nil
 }
