@@ -8,6 +8,7 @@ import (
 	"time"
 
 	cmthttp "github.com/cometbft/cometbft/rpc/client/http"
+	coretypes "github.com/cometbft/cometbft/rpc/core/types"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
@@ -40,10 +41,8 @@ func checkOnChain(t *testing.T, env *chainEnv, r *reporter, recs []*aivmv1.Resul
 		if e.State != outbox.StateCommitted {
 			t.Fatalf("job %s is %s (code %d %s: %s), want Committed", e.UID, e.State, e.Code, e.Codespace, e.Log)
 		}
-		stored, err := env.rpc.Result(ctx, rec.GetJobUid())
-		if err != nil {
-			t.Fatal(err)
-		}
+		var stored *aivmv1.StoredResult
+		retry(t, func() (err error) { stored, err = env.rpc.Result(ctx, rec.GetJobUid()); return err })
 		if stored == nil {
 			t.Fatalf("job %s is not on chain", rec.GetJobUid())
 		}
@@ -73,24 +72,18 @@ func countInBlocks(t *testing.T, env *chainEnv) map[string]int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	height, err := env.rpc.Height(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var height int64
+	retry(t, func() (err error) { height, err = env.rpc.Height(ctx); return err })
 	counts := map[string]int{}
 	for h := int64(1); h <= height; h++ {
 		hh := h
-		block, err := c.Block(ctx, &hh)
-		if err != nil {
-			t.Fatal(err)
-		}
+		var block *coretypes.ResultBlock
+		retry(t, func() (err error) { block, err = c.Block(ctx, &hh); return err })
 		if len(block.Block.Txs) == 0 {
 			continue
 		}
-		results, err := c.BlockResults(ctx, &hh)
-		if err != nil {
-			t.Fatal(err)
-		}
+		var results *coretypes.ResultBlockResults
+		retry(t, func() (err error) { results, err = c.BlockResults(ctx, &hh); return err })
 		for i, raw := range block.Block.Txs {
 			if results.TxResults[i].Code != 0 {
 				continue
@@ -113,6 +106,20 @@ func countInBlocks(t *testing.T, env *chainEnv) map[string]int {
 		}
 	}
 	return counts
+}
+
+// retry runs a read-only RPC call up to five times: a pooled keep-alive
+// connection the node closes at the wrong moment fails one POST, which the
+// HTTP client does not retry by itself.
+func retry(t *testing.T, call func() error) {
+	t.Helper()
+	var err error
+	for range 5 {
+		if err = call(); err == nil {
+			return
+		}
+	}
+	t.Fatal(err)
 }
 
 func checkExactlyOnce(t *testing.T, env *chainEnv, uids []string) {
@@ -146,10 +153,8 @@ func TestResultsCommittedAndQueryable(t *testing.T) {
 	checkOnChain(t, env, r, recs)
 	checkExactlyOnce(t, env, uidsOf(recs))
 
-	p, err := env.rpc.Provider(ctxT(t), r.client.Address())
-	if err != nil {
-		t.Fatal(err)
-	}
+	var p *aivmv1.Provider
+	retry(t, func() (err error) { p, err = env.rpc.Provider(ctxT(t), r.client.Address()); return err })
 	want := registration()
 	want.Provider = r.client.Address()
 	if p == nil || !proto.Equal(p.GetRegistration(), want) {
@@ -378,26 +383,25 @@ func TestRegistrationRenewed(t *testing.T) {
 	}
 	r.events.waitFinal(t, uidsOf(first))
 	ctx := ctxT(t)
-	p, err := env.rpc.Provider(ctx, r.client.Address())
-	if err != nil || p == nil {
-		t.Fatalf("provider: %v, %v", p, err)
+	var p *aivmv1.Provider
+	retry(t, func() (err error) { p, err = env.rpc.Provider(ctx, r.client.Address()); return err })
+	if p == nil {
+		t.Fatal("provider not registered")
 	}
 	firstReg := p.GetRegisteredHeight()
 	// Wait past three lifetimes of the first registration.
 	if err := env.node.WaitForHeight(ctx, p.GetExpiresHeight()+60); err != nil {
 		t.Fatal(err)
 	}
-	p, err = env.rpc.Provider(ctx, r.client.Address())
-	if err != nil || p == nil {
-		t.Fatalf("provider: %v, %v", p, err)
+	retry(t, func() (err error) { p, err = env.rpc.Provider(ctx, r.client.Address()); return err })
+	if p == nil {
+		t.Fatal("provider not registered")
 	}
 	if p.GetRegisteredHeight() <= firstReg+30 {
 		t.Fatalf("registration not renewed: registered at %d, first at %d", p.GetRegisteredHeight(), firstReg)
 	}
-	h, err := env.rpc.Height(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var h int64
+	retry(t, func() (err error) { h, err = env.rpc.Height(ctx); return err })
 	if p.GetExpiresHeight() <= h {
 		t.Fatalf("registration expired at %d, height %d", p.GetExpiresHeight(), h)
 	}
@@ -570,8 +574,10 @@ func TestCommittedResultsArePruned(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	for _, rec := range recs {
-		if stored, err := env.rpc.Result(ctxT(t), rec.GetJobUid()); err != nil || stored == nil {
-			t.Fatalf("job %s after pruning: %v, %v", rec.GetJobUid(), stored, err)
+		var stored *aivmv1.StoredResult
+		retry(t, func() (err error) { stored, err = env.rpc.Result(ctxT(t), rec.GetJobUid()); return err })
+		if stored == nil {
+			t.Fatalf("job %s is gone from the chain after pruning", rec.GetJobUid())
 		}
 	}
 }

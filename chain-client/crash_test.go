@@ -14,6 +14,7 @@ import (
 	"time"
 
 	chainclient "github.com/aivm-dev/aivm-operator/chain-client"
+	"github.com/aivm-dev/aivm-operator/chain-client/aivmv1"
 	"github.com/aivm-dev/aivm-operator/chain-client/devnet"
 	"github.com/aivm-dev/aivm-operator/chain-client/keys"
 	"github.com/aivm-dev/aivm-operator/chain-client/outbox"
@@ -215,10 +216,8 @@ func TestCrashExactlyOnce(t *testing.T) {
 	recs := records("crash", 0, total)
 	ctx := ctxT(t)
 	for _, rec := range recs {
-		stored, err := env.rpc.Result(ctx, rec.GetJobUid())
-		if err != nil {
-			t.Fatal(err)
-		}
+		var stored *aivmv1.StoredResult
+		retry(t, func() (err error) { stored, err = env.rpc.Result(ctx, rec.GetJobUid()); return err })
 		if stored == nil {
 			t.Fatalf("job %s is not on chain", rec.GetJobUid())
 		}

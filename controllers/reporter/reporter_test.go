@@ -220,10 +220,8 @@ func TestSucceededJobIsReportedOnChain(t *testing.T) {
 		if cs == nil {
 			t.Fatalf("job %s has no status.chain", j.Name)
 		}
-		stored, err := chainRPC.Result(ctx, string(j.UID))
-		if err != nil {
-			t.Fatal(err)
-		}
+		var stored *aivmv1.StoredResult
+		eventually(t, func() (err error) { stored, err = chainRPC.Result(ctx, string(j.UID)); return err })
 		if stored == nil {
 			t.Fatalf("job %s is not on chain", j.Name)
 		}

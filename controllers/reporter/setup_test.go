@@ -111,9 +111,10 @@ func TestSetupFromFlags(t *testing.T) {
 	job := newSucceededJob(t, ns, newKernel(t, ns), jobOpts{signer: setupKey})
 	reported(t, job, metav1.ConditionTrue, aivmv1alpha1.ReasonCommitted)
 
-	p, err := chainRPC.Provider(context.Background(), addressOf(setupKey))
-	if err != nil || p == nil {
-		t.Fatalf("provider: %v, %v", p, err)
+	var p *aivmv1.Provider
+	eventually(t, func() (err error) { p, err = chainRPC.Provider(context.Background(), addressOf(setupKey)); return err })
+	if p == nil {
+		t.Fatal("provider not registered")
 	}
 	want := &aivmv1.MsgRegisterProvider{
 		Provider: addressOf(setupKey), Moniker: "flags-test", Endpoint: "https://flags.example", Version: "dev",
