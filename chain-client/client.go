@@ -15,8 +15,13 @@
 //     accepted;
 //   - a batch's results are signed again only once its transaction can no
 //     longer be included: the chain refused it at CheckTx (so it is in no
-//     mempool), or its account sequence was consumed by another transaction
-//     and its hash is still unknown a block later;
+//     mempool), or its account sequence was used by another transaction
+//     (the account's sequence is past it and the chain's state does not hold
+//     its results under its hash);
+//   - a job UID already on chain never sinks its batch: a result this
+//     provider put there before (the outbox was lost) is recorded as
+//     committed with its proof rebuilt from the carrying transaction, any
+//     other duplicate is rejected, and the rest is signed again;
 //   - on "account sequence mismatch" the local sequence is re-synced from the
 //     chain's answer;
 //   - an unreachable chain is retried with exponential backoff; the outbox
