@@ -209,7 +209,10 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, job *aivmv1alpha1.Infe
 	}
 	r.uids.Store(uid, types.NamespacedName{Namespace: job.Namespace, Name: job.Name})
 	if err != nil {
-		rec, reason, msg := r.record(ctx, job)
+		rec, reason, msg, err := r.record(ctx, job)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
 		if rec == nil {
 			setReported(job, metav1.ConditionFalse, reason, msg)
 			return ctrl.Result{}, nil
@@ -247,18 +250,22 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, job *aivmv1alpha1.Infe
 }
 
 // record rebuilds the signed result record and checks it against the job's
-// receipt. On failure it returns nil with the reason and message to show.
-func (r *Reconciler) record(ctx context.Context, job *aivmv1alpha1.InferenceJob) (*aivmv1.ResultRecord, string, string) {
+// receipt. When the record cannot be sent it returns nil with the reason and
+// message to show; an error is for a retry.
+func (r *Reconciler) record(ctx context.Context, job *aivmv1alpha1.InferenceJob) (*aivmv1.ResultRecord, string, string, error) {
 	res := job.Status.Result
 	kernel := &aivmv1alpha1.Kernel{}
 	if err := r.client.Get(ctx, client.ObjectKey{Namespace: job.Namespace, Name: job.Spec.KernelRef.Name}, kernel); err != nil {
-		return nil, ReasonKernelDigestUnknown, fmt.Sprintf("Kernel %q: %v", job.Spec.KernelRef.Name, err)
+		if apierrors.IsNotFound(err) {
+			return nil, ReasonKernelDigestUnknown, fmt.Sprintf("Kernel %q not found", job.Spec.KernelRef.Name), nil
+		}
+		return nil, "", "", fmt.Errorf("get kernel of %s: %w", klog.KObj(job), err)
 	}
 	if kernel.Status.KernelDigest == "" || kernel.Status.ModelDigest == "" {
-		return nil, ReasonKernelDigestUnknown, fmt.Sprintf("Kernel %q has no digest yet", kernel.Name)
+		return nil, ReasonKernelDigestUnknown, fmt.Sprintf("Kernel %q has no digest yet", kernel.Name), nil
 	}
 	if res.InputTokens < 0 || res.OutputTokens < 0 || res.DurationMillis < 0 {
-		return nil, ReasonInvalidReceipt, "Result has negative token counts or duration"
+		return nil, ReasonInvalidReceipt, "Result has negative token counts or duration", nil
 	}
 	rec := &aivmv1.ResultRecord{
 		JobUid:       string(job.UID),
@@ -272,26 +279,26 @@ func (r *Reconciler) record(ctx context.Context, job *aivmv1alpha1.InferenceJob)
 	}
 	leaf, err := receipt.LeafHash(rec)
 	if err != nil {
-		return nil, ReasonInvalidReceipt, err.Error()
+		return nil, ReasonInvalidReceipt, err.Error(), nil
 	}
 	want, err := merkle.ParseHash(res.Receipt.LeafHash)
 	if err != nil {
-		return nil, ReasonInvalidReceipt, fmt.Sprintf("receipt leafHash: %v", err)
+		return nil, ReasonInvalidReceipt, fmt.Sprintf("receipt leafHash: %v", err), nil
 	}
 	if leaf != want {
-		return nil, ReasonInvalidReceipt, fmt.Sprintf("receipt leafHash %s does not match the result's record (leaf %s)", want, leaf)
+		return nil, ReasonInvalidReceipt, fmt.Sprintf("receipt leafHash %s does not match the result's record (leaf %s)", want, leaf), nil
 	}
 	sig, err := base64.StdEncoding.DecodeString(res.Receipt.Signature)
 	if err != nil {
-		return nil, ReasonInvalidReceipt, fmt.Sprintf("receipt signature is not base64: %v", err)
+		return nil, ReasonInvalidReceipt, fmt.Sprintf("receipt signature is not base64: %v", err), nil
 	}
 	if err := receipt.VerifyBySigner(res.Receipt.SignerAddress, leaf, sig); err != nil {
-		return nil, ReasonInvalidReceipt, err.Error()
+		return nil, ReasonInvalidReceipt, err.Error(), nil
 	}
 	if res.Receipt.SignerAddress != r.chain.Address() {
-		return nil, ReasonInvalidReceipt, fmt.Sprintf("receipt signed by %s, but results are reported as %s", res.Receipt.SignerAddress, r.chain.Address())
+		return nil, ReasonInvalidReceipt, fmt.Sprintf("receipt signed by %s, but results are reported as %s", res.Receipt.SignerAddress, r.chain.Address()), nil
 	}
-	return rec, "", ""
+	return rec, "", "", nil
 }
 
 func isNotFound(err error) bool {
