@@ -396,3 +396,18 @@ func TestUnfundedAccountStalls(t *testing.T) {
 		return nil
 	})
 }
+
+// TestMissingKernel: without the job's Kernel the signed record cannot be
+// rebuilt; the job says so and nothing is sent.
+func TestMissingKernel(t *testing.T) {
+	ns := newNamespace(t)
+	h := startHarness(t, providerKey, chainRPC)
+	absent := &aivmv1alpha1.Kernel{}
+	absent.Status.KernelDigest = "sha256:" + digest("gone")
+	absent.Status.ModelDigest = digest("gone")
+	job := newSucceededJob(t, ns, absent, jobOpts{})
+	reported(t, job, metav1.ConditionFalse, ReasonKernelDigestUnknown)
+	if _, err := h.client.Get(string(job.UID)); !errors.Is(err, outbox.ErrNotFound) {
+		t.Fatalf("job without a kernel was enqueued: %v", err)
+	}
+}
