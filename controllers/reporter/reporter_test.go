@@ -19,7 +19,6 @@ package reporter
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -164,11 +163,7 @@ func newSucceededJob(t *testing.T, ns string, kernel *aivmv1alpha1.Kernel, o job
 		job.Status.Result = &aivmv1alpha1.JobResult{
 			OutputDigest: rec.OutputDigest, InputDigest: rec.InputDigest,
 			InputTokens: int64(rec.InputTokens), OutputTokens: int64(rec.OutputTokens), DurationMillis: int64(rec.DurationMs),
-			Receipt: &aivmv1alpha1.Receipt{
-				LeafHash:      rc.LeafHash.String(),
-				Signature:     base64.StdEncoding.EncodeToString(rc.Signature),
-				SignerAddress: rc.Signer,
-			},
+			Receipt: StatusReceipt(rc),
 		}
 	}
 	if err := k8sClient.Status().Update(ctx, job); err != nil {
