@@ -221,6 +221,14 @@ func New(opts Options) (*Client, error) {
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
 	}
+	switch {
+	case opts.MaxBatchResults < 0, opts.MaxInFlight < 0, opts.MaxTxBytes < 0:
+		return nil, errors.New("chainclient: MaxBatchResults, MaxInFlight and MaxTxBytes must not be negative")
+	case opts.BatchDelay < 0, opts.PollInterval < 0, opts.MinBackoff < 0, opts.MaxBackoff < 0:
+		return nil, errors.New("chainclient: BatchDelay, PollInterval and backoffs must not be negative")
+	case opts.ResendAfterBlocks < 0, opts.RenewBeforeBlocks < 0, opts.RetainBlocks < 0:
+		return nil, errors.New("chainclient: ResendAfterBlocks, RenewBeforeBlocks and RetainBlocks must not be negative")
+	}
 	if opts.MaxTxBytes < 4*txOverhead {
 		return nil, fmt.Errorf("chainclient: MaxTxBytes %d is too small (at least %d)", opts.MaxTxBytes, 4*txOverhead)
 	}

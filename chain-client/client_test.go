@@ -426,11 +426,14 @@ func TestNewValidatesOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	tests := map[string]chainclient.Options{
-		"no key":        {Outbox: box},
-		"no outbox":     {Key: k},
-		"tiny tx bytes": {Key: k, Outbox: box, MaxTxBytes: 100},
-		"backoff order": {Key: k, Outbox: box, MinBackoff: time.Minute, MaxBackoff: time.Second},
-		"bad gas price": {Key: k, Outbox: box, GasPrice: -1},
+		"no key":          {Outbox: box},
+		"no outbox":       {Key: k},
+		"tiny tx bytes":   {Key: k, Outbox: box, MaxTxBytes: 100},
+		"backoff order":   {Key: k, Outbox: box, MinBackoff: time.Minute, MaxBackoff: time.Second},
+		"bad gas price":   {Key: k, Outbox: box, GasPrice: -1},
+		"negative batch":  {Key: k, Outbox: box, MaxBatchResults: -1},
+		"negative delay":  {Key: k, Outbox: box, BatchDelay: -time.Second},
+		"negative retain": {Key: k, Outbox: box, RetainBlocks: -1},
 	}
 	for name, o := range tests {
 		t.Run(name, func(t *testing.T) {
