@@ -278,7 +278,7 @@ func (a *application) Commit(context.Context, *abci.CommitRequest) (*abci.Commit
 		return nil, errors.New("commit without a finalized block")
 	}
 	b := a.db.NewBatch()
-	defer b.Close()
+	defer func() { _ = b.Close() }()
 	for k, v := range a.deliver.writes {
 		if err := b.Set([]byte(k), v); err != nil {
 			return nil, fmt.Errorf("commit: %w", err)

@@ -571,7 +571,7 @@ func TestRestartKeepsState(t *testing.T) {
 	}
 }
 
-func r2hash(t *testing.T, b []byte) string { return tx.Hash(b) }
+func r2hash(_ *testing.T, b []byte) string { return tx.Hash(b) }
 
 // TestProviderExpiry: results after the registration expired are refused
 // until the provider registers again.

@@ -200,7 +200,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	appDB, err := dbm.NewDB(appDBName, dbm.GoLevelDBBackend, ccfg.DBDir())
 	if err != nil {
-		rpcLn.Close()
+		_ = rpcLn.Close()
 		return nil, fmt.Errorf("devnet: open app db: %w", err)
 	}
 	var (
@@ -231,13 +231,13 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		break
 	}
 	if err != nil {
-		rpcLn.Close()
-		appDB.Close()
+		_ = rpcLn.Close()
+		_ = appDB.Close()
 		return nil, fmt.Errorf("devnet: %w", err)
 	}
 	n := &Node{cfg: cfg, node: cn, app: app, appDB: appDB, dbs: dbs, chainID: chainID, stopping: stopping}
 	if err := n.serveRPC(rpcLn, ccfg.RPC.ListenAddress); err != nil {
-		rpcLn.Close()
+		_ = rpcLn.Close()
 		_ = n.Stop()
 		return nil, fmt.Errorf("devnet: %w", err)
 	}
@@ -331,7 +331,7 @@ func listenAddr(addr string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return "tcp://" + l.Addr().String(), nil
 }
 
