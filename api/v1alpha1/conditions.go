@@ -111,6 +111,12 @@ const (
 	ReasonCommitted = "Committed"
 	// ReasonChainRejected: the chain rejected the result's transaction.
 	ReasonChainRejected = "ChainRejected"
+	// ReasonInvalidReceipt: the job's receipt does not match its result or
+	// does not verify, so it is not sent.
+	ReasonInvalidReceipt = "InvalidReceipt"
+	// ReasonKernelDigestUnknown: neither the result nor the job's Kernel
+	// gives the kernel and model digests, so the signed record cannot be rebuilt.
+	ReasonKernelDigestUnknown = "KernelDigestUnknown"
 	// ReasonChainUnreachable: the chain's RPC endpoint could not be reached.
 	ReasonChainUnreachable = "ChainUnreachable"
 

@@ -183,6 +183,16 @@ type JobResult struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
 	InputDigest string `json:"inputDigest,omitempty"`
+	// kernelDigest is the Kernel's status.kernelDigest when the result was
+	// accepted: the identity of what ran, part of the signed record.
+	// +optional
+	// +kubebuilder:validation:MaxLength=71
+	KernelDigest string `json:"kernelDigest,omitempty"`
+	// modelDigest is the lowercase hex sha256 of the weights that ran, part
+	// of the signed record.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	ModelDigest string `json:"modelDigest,omitempty"`
 	// outputConfigMapRef names the ConfigMap holding the output (key "output").
 	// +optional
 	OutputConfigMapRef *LocalObjectReference `json:"outputConfigMapRef,omitempty"`
@@ -238,6 +248,11 @@ type ChainStatus struct {
 	// leafIndex is the result's position in the batch.
 	// +optional
 	LeafIndex int32 `json:"leafIndex,omitempty"`
+	// batchSize is the number of results in the batch (the Merkle tree's
+	// size); with leafIndex and proof it verifies the result against batchRoot.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	BatchSize int32 `json:"batchSize,omitempty"`
 }
 
 // InferenceJobStatus is the observed state of an InferenceJob.

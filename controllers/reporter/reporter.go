@@ -51,14 +51,10 @@ import (
 	"github.com/aivm-dev/aivm-operator/chain-client/receipt"
 )
 
-// Reasons the reporter sets that are not (yet) among the API's constants.
+// Reasons the reporter sets, re-exported from the API for callers of this package.
 const (
-	// ReasonInvalidReceipt: the job's receipt does not match its result or
-	// does not verify, so it is not sent.
-	ReasonInvalidReceipt = "InvalidReceipt"
-	// ReasonKernelDigestUnknown: the job's Kernel (or its digest) is gone, so
-	// the signed record cannot be rebuilt.
-	ReasonKernelDigestUnknown = "KernelDigestUnknown"
+	ReasonInvalidReceipt      = aivmv1alpha1.ReasonInvalidReceipt
+	ReasonKernelDigestUnknown = aivmv1alpha1.ReasonKernelDigestUnknown
 )
 
 // Event reasons.
@@ -254,23 +250,30 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, job *aivmv1alpha1.Infe
 // message to show; an error is for a retry.
 func (r *Reconciler) record(ctx context.Context, job *aivmv1alpha1.InferenceJob) (*aivmv1.ResultRecord, string, string, error) {
 	res := job.Status.Result
-	kernel := &aivmv1alpha1.Kernel{}
-	if err := r.client.Get(ctx, client.ObjectKey{Namespace: job.Namespace, Name: job.Spec.KernelRef.Name}, kernel); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, ReasonKernelDigestUnknown, fmt.Sprintf("Kernel %q not found", job.Spec.KernelRef.Name), nil
+	kernelDigest, modelDigest := res.KernelDigest, res.ModelDigest
+	if kernelDigest == "" || modelDigest == "" {
+		// Results accepted before the digests were recorded in the result:
+		// the Kernel's current digests (a changed Kernel fails the leaf check
+		// below, so nothing wrong is sent).
+		kernel := &aivmv1alpha1.Kernel{}
+		if err := r.client.Get(ctx, client.ObjectKey{Namespace: job.Namespace, Name: job.Spec.KernelRef.Name}, kernel); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil, ReasonKernelDigestUnknown, fmt.Sprintf("Result has no kernel digest and Kernel %q is not found", job.Spec.KernelRef.Name), nil
+			}
+			return nil, "", "", fmt.Errorf("get kernel of %s: %w", klog.KObj(job), err)
 		}
-		return nil, "", "", fmt.Errorf("get kernel of %s: %w", klog.KObj(job), err)
-	}
-	if kernel.Status.KernelDigest == "" || kernel.Status.ModelDigest == "" {
-		return nil, ReasonKernelDigestUnknown, fmt.Sprintf("Kernel %q has no digest yet", kernel.Name), nil
+		if kernel.Status.KernelDigest == "" || kernel.Status.ModelDigest == "" {
+			return nil, ReasonKernelDigestUnknown, fmt.Sprintf("Result has no kernel digest and Kernel %q has none yet", kernel.Name), nil
+		}
+		kernelDigest, modelDigest = kernel.Status.KernelDigest, kernel.Status.ModelDigest
 	}
 	if res.InputTokens < 0 || res.OutputTokens < 0 || res.DurationMillis < 0 {
 		return nil, ReasonInvalidReceipt, "Result has negative token counts or duration", nil
 	}
 	rec := &aivmv1.ResultRecord{
 		JobUid:       string(job.UID),
-		KernelDigest: kernel.Status.KernelDigest,
-		ModelDigest:  kernel.Status.ModelDigest,
+		KernelDigest: kernelDigest,
+		ModelDigest:  modelDigest,
 		InputDigest:  res.InputDigest,
 		OutputDigest: res.OutputDigest,
 		InputTokens:  uint64(res.InputTokens),
@@ -309,6 +312,7 @@ func chainStatus(e outbox.Entry) *aivmv1alpha1.ChainStatus {
 	cs := &aivmv1alpha1.ChainStatus{TxHash: e.TxHash, Height: e.Height, BatchRoot: e.Root.String()}
 	if e.Proof != nil {
 		cs.LeafIndex = int32(e.Proof.LeafIndex)
+		cs.BatchSize = int32(e.Proof.TreeSize)
 		for _, h := range e.Proof.Path {
 			cs.Proof = append(cs.Proof, h.String())
 		}

@@ -232,7 +232,11 @@ func TestSucceededJobIsReportedOnChain(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		proof := merkle.Proof{LeafIndex: uint64(cs.LeafIndex), TreeSize: entry.Proof.TreeSize}
+		if cs.BatchSize < 1 || uint64(cs.BatchSize) != entry.Proof.TreeSize {
+			t.Fatalf("job %s: status.chain.batchSize %d, want the batch's %d", j.Name, cs.BatchSize, entry.Proof.TreeSize)
+		}
+		// The status alone verifies: leaf, leafIndex, batchSize, proof, root.
+		proof := merkle.Proof{LeafIndex: uint64(cs.LeafIndex), TreeSize: uint64(cs.BatchSize)}
 		for _, s := range cs.Proof {
 			p, err := merkle.ParseHash(s)
 			if err != nil {
@@ -404,5 +408,30 @@ func TestMissingKernel(t *testing.T) {
 	reported(t, job, metav1.ConditionFalse, ReasonKernelDigestUnknown)
 	if _, err := h.client.Get(string(job.UID)); !errors.Is(err, outbox.ErrNotFound) {
 		t.Fatalf("job without a kernel was enqueued: %v", err)
+	}
+}
+
+// TestResultDigestsOutliveTheKernel: a result that records the kernel and
+// model digests it ran with is reported even after its Kernel is gone, and
+// the Kernel's later digests do not matter.
+func TestResultDigestsOutliveTheKernel(t *testing.T) {
+	ns := newNamespace(t)
+	startHarness(t, providerKey, chainRPC)
+	ran := &aivmv1alpha1.Kernel{}
+	ran.Status.KernelDigest = "sha256:" + digest("kernel that ran")
+	ran.Status.ModelDigest = digest("model that ran")
+	job := newSucceededJob(t, ns, ran, jobOpts{name: "recorded"})
+	job.Status.Result.KernelDigest = ran.Status.KernelDigest
+	job.Status.Result.ModelDigest = ran.Status.ModelDigest
+	if err := k8sClient.Status().Update(context.Background(), job); err != nil {
+		t.Fatal(err)
+	}
+	got := reported(t, job, metav1.ConditionTrue, aivmv1alpha1.ReasonCommitted)
+	stored, err := chainRPC.Result(context.Background(), string(got.UID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored.GetResult().GetKernelDigest() != ran.Status.KernelDigest || stored.GetResult().GetModelDigest() != ran.Status.ModelDigest {
+		t.Fatalf("chain holds kernel %q model %q, want the digests recorded in the result", stored.GetResult().GetKernelDigest(), stored.GetResult().GetModelDigest())
 	}
 }
