@@ -269,8 +269,11 @@ func BenchmarkFinalizeBlockResults(b *testing.B) {
 			m.Results = append(m.Results, &aivmv1.ResultRecord{JobUid: fmt.Sprintf("job-%d-%d", i, j), OutputDigest: "sha256:00"})
 		}
 		m.MerkleRoot, _ = merkleRoot(m.Results)
+		// Gas and fee as a client sizes them (the tx is at most 64 KiB), so
+		// the genesis balance pays for far more blocks than a run takes.
+		gas := EstimateGas(64<<10, 0, len(m.Results))
 		txb, _, err := tx.BuildAndSign(tx.SignInput{Key: k, ChainID: appChainID, AccountNumber: accountNumberOf(k), Sequence: seq,
-			Msgs: []proto.Message{m}, FeeAmount: 1_000_000, FeeDenom: "unes", GasLimit: 40_000_000})
+			Msgs: []proto.Message{m}, FeeAmount: gas * 25 / 1000, FeeDenom: "unes", GasLimit: gas})
 		if err != nil {
 			b.Fatal(err)
 		}
