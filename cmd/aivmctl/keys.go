@@ -22,6 +22,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -211,25 +212,46 @@ func loadNamedKey(home, ref, hdPath string) (*keys.Key, string, error) {
 	return k, path, nil
 }
 
-func keysShow(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlagSet("keys show", stderr, "keys show <name|path> [flags]")
-	home := fs.String("home", defaultKeysHome(), "Directory holding key files.")
-	hdPath := fs.String("hd-path", keys.DefaultHDPath, "BIP32 path when the key source is a mnemonic.")
-	prefix := fs.String("prefix", keys.DefaultPrefix, "Bech32 address prefix.")
-	output := fs.String("output", "text", "Output format: text or json.")
+// keyFlags are the flags of the commands that act on one stored key.
+type keyFlags struct {
+	home, hdPath, prefix *string
+}
+
+func bindKeyFlags(fs *flag.FlagSet) keyFlags {
+	return keyFlags{
+		home:   fs.String("home", defaultKeysHome(), "Directory holding key files."),
+		hdPath: fs.String("hd-path", keys.DefaultHDPath, "BIP32 path when the key source is a mnemonic."),
+		prefix: fs.String("prefix", keys.DefaultPrefix, "Bech32 address prefix."),
+	}
+}
+
+// loadOne parses args, which must name one key (a name or a path), and
+// loads it with its address.
+func (f keyFlags) loadOne(fs *flag.FlagSet, args []string) (k *keys.Key, path, addr string, err error) {
 	pos, err := parseFlags(fs, args)
 	if err != nil {
-		return err
+		return nil, "", "", err
 	}
 	if len(pos) != 1 {
 		fs.Usage()
-		return errUsage
+		return nil, "", "", errUsage
 	}
-	k, path, err := loadNamedKey(*home, pos[0], *hdPath)
+	k, path, err = loadNamedKey(*f.home, pos[0], *f.hdPath)
 	if err != nil {
-		return err
+		return nil, "", "", err
 	}
-	addr, err := k.Address(*prefix)
+	addr, err = k.Address(*f.prefix)
+	if err != nil {
+		return nil, "", "", err
+	}
+	return k, path, addr, nil
+}
+
+func keysShow(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlagSet("keys show", stderr, "keys show <name|path> [flags]")
+	kf := bindKeyFlags(fs)
+	output := fs.String("output", "text", "Output format: text or json.")
+	k, path, addr, err := kf.loadOne(fs, args)
 	if err != nil {
 		return err
 	}
@@ -239,22 +261,7 @@ func keysShow(_ context.Context, args []string, _ io.Reader, stdout, stderr io.W
 
 func keysAddress(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlagSet("keys address", stderr, "keys address <name|path> [flags]")
-	home := fs.String("home", defaultKeysHome(), "Directory holding key files.")
-	hdPath := fs.String("hd-path", keys.DefaultHDPath, "BIP32 path when the key source is a mnemonic.")
-	prefix := fs.String("prefix", keys.DefaultPrefix, "Bech32 address prefix.")
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return errUsage
-	}
-	k, _, err := loadNamedKey(*home, pos[0], *hdPath)
-	if err != nil {
-		return err
-	}
-	addr, err := k.Address(*prefix)
+	_, _, addr, err := bindKeyFlags(fs).loadOne(fs, args)
 	if err != nil {
 		return err
 	}
