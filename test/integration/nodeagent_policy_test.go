@@ -29,6 +29,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -303,19 +304,7 @@ func applyAgentPolicy(ctx context.Context, t *testing.T, c client.Client, user s
 	}
 	data = bytes.ReplaceAll(data, []byte(defaultAgentUser), []byte(user))
 	kinds := map[string]bool{}
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-	for {
-		obj := &unstructured.Unstructured{}
-		err := dec.Decode(&obj.Object)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("decode admission-policy.yaml: %v", err)
-		}
-		if len(obj.Object) == 0 {
-			continue
-		}
+	for _, obj := range decodeManifest(t, data) {
 		mustCreate(ctx, t, c, obj)
 		kinds[obj.GetKind()] = true
 	}
@@ -413,3 +402,67 @@ func readRepoFile(t *testing.T, elem ...string) []byte {
 }
 
 func mergePatch(data string) client.Patch { return client.RawPatch(types.MergePatchType, []byte(data)) }
+
+// TestNodeAgentPolicyChartMatchesConfig checks that the Helm chart's copy of
+// the policy enforces the same rules as config/node-agent: with the chart's
+// names filled in as config/default names things, the specs are equal.
+func TestNodeAgentPolicyChartMatchesConfig(t *testing.T) {
+	tmpl := string(readRepoFile(t, "charts", "aivm-operator", "templates", "node-agent-policy.yaml"))
+	var lines []string
+	for _, l := range strings.Split(tmpl, "\n") {
+		switch {
+		case strings.HasPrefix(l, "{{-"):
+			continue // the values guard and its end
+		case strings.Contains(l, "labels: {{- include"):
+			l = strings.Split(l, "{{")[0]
+		}
+		lines = append(lines, l)
+	}
+	chart := strings.NewReplacer(
+		`{{ .Release.Namespace }}`, "aivm-system",
+		`{{ include "aivm.fullname" . }}`, "aivm",
+	).Replace(strings.Join(lines, "\n"))
+	if strings.Contains(chart, "{{") {
+		t.Fatalf("node-agent-policy.yaml has template expressions this test does not know:\n%s", chart)
+	}
+	got := policySpecs(t, []byte(chart))
+	want := policySpecs(t, readRepoFile(t, "config", "node-agent", "admission-policy.yaml"))
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("chart policy differs from config/node-agent/admission-policy.yaml (-config +chart):\n%s", diff)
+	}
+}
+
+// policySpecs returns the spec of each object in a policy manifest by kind,
+// without the binding's policyName (which differs by install method).
+func policySpecs(t *testing.T, data []byte) map[string]any {
+	t.Helper()
+	specs := map[string]any{}
+	for _, obj := range decodeManifest(t, data) {
+		unstructured.RemoveNestedField(obj.Object, "spec", "policyName")
+		specs[obj.GetKind()] = obj.Object["spec"]
+	}
+	if len(specs) != 2 {
+		t.Fatalf("policy manifest: got kinds %v, want a policy and its binding", specs)
+	}
+	return specs
+}
+
+// decodeManifest returns the objects of a multi-document YAML manifest.
+func decodeManifest(t *testing.T, data []byte) []*unstructured.Unstructured {
+	t.Helper()
+	var objs []*unstructured.Unstructured
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	for {
+		obj := &unstructured.Unstructured{}
+		err := dec.Decode(&obj.Object)
+		if errors.Is(err, io.EOF) {
+			return objs
+		}
+		if err != nil {
+			t.Fatalf("decode manifest: %v", err)
+		}
+		if len(obj.Object) > 0 {
+			objs = append(objs, obj)
+		}
+	}
+}
