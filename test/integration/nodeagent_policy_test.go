@@ -29,6 +29,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/google/go-cmp/cmp"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -45,6 +46,7 @@ import (
 
 	aivmv1alpha1 "github.com/aivm-dev/aivm-operator/api/v1alpha1"
 	"github.com/aivm-dev/aivm-operator/internal/testenv"
+	"github.com/aivm-dev/aivm-operator/nodeagent"
 )
 
 const (
@@ -290,6 +292,33 @@ func TestNodeAgentPolicy(t *testing.T) {
 			mergePatch(`{"metadata":{"labels":{"topology.kubernetes.io/zone":"zone-3","aivm.dev/gpu.count":"2"}}}`)); err != nil {
 			t.Errorf("admin relabels node %s: %v", nodeB, err)
 		}
+	})
+
+	// The agent's own publisher works under the policy on its node and is
+	// refused on another.
+	t.Run("node agent publisher", func(t *testing.T) {
+		st := aivmv1alpha1.GPUNodeStatus{GPUCount: 8, HealthyGPUCount: 7, DriverVersion: "550.54.15"}
+		labels := map[string]string{
+			aivmv1alpha1.LabelGPUPresent:      "true",
+			aivmv1alpha1.LabelGPUCount:        "8",
+			aivmv1alpha1.LabelGPUHealthyCount: "7",
+		}
+		own, err := nodeagent.NewPublisher(agent, nodeagent.PublisherOptions{NodeName: nodeA, HeartbeatInterval: time.Minute, Log: logr.Discard()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := own.Publish(ctx, st, labels); err != nil {
+			t.Fatalf("publish on own node: %v", err)
+		}
+		got := getNode(ctx, t, admin, nodeA).Labels
+		if got[aivmv1alpha1.LabelGPUHealthyCount] != "7" || got["topology.kubernetes.io/zone"] != "zone-1" {
+			t.Errorf("node %s labels after publish: %v", nodeA, got)
+		}
+		other, err := nodeagent.NewPublisher(agent, nodeagent.PublisherOptions{NodeName: nodeB, HeartbeatInterval: time.Minute, Log: logr.Discard()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		expectDenied(t, other.Publish(ctx, st, labels), "may not write GPUNode "+nodeB)
 	})
 }
 
