@@ -25,14 +25,19 @@ import (
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/aivm-dev/aivm-operator/internal/testenv"
 )
 
-// k8sClient talks to the test API server with strict field validation, so
-// unknown fields are errors.
-var k8sClient client.Client
+var (
+	// testConfig reaches the test API server as its administrator.
+	testConfig *rest.Config
+	// k8sClient talks to the test API server with strict field validation,
+	// so unknown fields are errors.
+	k8sClient client.Client
+)
 
 func TestMain(m *testing.M) {
 	env, cfg, err := testenv.Start()
@@ -40,6 +45,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	testConfig = cfg
 	c, err := client.New(cfg, client.Options{Scheme: testenv.Scheme()})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -71,25 +71,9 @@ const (
 // ClusterRole from config/node-agent and drives the API server with a real
 // pod-bound service-account token: the agent may write its own Node's GPU
 // labels and its own GPUNode, and nothing of another node's.
-//
-// The token client needs the API server's address and serving CA, which
-// TestMain keeps to itself, so this test runs its own control plane.
 func TestNodeAgentPolicy(t *testing.T) {
 	ctx := context.Background()
-	env, cfg, err := testenv.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := env.Stop(); err != nil {
-			t.Errorf("stop envtest: %v", err)
-		}
-	})
-	admin, err := client.New(cfg, client.Options{Scheme: testenv.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin = client.WithFieldValidation(admin, metav1.FieldValidationStrict)
+	cfg, admin := testConfig, k8sClient
 
 	user := "system:serviceaccount:" + policyNamespace + ":" + agentSA
 	applyAgentPolicy(ctx, t, admin, user)
@@ -131,7 +115,7 @@ func TestNodeAgentPolicy(t *testing.T) {
 	// the policy and the RBAC binding: probe with a dry run until the
 	// policy answers.
 	probe := &aivmv1alpha1.GPUNode{ObjectMeta: metav1.ObjectMeta{Name: nodeB}}
-	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		err := agent.Create(ctx, probe.DeepCopy(), client.DryRunAll)
 		return err != nil && strings.Contains(err.Error(), policyName), nil
 	})
