@@ -81,9 +81,9 @@ bench: ## Run the benchmarks.
 verify: ## Regenerate everything and fail if anything changed; check formatting.
 	$(MAKE) generate manifests
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
-	@if [ -n "$$(git status --porcelain -- api config charts chain-client/aivmv1)" ]; then \
+	@if [ -n "$$(git status --porcelain -- api config charts)" ]; then \
 	  echo "generated files are out of date; run 'make generate manifests' and commit:"; \
-	  git status --porcelain -- api config charts chain-client/aivmv1; git diff --stat; exit 1; fi
+	  git status --porcelain -- api config charts; git diff --stat; exit 1; fi
 
 ##@ Build
 

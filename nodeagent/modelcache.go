@@ -22,14 +22,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
+
+	"github.com/aivm-dev/aivm-operator/artifact"
 )
 
 // MaxCachedModels is the most digests a GPUNode lists; the API bounds the list.
 const MaxCachedModels = 1024
-
-var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 // ScanModelCache lists the model digests present in a node-local cache laid
 // out as <dir>/sha256/<lowercase hex digest>, sorted. Anything else in that
@@ -49,7 +48,8 @@ func ScanModelCache(dir string) (digests []string, truncated bool, err error) {
 		return nil, false, fmt.Errorf("scan model cache: %w", err)
 	}
 	for _, e := range entries {
-		if !sha256Hex.MatchString(e.Name()) {
+		// Only names that are already canonical digests (64 lowercase hex).
+		if d, err := artifact.ParseDigest(e.Name()); err != nil || d != e.Name() {
 			continue
 		}
 		if t := e.Type(); t != 0 && !t.IsDir() && t&fs.ModeSymlink == 0 {
