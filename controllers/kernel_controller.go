@@ -100,7 +100,10 @@ func (r *KernelReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if equality.Semantic.DeepEqual(before.Status, kernel.Status) {
 		return ctrl.Result{}, nil
 	}
-	if err := r.client.Status().Patch(ctx, kernel, client.MergeFrom(before)); err != nil {
+	if err := r.client.Status().Patch(ctx, kernel, optimisticMergeFrom(before)); err != nil {
+		if apierrors.IsConflict(err) {
+			return requeueStale, nil
+		}
 		return ctrl.Result{}, fmt.Errorf("patch kernel status: %w", err)
 	}
 	r.recordEvents(before, kernel)

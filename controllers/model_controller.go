@@ -175,7 +175,10 @@ func (r *ModelReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	before := model.DeepCopy()
 	r.setStatus(model, obs)
 	if !equality.Semantic.DeepEqual(before.Status, model.Status) {
-		if err := r.client.Status().Patch(ctx, model, client.MergeFrom(before)); err != nil {
+		if err := r.client.Status().Patch(ctx, model, optimisticMergeFrom(before)); err != nil {
+			if apierrors.IsConflict(err) {
+				return requeueStale, nil
+			}
 			return ctrl.Result{}, fmt.Errorf("patch model status: %w", err)
 		}
 		r.recordEvents(before, model)
