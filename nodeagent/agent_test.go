@@ -29,6 +29,7 @@ import (
 	"github.com/go-logr/logr/testr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -621,5 +622,35 @@ func TestRunPollsEveryInterval(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+}
+
+// TestPublishAfterAnotherWriter: the manager marks the GPUNode not ready
+// (a missed heartbeat) after the agent last read it. The agent's next write
+// must bring Ready back, not only its own change.
+func TestPublishAfterAnotherWriter(t *testing.T) {
+	const name = "gpu-other-writer-0"
+	createNode(t, name, nil)
+	a := newTestAgent(t, name, agentConfig{})
+	a.sync(t)
+	gn := getGPUNode(t, name)
+	orig := gn.DeepCopy()
+	meta.SetStatusCondition(&gn.Status.Conditions, metav1.Condition{
+		Type: aivmv1alpha1.ConditionReady, Status: metav1.ConditionFalse,
+		Reason: aivmv1alpha1.ReasonHeartbeatMissed, Message: "No heartbeat",
+	})
+	if err := plainClient(t).Status().Patch(context.Background(), gn, client.MergeFrom(orig)); err != nil {
+		t.Fatal(err)
+	}
+	// Before the agent's own re-read is due, a GPU fault makes it write.
+	a.sim.InjectXID(0, 79)
+	a.poll(t)
+	got := getGPUNode(t, name)
+	if got.Status.GPUs[0].Health != aivmv1alpha1.GPUUnhealthy {
+		t.Errorf("GPU 0 is %s after XID 79", got.Status.GPUs[0].Health)
+	}
+	ready := findCondition(got.Status.Conditions, aivmv1alpha1.ConditionReady)
+	if ready == nil || ready.Status != metav1.ConditionTrue || ready.Reason != aivmv1alpha1.ReasonHeartbeat {
+		t.Fatalf("Ready after the agent's write = %+v, want True/%s", ready, aivmv1alpha1.ReasonHeartbeat)
 	}
 }

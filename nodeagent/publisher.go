@@ -116,7 +116,16 @@ func (p *Publisher) Publish(ctx context.Context, st aivmv1alpha1.GPUNodeStatus, 
 			return err
 		}
 	}
-	if err := p.publishStatus(ctx, st, now); err != nil {
+	err := p.publishStatus(ctx, st, now)
+	if apierrors.IsConflict(err) {
+		// Another writer (the manager marking a missed heartbeat, a
+		// model cache report) changed the GPUNode since it was read:
+		// read it again and write on top of that.
+		if err = p.refresh(ctx, now); err == nil {
+			err = p.publishStatus(ctx, st, now)
+		}
+	}
+	if err != nil {
 		return err
 	}
 	return p.publishLabels(ctx, labels)
@@ -214,7 +223,10 @@ func (p *Publisher) publishStatus(ctx context.Context, st aivmv1alpha1.GPUNodeSt
 	next.HeartbeatTime = &metav1.Time{Time: now}
 	obj := p.obj.DeepCopy()
 	obj.Status = *next
-	if err := p.c.Status().Patch(ctx, obj, client.MergeFrom(p.obj)); err != nil {
+	// The patch carries the resourceVersion it was computed from: a merge
+	// patch from an outdated copy would leave out fields that copy and the
+	// new status share (a Ready condition someone else has since changed).
+	if err := p.c.Status().Patch(ctx, obj, client.MergeFromWithOptions(p.obj, client.MergeFromWithOptimisticLock{})); err != nil {
 		p.obj = nil // read it again next time
 		return fmt.Errorf("patch gpunode %s status: %w", p.nodeName, err)
 	}
