@@ -68,6 +68,10 @@ const (
 // reconcile at once), so a chain outage or its end shows in the job.
 const DefaultPendingRecheck = 30 * time.Second
 
+// notStartedRetry is when a job is looked at again when the chain client
+// has not started yet (the leader is opening its outbox).
+const notStartedRetry = time.Second
+
 // conflictRetry is when a job whose status patch lost a race is looked at
 // again.
 const conflictRetry = 100 * time.Millisecond
@@ -200,6 +204,9 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, job *aivmv1alpha1.Infe
 	}
 	uid := string(job.UID)
 	entry, err := r.chain.Get(uid)
+	if errors.Is(err, ErrChainClientNotStarted) {
+		return ctrl.Result{RequeueAfter: notStartedRetry}, nil
+	}
 	if err != nil && !isNotFound(err) {
 		return ctrl.Result{}, fmt.Errorf("read outbox entry of %s: %w", klog.KObj(job), err)
 	}

@@ -22,8 +22,10 @@ import (
 	"flag"
 	"fmt"
 	"sort"
+	"sync/atomic"
 	"time"
 
+	"github.com/go-logr/logr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -91,11 +93,13 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 }
 
 // Setup does nothing when reporting is disabled; otherwise it loads the
-// key, opens the outbox, adds the chain client's loop to mgr (it runs on the
-// elected leader only, so one signer queue per key) and registers the
-// reporter. It returns the client (nil when disabled) for callers that sign
-// receipts with the same key.
-func Setup(mgr ctrl.Manager, cfg Config) (*chainclient.Client, error) {
+// key (so a bad key stops the manager at start on every replica) and
+// registers the reporter and the chain client's loop. The loop runs on the
+// elected leader only, so there is one signer queue per key; it opens the
+// outbox when it starts, so a standby replica neither holds nor waits for
+// the outbox's lock. It returns what the reporter reports through (nil
+// when disabled).
+func Setup(mgr ctrl.Manager, cfg Config) (ResultReporter, error) {
 	if !cfg.Enabled {
 		return nil, nil
 	}
@@ -107,17 +111,18 @@ func Setup(mgr ctrl.Manager, cfg Config) (*chainclient.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("chain reporter: provider key: %w", err)
 	}
+	address, err := key.Address(cfg.Prefix)
+	if err != nil {
+		return nil, fmt.Errorf("chain reporter: %w", err)
+	}
 	chain, err := chainclient.NewRPCChain(cfg.RPCURL)
 	if err != nil {
 		return nil, fmt.Errorf("chain reporter: %w", err)
 	}
-	box, err := outbox.Open(cfg.OutboxDir, outbox.Options{Logger: mgr.GetLogger().WithName("outbox")})
-	if err != nil {
-		return nil, fmt.Errorf("chain reporter: %w", err)
-	}
+	lc := &leaderChain{address: address}
 	var rec *Reconciler
-	cc, err := chainclient.New(chainclient.Options{
-		Key: key, Prefix: cfg.Prefix, ChainID: cfg.ChainID, Chain: chain, Outbox: box,
+	opts := chainclient.Options{
+		Key: key, Prefix: cfg.Prefix, ChainID: cfg.ChainID, Chain: chain,
 		MaxBatchResults: cfg.MaxBatchResults, BatchDelay: cfg.BatchDelay, MaxTxBytes: cfg.MaxTxBytes,
 		GasPrice: gasPrice, FeeDenom: feeDenom, RetainBlocks: cfg.RetainBlocks,
 		RegistrationFunc: RegistrationFromCluster(mgr.GetClient(), &aivmv1.MsgRegisterProvider{
@@ -126,24 +131,82 @@ func Setup(mgr ctrl.Manager, cfg Config) (*chainclient.Client, error) {
 		OnEvent: func(e chainclient.Event) { rec.OnChainEvent(e) },
 		Logger:  mgr.GetLogger().WithName("chain-client"),
 		Metrics: ctrlmetrics.Registry,
-	})
-	if err != nil {
-		_ = box.Close()
-		return nil, fmt.Errorf("chain reporter: %w", err)
 	}
-	rec = NewReconciler(mgr.GetClient(), mgr.GetEventRecorder("reporter"), cc)
+	rec = NewReconciler(mgr.GetClient(), mgr.GetEventRecorder("reporter"), lc)
+	// A RunnableFunc needs leader election: it starts once this replica leads.
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		defer func() { _ = box.Close() }()
-		return cc.Run(ctx)
+		return lc.run(ctx, cfg.OutboxDir, opts, mgr.GetLogger().WithName("outbox"))
 	})); err != nil {
-		_ = box.Close()
 		return nil, fmt.Errorf("chain reporter: %w", err)
 	}
 	if err := rec.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("chain reporter: %w", err)
 	}
-	return cc, nil
+	return lc, nil
 }
+
+// ErrChainClientNotStarted is returned by the reporter's chain while the
+// chain client is not running on this replica: before it leads, or while
+// the outbox opens.
+var ErrChainClientNotStarted = errors.New("the chain client has not started on this replica yet")
+
+// leaderChain is the ResultReporter of a manager: the chain client of the
+// elected leader, built when the leader starts reporting.
+type leaderChain struct {
+	address string
+	cur     atomic.Pointer[chainclient.Client]
+}
+
+// run opens the outbox, runs the chain client until ctx ends and closes
+// the outbox again.
+func (l *leaderChain) run(ctx context.Context, dir string, opts chainclient.Options, log logr.Logger) error {
+	box, err := outbox.Open(dir, outbox.Options{Logger: log})
+	if err != nil {
+		return fmt.Errorf("chain reporter: %w", err)
+	}
+	defer func() { _ = box.Close() }()
+	opts.Outbox = box
+	cc, err := chainclient.New(opts)
+	if err != nil {
+		return fmt.Errorf("chain reporter: %w", err)
+	}
+	l.cur.Store(cc)
+	defer l.cur.Store(nil)
+	return cc.Run(ctx)
+}
+
+func (l *leaderChain) client() (*chainclient.Client, error) {
+	if c := l.cur.Load(); c != nil {
+		return c, nil
+	}
+	return nil, ErrChainClientNotStarted
+}
+
+func (l *leaderChain) Enqueue(ctx context.Context, records ...*aivmv1.ResultRecord) error {
+	c, err := l.client()
+	if err != nil {
+		return err
+	}
+	return c.Enqueue(ctx, records...)
+}
+
+func (l *leaderChain) Get(uid string) (outbox.Entry, error) {
+	c, err := l.client()
+	if err != nil {
+		return outbox.Entry{}, err
+	}
+	return c.Get(uid)
+}
+
+func (l *leaderChain) ChainError() error {
+	c, err := l.client()
+	if err != nil {
+		return err
+	}
+	return c.ChainError()
+}
+
+func (l *leaderChain) Address() string { return l.address }
 
 // +kubebuilder:rbac:groups=aivm.dev,resources=gpunodes,verbs=get;list;watch
 

@@ -18,10 +18,12 @@ package reporter
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr"
 	"google.golang.org/protobuf/proto"
@@ -94,7 +96,7 @@ func TestSetupFromFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cc.Address() != addressOf(setupKey) {
+	if cc == nil || cc.Address() != addressOf(setupKey) {
 		t.Fatalf("client reports as %s, want %s", cc.Address(), addressOf(setupKey))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -189,4 +191,107 @@ func TestRegistrationFromClusterCapsAndCleans(t *testing.T) {
 	if msg.GetTotalVramBytes() != want {
 		t.Fatalf("total VRAM %d, want %d", msg.GetTotalVramBytes(), want)
 	}
+}
+
+// TestStandbyReplicaSharesOutbox runs two manager replicas with leader
+// election over one outbox directory (a ReadWriteMany volume, or the same
+// node's volume during a rolling update). The standby neither fails nor
+// takes the outbox's lock; when the leader goes, it takes over reporting
+// from the same outbox.
+func TestStandbyReplicaSharesOutbox(t *testing.T) {
+	keyFile := filepath.Join(t.TempDir(), "provider.key")
+	if err := keys.SaveFile(keyFile, failoverKey, false); err != nil {
+		t.Fatal(err)
+	}
+	outboxDir := t.TempDir()
+	leaseID := "reporter-failover-" + fmt.Sprint(chainNode.Height())
+	replica := func(name string) (ctrl.Manager, ResultReporter) {
+		t.Helper()
+		var rc Config
+		fs := flag.NewFlagSet(name, flag.ContinueOnError)
+		rc.BindFlags(fs)
+		if err := fs.Parse([]string{
+			"--report-results", "--chain-rpc-url", chainNode.RPCURL(), "--chain-id", chainNode.ChainID(),
+			"--chain-key-dir", keyFile, "--chain-outbox-dir", outboxDir, "--chain-batch-interval", "20ms",
+		}); err != nil {
+			t.Fatal(err)
+		}
+		mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+			Scheme: testenv.Scheme(), Logger: logr.Discard(),
+			Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+			Controller:     config.Controller{SkipNameValidation: ptr.To(true)},
+			LeaderElection: true, LeaderElectionID: leaseID, LeaderElectionNamespace: "default",
+			LeaderElectionReleaseOnCancel: true,
+			LeaseDuration:                 ptr.To(2 * time.Second),
+			RenewDeadline:                 ptr.To(time.Second),
+			RetryPeriod:                   ptr.To(100 * time.Millisecond),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rr, err := Setup(mgr, rc)
+		if err != nil {
+			t.Fatalf("Setup of %s: %v", name, err)
+		}
+		return mgr, rr
+	}
+	start := func(mgr ctrl.Manager) (stop func()) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- mgr.Start(ctx) }()
+		var once bool
+		stop = func() {
+			if once {
+				return
+			}
+			once = true
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("manager: %v", err)
+			}
+		}
+		t.Cleanup(stop)
+		return stop
+	}
+
+	mgrA, chainA := replica("a")
+	// Set up, not leading: the outbox is not held.
+	if _, err := chainA.Get("any"); !errors.Is(err, ErrChainClientNotStarted) {
+		t.Fatalf("Get before leading = %v, want ErrChainClientNotStarted", err)
+	}
+	stopA := start(mgrA)
+	<-mgrA.Elected()
+	mgrB, chainB := replica("b")
+	start(mgrB)
+
+	ns := newNamespace(t)
+	kernel := newKernel(t, ns)
+	first := reported(t, newSucceededJob(t, ns, kernel, jobOpts{name: "first", signer: failoverKey}),
+		metav1.ConditionTrue, aivmv1alpha1.ReasonCommitted)
+	if _, err := chainB.Get(string(first.UID)); !errors.Is(err, ErrChainClientNotStarted) {
+		t.Fatalf("the standby's chain client answered Get: %v", err)
+	}
+
+	stopA() // releases the lease and the outbox
+	select {
+	case <-mgrB.Elected():
+	case <-time.After(eventuallyTimeout):
+		t.Fatal("the standby did not take over")
+	}
+	second := reported(t, newSucceededJob(t, ns, kernel, jobOpts{name: "second", signer: failoverKey}),
+		metav1.ConditionTrue, aivmv1alpha1.ReasonCommitted)
+	if second.Status.Chain.TxHash == first.Status.Chain.TxHash {
+		t.Errorf("both jobs in transaction %s: the second was not reported by the new leader", first.Status.Chain.TxHash)
+	}
+	// The new leader reads the same outbox: the first job's entry is there.
+	eventually(t, func() error {
+		e, err := chainB.Get(string(first.UID))
+		if err != nil {
+			return err
+		}
+		if e.TxHash != first.Status.Chain.TxHash {
+			return fmt.Errorf("first job's entry has tx %s, want %s", e.TxHash, first.Status.Chain.TxHash)
+		}
+		return nil
+	})
 }

@@ -80,6 +80,7 @@ var (
 	providerKey = keyFor("reporter-provider")
 	otherKey    = keyFor("reporter-other-provider")
 	setupKey    = keyFor("reporter-setup-provider")
+	failoverKey = keyFor("reporter-failover-provider")
 )
 
 func TestMain(m *testing.M) {
@@ -110,7 +111,7 @@ func run(m *testing.M) int {
 	chainNode, err = devnet.Start(ctx, devnet.Config{
 		Home:      home,
 		BlockTime: 100 * time.Millisecond,
-		Accounts:  map[string]uint64{addressOf(providerKey): funds, addressOf(otherKey): funds, addressOf(setupKey): funds},
+		Accounts:  map[string]uint64{addressOf(providerKey): funds, addressOf(otherKey): funds, addressOf(setupKey): funds, addressOf(failoverKey): funds},
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
