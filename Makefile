@@ -9,6 +9,8 @@ GO ?= go
 CONTROLLER_GEN ?= $(GO) tool controller-gen
 GOLANGCI_LINT_VERSION ?= v2.15.0
 LOCALBIN ?= $(CURDIR)/bin
+HELM_VERSION ?= v3.22.0
+HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)
 GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 IMG ?= ghcr.io/aivm-dev/aivm-operator:dev
 # Packages whose tests run in `make test`.
@@ -63,10 +65,10 @@ envtest: ## Provide kube-apiserver and etcd for the tests; prints their director
 	@./hack/envtest.sh
 
 .PHONY: test
-test: ## Run unit and integration tests (a real kube-apiserver and etcd; the devnet chain).
+test: $(HELM) ## Run unit and integration tests (a real kube-apiserver and etcd; the devnet chain; the rendered Helm chart).
 	@assets=$$(./hack/envtest.sh) && \
 	  echo "KUBEBUILDER_ASSETS=$$assets" && \
-	  KUBEBUILDER_ASSETS="$$assets" $(GO) test $(TEST_FLAGS) $(TEST_PKGS)
+	  KUBEBUILDER_ASSETS="$$assets" HELM="$(abspath $(HELM))" $(GO) test $(TEST_FLAGS) $(TEST_PKGS)
 
 .PHONY: test-fuzz
 test-fuzz: ## Run each fuzz target for FUZZTIME.
@@ -101,8 +103,6 @@ run: manifests generate ## Run the manager against the cluster in ~/.kube/config
 docker-build: ## Build the manager image (needs a Docker engine).
 	docker build -t $(IMG) .
 
-HELM_VERSION ?= v3.22.0
-HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)
 
 $(HELM):
 	mkdir -p $(LOCALBIN)
@@ -113,7 +113,7 @@ $(HELM):
 helm-lint: $(HELM) ## Lint the Helm chart and render it with chain reporting on and off.
 	$(HELM) lint charts/aivm-operator
 	$(HELM) template aivm charts/aivm-operator >/dev/null
-	$(HELM) template aivm charts/aivm-operator --set chain.reportResults=true --set chain.keySecret=provider-key >/dev/null
+	$(HELM) template aivm charts/aivm-operator --set chain.reportResults=true --set chain.keySecret=provider-key --set chain.rpcURL=http://nesa-node:26657 >/dev/null
 
 .PHONY: install
 install: manifests ## Install the CRDs into the cluster in ~/.kube/config.

@@ -45,13 +45,8 @@ type options struct {
 
 func main() {
 	var opts options
-	flag.StringVar(&opts.metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; \"0\" disables it.")
-	flag.StringVar(&opts.probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz endpoints bind to.")
-	flag.BoolVar(&opts.leaderElect, "leader-elect", false, "Elect a leader so only one manager replica reconciles at a time.")
-	flag.StringVar(&opts.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the manager's namespace).")
-	opts.controllers.bindFlags(flag.CommandLine)
 	zapOpts := zap.Options{}
-	zapOpts.BindFlags(flag.CommandLine)
+	opts.bindFlags(flag.CommandLine, &zapOpts)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	klog.SetLogger(ctrl.Log)
@@ -65,6 +60,17 @@ func main() {
 		ctrl.Log.Error(err, "Manager stopped")
 		os.Exit(1)
 	}
+}
+
+// bindFlags registers the manager's command-line flags on fs: opts's and
+// the logger's.
+func (o *options) bindFlags(fs *flag.FlagSet, zapOpts *zap.Options) {
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; \"0\" disables it.")
+	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz endpoints bind to.")
+	fs.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader so only one manager replica reconciles at a time.")
+	fs.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the manager's namespace).")
+	o.controllers.bindFlags(fs)
+	zapOpts.BindFlags(fs)
 }
 
 // run starts the manager on cfg and blocks until ctx ends or it fails.

@@ -1,0 +1,210 @@
+/*
+Copyright 2026 The aivm-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/aivm-dev/aivm-operator/internal/testenv"
+)
+
+// renderChart renders the Helm chart with the helm binary named by $HELM
+// (`make test` sets it to the pinned helm it installs) and returns the
+// objects by kind and name, or helm's error output.
+func renderChart(t *testing.T, set ...string) (map[string]*unstructured.Unstructured, error) {
+	t.Helper()
+	helm := os.Getenv("HELM")
+	if helm == "" {
+		t.Skip("HELM is not set; `make test` sets it to the pinned helm")
+	}
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"template", "aivm", filepath.Join(root, "charts", "aivm-operator"), "--namespace", "aivm-system"}
+	for _, s := range set {
+		args = append(args, "--set", s)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(helm, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, errors.New(stderr.String())
+	}
+	objs := map[string]*unstructured.Unstructured{}
+	dec := utilyaml.NewYAMLOrJSONDecoder(&stdout, 4096)
+	for {
+		u := &unstructured.Unstructured{}
+		if err := dec.Decode(&u.Object); err != nil {
+			if err == io.EOF {
+				break
+			}
+			t.Fatalf("decode the rendered chart: %v", err)
+		}
+		if len(u.Object) == 0 {
+			continue
+		}
+		objs[u.GetKind()+"/"+u.GetName()] = u
+	}
+	return objs, nil
+}
+
+func chartObject[T any](t *testing.T, objs map[string]*unstructured.Unstructured, key string, into *T) *T {
+	t.Helper()
+	u, ok := objs[key]
+	if !ok {
+		keys := make([]string, 0, len(objs))
+		for k := range objs {
+			keys = append(keys, k)
+		}
+		t.Fatalf("the chart renders no %s; it renders %s", key, strings.Join(keys, ", "))
+	}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, into); err != nil {
+		t.Fatalf("convert %s: %v", key, err)
+	}
+	return into
+}
+
+// parseManagerArgs parses a container's args with the manager's own flags.
+func parseManagerArgs(t *testing.T, c corev1.Container) options {
+	t.Helper()
+	var opts options
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	opts.bindFlags(fs, &zap.Options{})
+	if err := fs.Parse(c.Args); err != nil {
+		t.Fatalf("the chart passes the manager args it does not accept: %v (args %q)", err, c.Args)
+	}
+	return opts
+}
+
+// TestChartManagerWithReporting renders the chart with chain reporting on
+// and checks the manager's Deployment against the manager itself: every
+// argument parses with the manager's flags and carries the chart's value,
+// the outbox is a kept PersistentVolumeClaim, the pod's user can read the
+// key and write the outbox, and an update never runs two pods on the outbox.
+func TestChartManagerWithReporting(t *testing.T) {
+	objs, err := renderChart(t,
+		"chain.reportResults=true", "chain.keySecret=provider-key", "chain.rpcURL=http://nesa-node.nesa:26657",
+		"chain.batchSize=300", "chain.batchInterval=750ms", "chain.provider.endpoint=https://provider.example",
+		"chain.outbox.retainBlocks=100000", "image.tag=v9.9.9")
+	if err != nil {
+		t.Fatalf("helm template: %v", err)
+	}
+	dep := chartObject(t, objs, "Deployment/aivm-aivm-operator-manager", &appsv1.Deployment{})
+	if dep.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
+		t.Errorf("strategy %q, want Recreate while reporting (one outbox volume)", dep.Spec.Strategy.Type)
+	}
+	pod := dep.Spec.Template.Spec
+	if sc := pod.SecurityContext; sc == nil || sc.FSGroup == nil || *sc.FSGroup != 65532 || sc.RunAsUser == nil || *sc.RunAsUser != 65532 {
+		t.Errorf("pod securityContext %+v: the image's user 65532 must own the key and outbox volumes (fsGroup)", sc)
+	}
+	opts := parseManagerArgs(t, pod.Containers[0])
+	chain := opts.controllers.chain
+	if !chain.Enabled || chain.RPCURL != "http://nesa-node.nesa:26657" || chain.MaxBatchResults != 300 ||
+		chain.BatchDelay != 750*time.Millisecond || chain.Endpoint != "https://provider.example" ||
+		chain.RetainBlocks != 100000 || chain.Version != "v9.9.9" || chain.MaxTxBytes != 1<<20 {
+		t.Errorf("chain settings from the chart's args: %+v", chain)
+	}
+	var outboxClaim, keySecret string
+	for _, v := range pod.Volumes {
+		switch {
+		case v.Name == "outbox" && v.PersistentVolumeClaim != nil:
+			outboxClaim = v.PersistentVolumeClaim.ClaimName
+		case v.Name == "provider-key" && v.Secret != nil:
+			keySecret = v.Secret.SecretName
+			if m := v.Secret.DefaultMode; m == nil || *m&0o040 == 0 {
+				t.Errorf("key Secret defaultMode %s: the group (fsGroup) cannot read it", fileMode(m))
+			}
+		}
+	}
+	if keySecret != "provider-key" {
+		t.Errorf("key Secret volume %q, want provider-key", keySecret)
+	}
+	pvc := chartObject(t, objs, "PersistentVolumeClaim/"+outboxClaim, &corev1.PersistentVolumeClaim{})
+	if pvc.Annotations["helm.sh/resource-policy"] != "keep" {
+		t.Errorf("outbox claim annotations %v: uninstalling would delete results not yet on chain", pvc.Annotations)
+	}
+}
+
+// TestChartDefaultsMatchTheManager: with reporting off the chart's args
+// parse with the manager's flags, and the chart's chain defaults are the
+// manager's own (so turning reporting on changes nothing else).
+func TestChartDefaultsMatchTheManager(t *testing.T) {
+	objs, err := renderChart(t)
+	if err != nil {
+		t.Fatalf("helm template: %v", err)
+	}
+	dep := chartObject(t, objs, "Deployment/aivm-aivm-operator-manager", &appsv1.Deployment{})
+	parseManagerArgs(t, dep.Spec.Template.Spec.Containers[0])
+	if _, ok := objs["PersistentVolumeClaim/aivm-aivm-operator-outbox"]; ok {
+		t.Error("an outbox claim without chain reporting")
+	}
+
+	on, err := renderChart(t, "chain.reportResults=true", "chain.keySecret=k", "chain.rpcURL=http://n:26657")
+	if err != nil {
+		t.Fatalf("helm template: %v", err)
+	}
+	fromChart := parseManagerArgs(t, chartObject(t, on, "Deployment/aivm-aivm-operator-manager", &appsv1.Deployment{}).Spec.Template.Spec.Containers[0])
+	var defaults options
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	defaults.bindFlags(fs, &zap.Options{})
+	got, want := fromChart.controllers.chain, defaults.controllers.chain
+	if got.ChainID != want.ChainID || got.Prefix != want.Prefix || got.GasPrice != want.GasPrice || got.HDPath != want.HDPath ||
+		got.MaxBatchResults != want.MaxBatchResults || got.BatchDelay != want.BatchDelay || got.MaxTxBytes != want.MaxTxBytes ||
+		got.Moniker != want.Moniker || got.RetainBlocks != want.RetainBlocks {
+		t.Errorf("chart chain defaults %+v differ from the manager's %+v", got, want)
+	}
+}
+
+// TestChartRefusesIncompleteReporting: reporting without an RPC URL or a
+// key Secret fails to render, naming the value to set.
+func TestChartRefusesIncompleteReporting(t *testing.T) {
+	for missing, set := range map[string][]string{
+		"chain.rpcURL":    {"chain.reportResults=true", "chain.keySecret=k"},
+		"chain.keySecret": {"chain.reportResults=true", "chain.rpcURL=http://n:26657"},
+	} {
+		_, err := renderChart(t, set...)
+		if err == nil || !strings.Contains(err.Error(), missing) {
+			t.Errorf("render without %s: %v, want an error naming it", missing, err)
+		}
+	}
+}
+
+func fileMode(m *int32) string {
+	if m == nil {
+		return "unset"
+	}
+	return fmt.Sprintf("%#o", *m)
+}
