@@ -72,6 +72,7 @@ type RPCChain struct {
 }
 
 // NewRPCChain returns a Chain for the CometBFT RPC endpoint at rpcURL.
+// Errors name the URL only as rpc.RedactURL gives it.
 func NewRPCChain(rpcURL string) (*RPCChain, error) {
 	c, err := rpc.New(rpcURL)
 	if err != nil {
@@ -79,7 +80,8 @@ func NewRPCChain(rpcURL string) (*RPCChain, error) {
 	}
 	raw, err := cmthttp.New(rpcURL)
 	if err != nil {
-		return nil, fmt.Errorf("rpc client for %s: %w", rpcURL, err)
+		// The library's errors quote the URL as given: leave them out.
+		return nil, fmt.Errorf("rpc client for %s: invalid URL", rpc.RedactURL(rpcURL))
 	}
 	return &RPCChain{Client: c, raw: raw}, nil
 }

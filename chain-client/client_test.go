@@ -650,3 +650,17 @@ func TestLostOutboxRecoversOwnResults(t *testing.T) {
 	}
 	checkExactlyOnce(t, env, uidsOf(all))
 }
+
+// TestRPCChainURLSecretsNeverInErrors: NewRPCChain names a URL it refuses
+// without its password or query.
+func TestRPCChainURLSecretsNeverInErrors(t *testing.T) {
+	_, err := chainclient.NewRPCChain("http://alice:s3cr3tpass@127.0.0.1:1x/?apikey=k3y-s3cr3t")
+	if err == nil {
+		t.Fatal("bad URL accepted")
+	}
+	for _, s := range []string{"s3cr3tpass", "apikey", "k3y-s3cr3t"} {
+		if strings.Contains(err.Error(), s) {
+			t.Errorf("error %q reveals %q", err, s)
+		}
+	}
+}

@@ -26,6 +26,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -137,16 +138,56 @@ type Option func(*Client)
 func WithClock(c clock.WithTicker) Option { return func(cl *Client) { cl.clock = c } }
 
 // New returns a client for the node at rpcURL (e.g. "http://127.0.0.1:26657").
+// The URL may carry credentials (user:password@); errors name it only as
+// RedactURL gives it.
 func New(rpcURL string, opts ...Option) (*Client, error) {
+	if err := checkURL(rpcURL); err != nil {
+		return nil, err
+	}
 	c, err := cmthttp.New(rpcURL)
 	if err != nil {
-		return nil, fmt.Errorf("rpc client for %s: %w", rpcURL, err)
+		// The library's errors quote the URL as given: leave them out.
+		return nil, fmt.Errorf("rpc client for %s: invalid URL", RedactURL(rpcURL))
 	}
 	cl := &Client{c: c, clock: clock.RealClock{}}
 	for _, o := range opts {
 		o(cl)
 	}
 	return cl, nil
+}
+
+// checkURL returns an error, naming the URL only as RedactURL gives it,
+// when rpcURL does not parse as a URL.
+func checkURL(rpcURL string) error {
+	if _, err := url.Parse(rpcURL); err != nil {
+		// url.Error repeats the whole URL; keep only what is wrong with it.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("rpc URL %s is invalid: %w", RedactURL(rpcURL), err)
+	}
+	return nil
+}
+
+// redactedURL stands for a URL that cannot be shown.
+const redactedURL = "<unparsable URL>"
+
+// RedactURL returns rpcURL fit for logs and errors: the password (or a
+// user name that stands alone, often a token) replaced by "xxxxx", the
+// query string and fragment dropped.
+func RedactURL(rpcURL string) string {
+	u, err := url.Parse(rpcURL)
+	if err != nil {
+		return redactedURL
+	}
+	u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = "", false, "", ""
+	if u.User != nil {
+		if _, hasPassword := u.User.Password(); !hasPassword {
+			u.User = url.User("xxxxx")
+		}
+	}
+	return u.Redacted()
 }
 
 // query runs an ABCI query at the latest height and decodes its value into

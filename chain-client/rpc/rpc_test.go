@@ -234,3 +234,55 @@ func TestUnreachableNode(t *testing.T) {
 		t.Error("broadcast to a dead node succeeded")
 	}
 }
+
+// TestURLSecretsNeverInErrors: an RPC URL may carry a password and an API
+// key; neither appears in any error, whether the URL is refused at once or
+// the node behind it cannot be reached.
+func TestURLSecretsNeverInErrors(t *testing.T) {
+	secrets := []string{"s3cr3tpass", "apikey", "k3y-s3cr3t"}
+	check := func(what string, err error) {
+		t.Helper()
+		if err == nil {
+			t.Fatalf("%s: no error", what)
+		}
+		for _, s := range secrets {
+			if strings.Contains(err.Error(), s) {
+				t.Errorf("%s: error %q reveals %q", what, err, s)
+			}
+		}
+	}
+	_, err := rpc.New("http://alice:s3cr3tpass@127.0.0.1:1x/?apikey=k3y-s3cr3t")
+	check("New with a bad port", err)
+	if !strings.Contains(err.Error(), "invalid port") {
+		t.Errorf("error %q does not say what is wrong", err)
+	}
+
+	// A URL that parses, for a node that is not there.
+	c, err := rpc.New("http://alice:s3cr3tpass@127.0.0.1:1/?apikey=k3y-s3cr3t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := tctx(t)
+	_, err = c.Height(ctx)
+	check("Height", err)
+	_, err = c.BroadcastSync(ctx, []byte("tx"))
+	check("BroadcastSync", err)
+	_, _, err = c.Account(ctx, "nesa1xyz")
+	check("Account", err)
+	_, err = c.Tx(ctx, strings.Repeat("ab", 32))
+	check("Tx", err)
+}
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"http://alice:s3cr3tpass@node:26657/rpc?apikey=k3y-s3cr3t#frag": "http://alice:xxxxx@node:26657/rpc",
+		"https://k3y-s3cr3t@node":                            "https://xxxxx@node",
+		"http://node:26657?apikey=k3y-s3cr3t":                "http://node:26657",
+		"http://127.0.0.1:26657":                             "http://127.0.0.1:26657",
+		"http://alice:s3cr3tpass@node:1x/?apikey=k3y-s3cr3t": "<unparsable URL>",
+	} {
+		if got := rpc.RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
