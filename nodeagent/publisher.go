@@ -182,7 +182,9 @@ func (p *Publisher) refresh(ctx context.Context, now time.Time) error {
 			}
 		}
 		gn.OwnerReferences = refs
-		if err := p.c.Patch(ctx, gn, client.MergeFrom(orig)); err != nil {
+		// The list is replaced whole: refuse to overwrite a concurrent
+		// change (the next poll reads the GPUNode again).
+		if err := p.c.Patch(ctx, gn, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
 			p.obj = nil
 			return fmt.Errorf("set owner of gpunode %s: %w", p.nodeName, err)
 		}
