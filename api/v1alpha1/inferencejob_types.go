@@ -20,7 +20,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// MaxInlineInputBytes bounds spec.input.text; larger inputs go in a ConfigMap or Secret.
+// MaxInlineInputBytes bounds spec.input.text in bytes of UTF-8; larger inputs
+// go in a ConfigMap or Secret.
 const MaxInlineInputBytes = 65536
 
 // InferenceJobSpec is one inference request.
@@ -78,9 +79,10 @@ type InferenceJobSpec struct {
 // JobInput is the prompt of a job, in exactly one of its forms.
 // +kubebuilder:validation:XValidation:rule="[has(self.text), has(self.configMapKeyRef), has(self.secretKeyRef)].filter(x, x).size() == 1",message="input needs exactly one of text, configMapKeyRef or secretKeyRef"
 type JobInput struct {
-	// text is the prompt itself, at most 64 KiB.
+	// text is the prompt itself, at most 64 KiB (65536 bytes of UTF-8).
 	// +optional
 	// +kubebuilder:validation:MaxLength=65536
+	// +kubebuilder:validation:XValidation:rule="size(bytes(self)) <= 65536",message="input.text must be at most 65536 bytes of UTF-8; put larger inputs in a ConfigMap or Secret"
 	Text *string `json:"text,omitempty"`
 
 	// configMapKeyRef names a key of a ConfigMap in the job's namespace.

@@ -204,6 +204,8 @@ func TestInvalidManifestsRejected(t *testing.T) {
 		{"job with both input forms", validJob, []edit{{"spec.input.configMapKeyRef", map[string]any{"name": "p", "key": "prompt"}}}, []string{"spec.input", "exactly one of text, configMapKeyRef or secretKeyRef"}},
 		{"job with no input form", validJob, []edit{{"spec.input", map[string]any{}}}, []string{"spec.input", "exactly one of"}},
 		{"job with oversize inline input", validJob, []edit{{"spec.input.text", strings.Repeat("x", aivmv1alpha1.MaxInlineInputBytes+1)}}, []string{"spec.input.text", "Too long"}},
+		// 40000 two-byte characters: within maxLength, 80000 bytes.
+		{"job with oversize multi-byte inline input", validJob, []edit{{"spec.input.text", strings.Repeat("é", 40000)}}, []string{"spec.input.text", "at most 65536 bytes of UTF-8"}},
 		{"job with configmap ref without key", validJob, []edit{{"spec.input", map[string]any{"configMapKeyRef": map[string]any{"name": "p"}}}}, []string{"spec.input.configMapKeyRef.key", "Required"}},
 		{"job with zero maxTokens", validJob, []edit{{"spec.parameters.maxTokens", int64(0)}}, []string{"spec.parameters.maxTokens"}},
 		{"job with temperature 3", validJob, []edit{{"spec.parameters.temperature", "3"}}, []string{"spec.parameters.temperature", "between 0 and 2"}},
@@ -330,5 +332,38 @@ func TestStatusSubresource(t *testing.T) {
 	}
 	if model.Status.CachedNodes != 3 || len(model.Status.Conditions) != 1 {
 		t.Fatalf("status not saved: %+v", model.Status)
+	}
+}
+
+// TestInlineInputByteBound checks spec.input.text is bounded in bytes of
+// UTF-8, not in characters: text at the limit is accepted, one byte over
+// is refused although it has fewer characters than the limit.
+func TestInlineInputByteBound(t *testing.T) {
+	ctx := context.Background()
+	createNamespace(t, "inline-input")
+	cases := []struct {
+		name string
+		text string
+		ok   bool
+	}{
+		{"ascii at the limit", strings.Repeat("x", aivmv1alpha1.MaxInlineInputBytes), true},
+		{"two-byte characters at the limit", strings.Repeat("é", aivmv1alpha1.MaxInlineInputBytes/2), true},
+		{"four-byte characters at the limit", strings.Repeat("🙂", aivmv1alpha1.MaxInlineInputBytes/4), true},
+		{"one byte over with fewer characters", strings.Repeat("x", aivmv1alpha1.MaxInlineInputBytes-1) + "é", false},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			obj := parse(t, validJob)
+			obj.SetName(fmt.Sprintf("j-inline-%d", i))
+			obj.SetNamespace("inline-input")
+			apply(t, obj, []edit{{"spec.input.text", tc.text}})
+			err := k8sClient.Create(ctx, obj)
+			switch {
+			case tc.ok && err != nil:
+				t.Fatalf("%d bytes refused: %v", len(tc.text), err)
+			case !tc.ok && (!apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "at most 65536 bytes of UTF-8")):
+				t.Fatalf("%d bytes: got %v, want Invalid naming the byte limit", len(tc.text), err)
+			}
+		})
 	}
 }
