@@ -53,7 +53,7 @@ func newKernel(ns, name, model string) *v1alpha1.Kernel {
 				Image: runtimeImage,
 				Args:  []string{"--max-tokens", "64"},
 			},
-			Determinism: v1alpha1.Determinism{Seed: ptr.To(int64(7)), DType: v1alpha1.DTypeFloat32, BatchInvariant: true},
+			Determinism: v1alpha1.Determinism{Seed: ptr.To(int64(7)), DType: v1alpha1.DTypeFloat32, BatchInvariant: ptr.To(true)},
 		},
 	}
 }
@@ -235,7 +235,7 @@ func TestKernelDigestStableAndChanging(t *testing.T) {
 		"determinism.seed":  func(k *v1alpha1.Kernel) { k.Spec.Determinism.Seed = ptr.To(*k.Spec.Determinism.Seed + 1) },
 		"determinism.dtype": func(k *v1alpha1.Kernel) { k.Spec.Determinism.DType = v1alpha1.DTypeBFloat16 },
 		"determinism.batchInvariant": func(k *v1alpha1.Kernel) {
-			k.Spec.Determinism.BatchInvariant = !k.Spec.Determinism.BatchInvariant
+			k.Spec.Determinism.BatchInvariant = ptr.To(!*k.Spec.Determinism.BatchInvariant)
 		},
 		"determinism.deterministicAlgorithms": func(k *v1alpha1.Kernel) {
 			k.Spec.Determinism.DeterministicAlgorithms = !k.Spec.Determinism.DeterministicAlgorithms

@@ -94,7 +94,7 @@ type KernelSpec struct {
 
 	// determinism fixes what makes outputs reproducible across nodes.
 	// +optional
-	// +kubebuilder:default={batchInvariant: true}
+	// +kubebuilder:default={}
 	Determinism Determinism `json:"determinism,omitempty"`
 
 	// committee runs each job on several nodes and compares their outputs.
@@ -207,8 +207,10 @@ type Determinism struct {
 	DType DType `json:"dtype,omitempty"`
 
 	// batchInvariant makes results independent of how requests are batched.
+	// Defaults to true, also when other determinism fields are set.
 	// +optional
-	BatchInvariant bool `json:"batchInvariant,omitempty"`
+	// +kubebuilder:default=true
+	BatchInvariant *bool `json:"batchInvariant,omitempty"`
 
 	// deterministicAlgorithms forces deterministic GPU kernels where the engine offers them.
 	// +optional

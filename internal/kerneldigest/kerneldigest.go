@@ -57,7 +57,7 @@ limitations under the License.
 //	gpu.migProfile                      string, empty when unset
 //	determinism.seed                    decimal string, or absent
 //	determinism.dtype                   string, empty when unset
-//	determinism.batchInvariant          "true" or "false"
+//	determinism.batchInvariant          "true" or "false" ("true" when unset)
 //	determinism.deterministicAlgorithms "true" or "false"
 //	committee.replicas                  spec.committee.replicas (1 when 0)
 //	committee.aggregation               spec.committee.aggregation ("majority" when empty)
@@ -66,8 +66,9 @@ limitations under the License.
 // encoding.
 //
 // Fields whose zero value the API schema forbids (engine, GPU count,
-// replicas, aggregation, model format) are replaced by their API defaults,
-// so a spec reads the same before and after the API server defaults it.
+// replicas, aggregation, model format) and an unset batchInvariant are
+// replaced by their API defaults, so a spec reads the same before and after
+// the API server defaults it.
 //
 // Left out, because they do not decide the output: object names,
 // namespaces, UIDs and labels; the Model's URI, size, credentials, cache
@@ -151,7 +152,7 @@ func Encode(kernel *v1alpha1.KernelSpec, model *v1alpha1.ModelSpec) ([]byte, err
 		e.absent("determinism.seed")
 	}
 	e.str("determinism.dtype", string(d.DType))
-	e.str("determinism.batchInvariant", strconv.FormatBool(d.BatchInvariant))
+	e.str("determinism.batchInvariant", strconv.FormatBool(d.BatchInvariant == nil || *d.BatchInvariant))
 	e.str("determinism.deterministicAlgorithms", strconv.FormatBool(d.DeterministicAlgorithms))
 
 	c := kernel.Committee

@@ -54,7 +54,7 @@ func baseKernel() *v1alpha1.KernelSpec {
 			MinComputeCapability: "8.0",
 		},
 		Resources:   &v1alpha1.KernelResources{CPU: ptr(resource.MustParse("4"))},
-		Determinism: v1alpha1.Determinism{Seed: ptr(int64(42)), DType: v1alpha1.DTypeBFloat16, BatchInvariant: true, DeterministicAlgorithms: true},
+		Determinism: v1alpha1.Determinism{Seed: ptr(int64(42)), DType: v1alpha1.DTypeBFloat16, BatchInvariant: ptr(true), DeterministicAlgorithms: true},
 		Committee:   v1alpha1.Committee{Replicas: 3, Aggregation: v1alpha1.AggregationMajority},
 		Timeouts:    v1alpha1.KernelTimeouts{StartupSeconds: 900, InferenceSeconds: 300},
 	}
@@ -146,7 +146,7 @@ func TestEachFieldChangesDigest(t *testing.T) {
 		"determinism.seed unset":   func(k *v1alpha1.KernelSpec, _ *v1alpha1.ModelSpec) { k.Determinism.Seed = nil },
 		"determinism.dtype":        func(k *v1alpha1.KernelSpec, _ *v1alpha1.ModelSpec) { k.Determinism.DType = v1alpha1.DTypeFloat16 },
 		"determinism.batchInvariant": func(k *v1alpha1.KernelSpec, _ *v1alpha1.ModelSpec) {
-			k.Determinism.BatchInvariant = false
+			k.Determinism.BatchInvariant = ptr(false)
 		},
 		"determinism.deterministicAlgorithms": func(k *v1alpha1.KernelSpec, _ *v1alpha1.ModelSpec) {
 			k.Determinism.DeterministicAlgorithms = false
@@ -209,9 +209,10 @@ func TestIrrelevantFieldsKeepDigest(t *testing.T) {
 func TestDefaultsReadTheSame(t *testing.T) {
 	bare := &v1alpha1.KernelSpec{Runtime: v1alpha1.KernelRuntime{Image: "r:1"}}
 	defaulted := &v1alpha1.KernelSpec{
-		Runtime:   v1alpha1.KernelRuntime{Image: "r:1", Engine: v1alpha1.EngineBuiltin},
-		GPU:       v1alpha1.KernelGPU{Count: 1},
-		Committee: v1alpha1.Committee{Replicas: 1, Aggregation: v1alpha1.AggregationMajority},
+		Runtime:     v1alpha1.KernelRuntime{Image: "r:1", Engine: v1alpha1.EngineBuiltin},
+		GPU:         v1alpha1.KernelGPU{Count: 1},
+		Determinism: v1alpha1.Determinism{BatchInvariant: ptr(true)},
+		Committee:   v1alpha1.Committee{Replicas: 1, Aggregation: v1alpha1.AggregationMajority},
 	}
 	m1 := &v1alpha1.ModelSpec{SHA256: modelSHA}
 	m2 := &v1alpha1.ModelSpec{SHA256: modelSHA, Format: v1alpha1.ModelFormatSafetensors}

@@ -367,3 +367,68 @@ func TestInlineInputByteBound(t *testing.T) {
 		})
 	}
 }
+
+// TestBatchInvariantDefault checks determinism.batchInvariant defaults to
+// true on its own, also when other determinism fields are set, and that an
+// explicit false is kept.
+func TestBatchInvariantDefault(t *testing.T) {
+	ctx := context.Background()
+	createNamespace(t, "batch-invariant")
+	cases := []struct {
+		name        string
+		determinism any // nil: no determinism block
+		want        bool
+	}{
+		{"no determinism block", nil, true},
+		{"seed only", map[string]any{"seed": int64(1)}, true},
+		{"dtype only", map[string]any{"dtype": "float16"}, true},
+		{"explicit false", map[string]any{"seed": int64(1), "batchInvariant": false}, false},
+		{"explicit true", map[string]any{"batchInvariant": true}, true},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			obj := parse(t, validKernel)
+			obj.SetName(fmt.Sprintf("k-bi-%d", i))
+			obj.SetNamespace("batch-invariant")
+			if tc.determinism != nil {
+				apply(t, obj, []edit{{"spec.determinism", tc.determinism}})
+			}
+			if err := k8sClient.Create(ctx, obj); err != nil {
+				t.Fatalf("create: %v", err)
+			}
+			var k aivmv1alpha1.Kernel
+			if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(obj), &k); err != nil {
+				t.Fatal(err)
+			}
+			if got := k.Spec.Determinism.BatchInvariant; got == nil || *got != tc.want {
+				t.Errorf("batchInvariant = %v, want %v", fmtBoolPtr(got), tc.want)
+			}
+		})
+	}
+
+	// A Go client's explicit false reaches the server and stays false.
+	k := &aivmv1alpha1.Kernel{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "batch-invariant", Name: "k-bi-go"},
+		Spec: aivmv1alpha1.KernelSpec{
+			ModelRef:    aivmv1alpha1.LocalObjectReference{Name: "m"},
+			Runtime:     aivmv1alpha1.KernelRuntime{Image: "ghcr.io/aivm-dev/aivm-runtime:v0.1.0"},
+			Determinism: aivmv1alpha1.Determinism{BatchInvariant: new(bool)},
+		},
+	}
+	if err := k8sClient.Create(ctx, k); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(k), k); err != nil {
+		t.Fatal(err)
+	}
+	if got := k.Spec.Determinism.BatchInvariant; got == nil || *got {
+		t.Errorf("Go client false: batchInvariant = %v, want false", fmtBoolPtr(got))
+	}
+}
+
+func fmtBoolPtr(b *bool) string {
+	if b == nil {
+		return "unset"
+	}
+	return fmt.Sprint(*b)
+}
