@@ -135,6 +135,89 @@ func checkExactlyOnce(t *testing.T, env *chainEnv, uids []string) {
 	}
 }
 
+// signedTx is a distinct signed transaction carrying a result, and the
+// codes CheckTx answered each time it was offered.
+type signedTx struct {
+	hash  string
+	codes []uint32
+}
+
+func (s signedTx) accepted() bool {
+	for _, c := range s.codes {
+		if c == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// signedByUID returns, per job UID, the distinct signed transactions
+// carrying its result that were offered to the devnet's mempool, committed
+// or not, in the order first offered.
+func signedByUID(t *testing.T, env *chainEnv) map[string][]signedTx {
+	t.Helper()
+	env.offers.mu.Lock()
+	defer env.offers.mu.Unlock()
+	out := map[string][]signedTx{}
+	for _, hash := range env.offers.order {
+		of := env.offers.txs[hash]
+		d, err := tx.Decode(of.raw)
+		if err != nil {
+			continue // not a transaction a client built
+		}
+		msgs, err := d.Msgs()
+		if err != nil {
+			continue
+		}
+		for _, m := range msgs {
+			if sub, ok := m.(*aivmv1.MsgSubmitResults); ok {
+				for _, r := range sub.GetResults() {
+					out[r.GetJobUid()] = append(out[r.GetJobUid()], signedTx{hash: hash, codes: append([]uint32(nil), of.codes...)})
+				}
+			}
+		}
+	}
+	return out
+}
+
+// checkSignedOnce asserts that each job UID was signed into exactly one
+// distinct transaction, counting every transaction offered to the chain,
+// whether or not it reached a block: a second signature is what could put
+// a result on chain twice.
+func checkSignedOnce(t *testing.T, env *chainEnv, uids []string) {
+	t.Helper()
+	signed := signedByUID(t, env)
+	for _, u := range uids {
+		if len(signed[u]) != 1 {
+			t.Errorf("job %s was signed into %d distinct transactions, want 1: %+v", u, len(signed[u]), signed[u])
+		}
+	}
+}
+
+// checkResignedAfterRefusal is checkSignedOnce for tests that force the
+// chain to refuse a batch at CheckTx with code: each job UID was signed
+// into exactly one transaction the mempool accepted, and otherwise only
+// into transactions refused with code (which entered no mempool, so could
+// never land).
+func checkResignedAfterRefusal(t *testing.T, env *chainEnv, uids []string, code uint32) {
+	t.Helper()
+	signed := signedByUID(t, env)
+	for _, u := range uids {
+		accepted := 0
+		for _, s := range signed[u] {
+			switch {
+			case s.accepted():
+				accepted++
+			case len(s.codes) == 0 || s.codes[0] != code:
+				t.Errorf("job %s was signed into tx %s, refused with codes %v, want code %d", u, s.hash, s.codes, code)
+			}
+		}
+		if accepted != 1 {
+			t.Errorf("job %s was signed into %d transactions the mempool accepted, want 1: %+v", u, accepted, signed[u])
+		}
+	}
+}
+
 func TestResultsCommittedAndQueryable(t *testing.T) {
 	k := keyFor(t, "committed")
 	env := startChain(t, devnet.Config{Accounts: map[string]uint64{addrOf(t, k): testFunds}})
@@ -152,6 +235,7 @@ func TestResultsCommittedAndQueryable(t *testing.T) {
 	r.events.waitFinal(t, uidsOf(recs))
 	checkOnChain(t, env, r, recs)
 	checkExactlyOnce(t, env, uidsOf(recs))
+	checkSignedOnce(t, env, uidsOf(recs))
 
 	var p *aivmv1.Provider
 	retry(t, func() (err error) { p, err = env.rpc.Provider(ctxT(t), r.client.Address()); return err })
@@ -274,6 +358,10 @@ func TestSequenceMismatchRecovered(t *testing.T) {
 		t.Fatal("no result was re-signed: the sequence mismatch path did not run")
 	}
 	checkExactlyOnce(t, env, uidsOf(append(first, second...)))
+	checkSignedOnce(t, env, uidsOf(first))
+	// The second batch was refused for its sequence at CheckTx, on purpose,
+	// and only then signed again.
+	checkResignedAfterRefusal(t, env, uidsOf(second), devnet.CodeWrongSequence)
 }
 
 // TestChainOutageDrains stops the devnet while results keep coming, then
@@ -320,6 +408,9 @@ func TestChainOutageDrains(t *testing.T) {
 	all := append(before, during...)
 	checkOnChain(t, env, r, all)
 	checkExactlyOnce(t, env, uidsOf(all))
+	// Results in flight when the node stopped (and left its mempool) were
+	// sent again with the same bytes, never signed again.
+	checkSignedOnce(t, env, uidsOf(all))
 }
 
 // TestRejectedResultsSurface: a job UID another provider already put on
@@ -359,6 +450,8 @@ func TestRejectedResultsSurface(t *testing.T) {
 	if e0, _ := a.client.Get(fresh[0].GetJobUid()); e0.Requeues != 1 {
 		t.Fatalf("fresh result requeued %d times, want 1 (it shared the refused batch)", e0.Requeues)
 	}
+	// Signed again only after the chain refused their first batch.
+	checkResignedAfterRefusal(t, env, uidsOf(fresh), devnet.CodeDuplicateResult)
 	// And a's later results still go through.
 	later := records("later", 0, 5)
 	if err := a.client.Enqueue(ctxT(t), later...); err != nil {
@@ -649,6 +742,9 @@ func TestLostOutboxRecoversOwnResults(t *testing.T) {
 		}
 	}
 	checkExactlyOnce(t, env, uidsOf(all))
+	// The second outbox signed every result again on purpose; the chain
+	// refused that batch as holding results already on chain.
+	checkResignedAfterRefusal(t, env, uidsOf(all), devnet.CodeDuplicateResult)
 }
 
 // TestRPCChainURLSecretsNeverInErrors: NewRPCChain names a URL it refuses

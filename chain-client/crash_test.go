@@ -13,12 +13,15 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	chainclient "github.com/aivm-dev/aivm-operator/chain-client"
 	"github.com/aivm-dev/aivm-operator/chain-client/aivmv1"
 	"github.com/aivm-dev/aivm-operator/chain-client/devnet"
 	"github.com/aivm-dev/aivm-operator/chain-client/keys"
 	"github.com/aivm-dev/aivm-operator/chain-client/outbox"
 	"github.com/aivm-dev/aivm-operator/chain-client/rpc"
+	"github.com/aivm-dev/aivm-operator/chain-client/tx"
 )
 
 // Environment of a crash-test child process.
@@ -127,7 +130,15 @@ func TestCrashExactlyOnce(t *testing.T) {
 		maxRounds = 40
 	)
 	k := keyFor(t, "crash")
-	env := startChain(t, devnet.Config{Accounts: map[string]uint64{addrOf(t, k): testFunds}, BlockTime: 50 * time.Millisecond})
+	env := startChain(t, devnet.Config{Accounts: map[string]uint64{addrOf(t, k): testFunds}, BlockTime: 50 * time.Millisecond,
+		ProviderValidBlocks: 1 << 40})
+	// Register the provider before the runs, for good: every transaction a
+	// run signs is then a batch, stored in the outbox before it is sent. (A
+	// registration is not stored: a run killed with one in the mempool
+	// leaves the next run to sign its first batch with the registration's
+	// sequence; the chain refuses that batch at CheckTx, so it could never
+	// land, and its results are signed again: safe, but not "signed once".)
+	preRegister(t, env, k)
 	dir := t.TempDir()
 	keyFile := filepath.Join(t.TempDir(), "provider.key")
 	if err := keys.SaveFile(keyFile, k, false); err != nil {
@@ -227,6 +238,8 @@ func TestCrashExactlyOnce(t *testing.T) {
 		}
 	}
 	checkExactlyOnce(t, env, uidsOf(recs))
+	// Killed runs resent their signed batches, never signed them again.
+	checkSignedOnce(t, env, uidsOf(recs))
 	box, err := outbox.Open(dir, outbox.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -238,5 +251,29 @@ func TestCrashExactlyOnce(t *testing.T) {
 	}
 	if counts[outbox.StateCommitted] != total || len(counts) != 1 {
 		t.Fatalf("outbox after the last run = %v, want %d Committed", counts, total)
+	}
+}
+
+// preRegister registers k's provider with the test's registration and
+// waits for the block.
+func preRegister(t *testing.T, env *chainEnv, k *keys.Key) {
+	t.Helper()
+	ctx := ctxT(t)
+	num, seq, err := env.rpc.Account(ctx, addrOf(t, k))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := registration()
+	msg.Provider = addrOf(t, k)
+	raw, hash, err := tx.BuildAndSign(tx.SignInput{Key: k, ChainID: env.node.ChainID(), AccountNumber: num,
+		Sequence: seq, Msgs: []proto.Message{msg}, FeeAmount: 10_000, FeeDenom: "unes", GasLimit: 400_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if br, err := env.rpc.BroadcastSync(ctx, raw); err != nil || br.Code != 0 {
+		t.Fatalf("registration: %+v, %v", br, err)
+	}
+	if res, err := env.rpc.WaitForTx(ctx, hash, 20*time.Millisecond); err != nil || res.Code != 0 {
+		t.Fatalf("registration: %+v, %v", res, err)
 	}
 }

@@ -96,6 +96,38 @@ type chainEnv struct {
 	// does (its connections close), so after a restart the clients move to
 	// a fresh RPC client.
 	chain *liveChain
+	// offers holds every transaction the devnet's mempool was offered.
+	offers *offers
+}
+
+// offers records the transactions offered to a devnet's mempool (through
+// devnet.Config.OnCheckTx), so tests see every transaction a client signed
+// and sent, not only those in blocks.
+type offers struct {
+	mu    sync.Mutex
+	order []string          // hashes, first offer first
+	txs   map[string]*offer // by hash
+}
+
+// offer is one distinct signed transaction and the codes CheckTx answered
+// each time it was offered.
+type offer struct {
+	raw   []byte
+	codes []uint32
+}
+
+func (o *offers) record(raw []byte, code uint32) {
+	h := sha256.Sum256(raw)
+	hash := strings.ToUpper(hex.EncodeToString(h[:]))
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	of := o.txs[hash]
+	if of == nil {
+		of = &offer{raw: append([]byte(nil), raw...)}
+		o.txs[hash] = of
+		o.order = append(o.order, hash)
+	}
+	of.codes = append(of.codes, code)
 }
 
 // liveChain forwards to the RPC client of the devnet's current run.
@@ -126,7 +158,10 @@ func startChain(t testing.TB, cfg devnet.Config) *chainEnv {
 	if cfg.BlockTime == 0 {
 		cfg.BlockTime = testBlockTime
 	}
-	e := &chainEnv{cfg: cfg, chain: &liveChain{}}
+	e := &chainEnv{cfg: cfg, chain: &liveChain{}, offers: &offers{txs: map[string]*offer{}}}
+	if e.cfg.OnCheckTx == nil {
+		e.cfg.OnCheckTx = e.offers.record
+	}
 	e.start(t)
 	t.Cleanup(func() { e.node.Stop() })
 	return e

@@ -113,6 +113,10 @@ type application struct {
 
 	commitMu   sync.Mutex
 	commitCond *sync.Cond
+
+	// onCheckTx and holdTx are Config.OnCheckTx and Config.HoldTx.
+	onCheckTx func(tx []byte, code uint32)
+	holdTx    func(tx []byte) bool
 }
 
 // newApp opens the application over db, resuming its committed state.
@@ -240,9 +244,27 @@ func (a *application) InitChain(_ context.Context, req *abci.InitChainRequest) (
 // next CheckTx.
 func (a *application) CheckTx(_ context.Context, req *abci.CheckTxRequest) (*abci.CheckTxResponse, error) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	r := a.runTx(a.check, req.Tx, a.height+1, true)
+	a.mu.Unlock()
+	if a.onCheckTx != nil && req.Type != abci.CHECK_TX_TYPE_RECHECK {
+		a.onCheckTx(req.Tx, r.code)
+	}
 	return &abci.CheckTxResponse{Code: r.code, Codespace: r.codespace, Log: r.log, GasWanted: r.gasWanted, GasUsed: r.gasUsed}, nil
+}
+
+// PrepareProposal proposes the mempool's transactions, less those
+// Config.HoldTx holds, up to the block's size.
+func (a *application) PrepareProposal(ctx context.Context, req *abci.PrepareProposalRequest) (*abci.PrepareProposalResponse, error) {
+	if a.holdTx == nil {
+		return a.BaseApplication.PrepareProposal(ctx, req)
+	}
+	kept := make([][]byte, 0, len(req.Txs))
+	for _, t := range req.Txs {
+		if !a.holdTx(t) {
+			kept = append(kept, t)
+		}
+	}
+	return a.BaseApplication.PrepareProposal(ctx, &abci.PrepareProposalRequest{MaxTxBytes: req.MaxTxBytes, Txs: kept})
 }
 
 // FinalizeBlock executes the block's transactions on a fresh pending state.

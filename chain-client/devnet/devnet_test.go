@@ -23,6 +23,8 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -784,5 +786,59 @@ func TestFundAndSend(t *testing.T) {
 	}
 	if _, err := shared.node.Fund(ctxT(t), "cosmos1jhg0e7s6gn44tfc5k37kr04sznyhedtc9rzys5", 5); err == nil {
 		t.Error("funded an address of another chain")
+	}
+}
+
+// TestHoldTxWithoutMempoolCache: a held transaction stays in the mempool
+// and out of blocks; without the mempool cache, sending it again is checked
+// again and refused for its sequence; OnCheckTx sees both offers; released,
+// it lands.
+func TestHoldTxWithoutMempoolCache(t *testing.T) {
+	k := testKey(100)
+	var hold atomic.Bool
+	hold.Store(true)
+	var mu sync.Mutex
+	var codes []uint32
+	n, err := devnet.Start(ctxT(t), devnet.Config{
+		Home: t.TempDir(), Accounts: map[string]uint64{addr(k): funds}, BlockTime: testBlockTime,
+		NoMempoolCache: true,
+		HoldTx:         func([]byte) bool { return hold.Load() },
+		OnCheckTx: func(_ []byte, code uint32) {
+			mu.Lock()
+			codes = append(codes, code)
+			mu.Unlock()
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop()
+	c, err := rpc.New(n.RPCURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSigner(t, c, n.ChainID(), k)
+	raw, hash := s.sign(t, registration(k))
+	if br, err := c.BroadcastSync(ctxT(t), raw); err != nil || br.Code != 0 {
+		t.Fatalf("first offer: %+v, %v", br, err)
+	}
+	if err := n.WaitForHeight(ctxT(t), n.Height()+3); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := c.Tx(ctxT(t), hash); err != nil || r.Found {
+		t.Fatalf("held tx: %+v, %v; want not in a block", r, err)
+	}
+	br, err := c.BroadcastSync(ctxT(t), raw)
+	if err != nil || br.Code != devnet.CodeWrongSequence || !strings.Contains(br.Log, "expected 1, got 0") {
+		t.Fatalf("second offer: %+v, %v; want wrong sequence, expected 1", br, err)
+	}
+	hold.Store(false)
+	if r, err := c.WaitForTx(ctxT(t), hash, pollInterval); err != nil || r.Code != 0 {
+		t.Fatalf("released tx: %+v, %v", r, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if diff := cmp.Diff([]uint32{0, devnet.CodeWrongSequence}, codes); diff != "" {
+		t.Errorf("OnCheckTx codes (-want +got):\n%s", diff)
 	}
 }

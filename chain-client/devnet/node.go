@@ -102,6 +102,22 @@ type Config struct {
 	// Logger receives the node's logs (CometBFT info at V(2)); default
 	// discards them.
 	Logger logr.Logger
+
+	// OnCheckTx, when set, is called with every transaction offered to the
+	// mempool (not the mempool's rechecks after a block) and the code
+	// CheckTx answered. It runs on CometBFT's goroutines and must not block.
+	// Tests use it to see every transaction a client signed and sent,
+	// including those that never reach a block.
+	OnCheckTx func(tx []byte, code uint32)
+	// HoldTx, when set, is asked about each mempool transaction when a block
+	// is proposed; a transaction it holds stays in the mempool, out of the
+	// block, as behind a congested or lagging proposer. For tests.
+	HoldTx func(tx []byte) bool
+	// NoMempoolCache turns off the mempool's cache of transactions seen
+	// (CometBFT cache_size = 0): a transaction sent again while it is in
+	// the mempool is checked again, and refused for its sequence, instead
+	// of being answered "already in cache".
+	NoMempoolCache bool
 }
 
 // Node is a running devnet.
@@ -167,6 +183,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	ccfg.Consensus.TimeoutPrecommit = 200 * time.Millisecond
 	ccfg.Consensus.PeerGossipSleepDuration = 10 * time.Millisecond
 	ccfg.Mempool.MaxTxBytes = int(cfg.MaxTxBytes) * 2
+	if cfg.NoMempoolCache {
+		ccfg.Mempool.CacheSize = 0
+	}
 	if ccfg.Mempool.MaxTxsBytes < int64(ccfg.Mempool.MaxTxBytes)*4 {
 		ccfg.Mempool.MaxTxsBytes = int64(ccfg.Mempool.MaxTxBytes) * 4
 	}
@@ -259,6 +278,7 @@ func startNode(ctx context.Context, ccfg *cmtcfg.Config, cfg Config, appDB dbm.D
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	app.onCheckTx, app.holdTx = cfg.OnCheckTx, cfg.HoldTx
 	dbs := &dbTracker{}
 	cn, err := node.NewNode(ctx, ccfg, pv, nodeKey, proxy.NewLocalClientCreator(app),
 		node.DefaultGenesisDocProviderFunc(ccfg), dbs.provide,
