@@ -17,84 +17,19 @@ limitations under the License.
 package main
 
 import (
-	"bytes"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/aivm-dev/aivm-operator/internal/testenv"
 )
-
-// renderChart renders the Helm chart with the helm binary named by $HELM
-// (`make test` sets it to the pinned helm it installs) and returns the
-// objects by kind and name, or helm's error output.
-func renderChart(t *testing.T, set ...string) (map[string]*unstructured.Unstructured, error) {
-	t.Helper()
-	helm := os.Getenv("HELM")
-	if helm == "" {
-		t.Skip("HELM is not set; `make test` sets it to the pinned helm")
-	}
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	args := []string{"template", "aivm", filepath.Join(root, "charts", "aivm-operator"), "--namespace", "aivm-system"}
-	for _, s := range set {
-		args = append(args, "--set", s)
-	}
-	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(helm, args...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return nil, errors.New(stderr.String())
-	}
-	objs := map[string]*unstructured.Unstructured{}
-	dec := utilyaml.NewYAMLOrJSONDecoder(&stdout, 4096)
-	for {
-		u := &unstructured.Unstructured{}
-		if err := dec.Decode(&u.Object); err != nil {
-			if err == io.EOF {
-				break
-			}
-			t.Fatalf("decode the rendered chart: %v", err)
-		}
-		if len(u.Object) == 0 {
-			continue
-		}
-		objs[u.GetKind()+"/"+u.GetName()] = u
-	}
-	return objs, nil
-}
-
-func chartObject[T any](t *testing.T, objs map[string]*unstructured.Unstructured, key string, into *T) *T {
-	t.Helper()
-	u, ok := objs[key]
-	if !ok {
-		keys := make([]string, 0, len(objs))
-		for k := range objs {
-			keys = append(keys, k)
-		}
-		t.Fatalf("the chart renders no %s; it renders %s", key, strings.Join(keys, ", "))
-	}
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, into); err != nil {
-		t.Fatalf("convert %s: %v", key, err)
-	}
-	return into
-}
 
 // parseManagerArgs parses a container's args with the manager's own flags.
 func parseManagerArgs(t *testing.T, c corev1.Container) options {
@@ -115,14 +50,14 @@ func parseManagerArgs(t *testing.T, c corev1.Container) options {
 // the outbox is a kept PersistentVolumeClaim, the pod's user can read the
 // key and write the outbox, and an update never runs two pods on the outbox.
 func TestChartManagerWithReporting(t *testing.T) {
-	objs, err := renderChart(t,
+	objs, err := testenv.RenderChart(t,
 		"chain.reportResults=true", "chain.keySecret=provider-key", "chain.rpcURL=http://nesa-node.nesa:26657",
 		"chain.batchSize=300", "chain.batchInterval=750ms", "chain.provider.endpoint=https://provider.example",
 		"chain.outbox.retainBlocks=100000", "image.tag=v9.9.9")
 	if err != nil {
 		t.Fatalf("helm template: %v", err)
 	}
-	dep := chartObject(t, objs, "Deployment/aivm-aivm-operator-manager", &appsv1.Deployment{})
+	dep := objectOf[appsv1.Deployment](t, objs, "Deployment/aivm-aivm-operator-manager")
 	if dep.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
 		t.Errorf("strategy %q, want Recreate while reporting (one outbox volume)", dep.Spec.Strategy.Type)
 	}
@@ -152,7 +87,7 @@ func TestChartManagerWithReporting(t *testing.T) {
 	if keySecret != "provider-key" {
 		t.Errorf("key Secret volume %q, want provider-key", keySecret)
 	}
-	pvc := chartObject(t, objs, "PersistentVolumeClaim/"+outboxClaim, &corev1.PersistentVolumeClaim{})
+	pvc := objectOf[corev1.PersistentVolumeClaim](t, objs, "PersistentVolumeClaim/"+outboxClaim)
 	if pvc.Annotations["helm.sh/resource-policy"] != "keep" {
 		t.Errorf("outbox claim annotations %v: uninstalling would delete results not yet on chain", pvc.Annotations)
 	}
@@ -162,21 +97,21 @@ func TestChartManagerWithReporting(t *testing.T) {
 // parse with the manager's flags, and the chart's chain defaults are the
 // manager's own (so turning reporting on changes nothing else).
 func TestChartDefaultsMatchTheManager(t *testing.T) {
-	objs, err := renderChart(t)
+	objs, err := testenv.RenderChart(t)
 	if err != nil {
 		t.Fatalf("helm template: %v", err)
 	}
-	dep := chartObject(t, objs, "Deployment/aivm-aivm-operator-manager", &appsv1.Deployment{})
+	dep := objectOf[appsv1.Deployment](t, objs, "Deployment/aivm-aivm-operator-manager")
 	parseManagerArgs(t, dep.Spec.Template.Spec.Containers[0])
 	if _, ok := objs["PersistentVolumeClaim/aivm-aivm-operator-outbox"]; ok {
 		t.Error("an outbox claim without chain reporting")
 	}
 
-	on, err := renderChart(t, "chain.reportResults=true", "chain.keySecret=k", "chain.rpcURL=http://n:26657")
+	on, err := testenv.RenderChart(t, "chain.reportResults=true", "chain.keySecret=k", "chain.rpcURL=http://n:26657")
 	if err != nil {
 		t.Fatalf("helm template: %v", err)
 	}
-	fromChart := parseManagerArgs(t, chartObject(t, on, "Deployment/aivm-aivm-operator-manager", &appsv1.Deployment{}).Spec.Template.Spec.Containers[0])
+	fromChart := parseManagerArgs(t, objectOf[appsv1.Deployment](t, on, "Deployment/aivm-aivm-operator-manager").Spec.Template.Spec.Containers[0])
 	var defaults options
 	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
 	defaults.bindFlags(fs, &zap.Options{})
@@ -195,7 +130,7 @@ func TestChartRefusesIncompleteReporting(t *testing.T) {
 		"chain.rpcURL":    {"chain.reportResults=true", "chain.keySecret=k"},
 		"chain.keySecret": {"chain.reportResults=true", "chain.rpcURL=http://n:26657"},
 	} {
-		_, err := renderChart(t, set...)
+		_, err := testenv.RenderChart(t, set...)
 		if err == nil || !strings.Contains(err.Error(), missing) {
 			t.Errorf("render without %s: %v, want an error naming it", missing, err)
 		}
@@ -207,4 +142,11 @@ func fileMode(m *int32) string {
 		return "unset"
 	}
 	return fmt.Sprintf("%#o", *m)
+}
+
+func objectOf[T any](t *testing.T, c testenv.Chart, key string) *T {
+	t.Helper()
+	obj := new(T)
+	c.Object(t, key, obj)
+	return obj
 }

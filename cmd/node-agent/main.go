@@ -78,7 +78,21 @@ type options struct {
 
 func main() {
 	var o options
-	fs := flag.CommandLine
+	zapOpts := zap.Options{}
+	o.bindFlags(flag.CommandLine, &zapOpts)
+	flag.Parse()
+
+	log := zap.New(zap.UseFlagOptions(&zapOpts))
+	ctrl.SetLogger(log)
+	if err := run(ctrl.SetupSignalHandler(), o, log, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "node-agent:", err)
+		os.Exit(1)
+	}
+}
+
+// bindFlags registers the agent's command-line flags on fs: o's, the
+// kubeconfig's and the logger's.
+func (o *options) bindFlags(fs *flag.FlagSet, zapOpts *zap.Options) {
 	fs.StringVar(&o.nodeName, "node-name", os.Getenv("NODE_NAME"), "Name of the Node this agent runs on (default $NODE_NAME, set from the downward API).")
 	fs.DurationVar(&o.pollInterval, "poll-interval", nodeagent.DefaultPollInterval, "Time between two NVML polls.")
 	fs.DurationVar(&o.heartbeatInterval, "heartbeat-interval", nodeagent.DefaultHeartbeatInterval, "Longest time between two writes of the GPUNode status; at least the poll interval.")
@@ -94,16 +108,7 @@ func main() {
 	fs.DurationVar(&o.cacheSyncInterval, "cache-sync-interval", nodeagent.DefaultCacheSyncInterval, "Time between two looks for models to prefetch and two cache garbage collections, besides those a Model change starts.")
 	fs.BoolVar(&o.once, "once", false, "Poll once, print the inventory as JSON and exit, without contacting the API server.")
 	config.RegisterFlags(fs)
-	zapOpts := zap.Options{}
 	zapOpts.BindFlags(fs)
-	flag.Parse()
-
-	log := zap.New(zap.UseFlagOptions(&zapOpts))
-	ctrl.SetLogger(log)
-	if err := run(ctrl.SetupSignalHandler(), o, log, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "node-agent:", err)
-		os.Exit(1)
-	}
 }
 
 // errNoNVML is the one line printed when NVML is missing.
