@@ -65,7 +65,7 @@ func RenderChart(t testing.TB, set ...string) (Chart, error) {
 	for {
 		u := &unstructured.Unstructured{}
 		if err := dec.Decode(&u.Object); err != nil {
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				break
 			}
 			t.Fatalf("decode the rendered chart: %v", err)
