@@ -17,7 +17,10 @@
 //     longer be included: the chain refused it at CheckTx (so it is in no
 //     mempool), or its account sequence was used by another transaction
 //     (the account's sequence is past it and the chain's state does not hold
-//     its results under its hash);
+//     its results under its hash). A resend refused for its sequence while
+//     the account's sequence has not passed it keeps the transaction in
+//     flight: it may still sit in a mempool (its node's own, when the node
+//     keeps no cache of transactions seen) and land;
 //   - a job UID already on chain never sinks its batch: a result this
 //     provider put there before (the outbox was lost) is recorded as
 //     committed with its proof rebuilt from the carrying transaction, any

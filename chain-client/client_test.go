@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -757,6 +758,117 @@ func TestRPCChainURLSecretsNeverInErrors(t *testing.T) {
 	for _, s := range []string{"s3cr3tpass", "apikey", "k3y-s3cr3t"} {
 		if strings.Contains(err.Error(), s) {
 			t.Errorf("error %q reveals %q", err, s)
+		}
+	}
+}
+
+// heldBatchEnv starts a devnet whose node answers from its mempool rather
+// than a cache (cache_size = 0) and whose proposer holds result batches out
+// of blocks while hold is set, and a reporter that resends after 2 blocks.
+// It enqueues recs and returns once their batch was resent twice and
+// refused both times for its sequence (its own, in the mempool, holds it),
+// or was signed into a second transaction.
+func heldBatchEnv(t *testing.T, seed string, hold *atomic.Bool, recs []*aivmv1.ResultRecord) (*chainEnv, *reporter) {
+	t.Helper()
+	k := keyFor(t, seed)
+	hold.Store(true)
+	env := startChain(t, devnet.Config{
+		Accounts:       map[string]uint64{addrOf(t, k): testFunds},
+		NoMempoolCache: true,
+		HoldTx:         func(raw []byte) bool { return hold.Load() && carriesResults(raw) },
+	})
+	r := startReporter(t, env, k, t.TempDir(), func(o *chainclient.Options) { o.ResendAfterBlocks = 2 })
+	if err := r.client.Enqueue(ctxT(t), recs...); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "batch resent and refused twice while in the mempool", func() bool {
+		txs := signedByUID(t, env)[recs[0].GetJobUid()]
+		if len(txs) > 1 {
+			return true
+		}
+		refused := 0
+		for _, s := range txs {
+			for _, c := range s.codes {
+				if c == devnet.CodeWrongSequence {
+					refused++
+				}
+			}
+		}
+		return refused >= 2
+	})
+	return env, r
+}
+
+// TestBatchInMempoolNeverSignedAgain: a batch still in a mempool can land,
+// so a resend refused for its sequence while the chain's sequence has not
+// passed the batch's must not sign its results again; they land once, by
+// the first transaction.
+func TestBatchInMempoolNeverSignedAgain(t *testing.T) {
+	var hold atomic.Bool
+	recs := records("held", 0, 5)
+	env, r := heldBatchEnv(t, "held-batch", &hold, recs)
+	checkSignedOnce(t, env, uidsOf(recs))
+	e, err := r.client.Get(recs[0].GetJobUid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.State != outbox.StateBatched {
+		t.Fatalf("held result is %s, want Batched", e.State)
+	}
+	first := e.TxHash
+
+	hold.Store(false)
+	r.events.waitFinal(t, uidsOf(recs))
+	checkOnChain(t, env, r, recs)
+	checkExactlyOnce(t, env, uidsOf(recs))
+	checkSignedOnce(t, env, uidsOf(recs))
+	for _, rec := range recs {
+		e, _ := r.client.Get(rec.GetJobUid())
+		if e.TxHash != first || e.Requeues != 0 {
+			t.Errorf("job %s committed by tx %s after %d requeues, want %s and none", e.UID, e.TxHash, e.Requeues, first)
+		}
+	}
+}
+
+// TestDroppedBatchSignedAgainOnceSequencePasses: a batch kept waiting in
+// flight that then leaves every mempool (the node restarts) while another
+// transaction takes its sequence can never land; its results are signed
+// again, once, and land.
+func TestDroppedBatchSignedAgainOnceSequencePasses(t *testing.T) {
+	var hold atomic.Bool
+	recs := records("dropped", 0, 5)
+	env, r := heldBatchEnv(t, "dropped-batch", &hold, recs)
+	checkSignedOnce(t, env, uidsOf(recs))
+	e, err := r.client.Get(recs[0].GetJobUid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := e.TxHash
+
+	// Out of the client's sight: the node restarts with an empty mempool
+	// and another transaction of the same key takes the batch's sequence.
+	env.chain.cut.Store(true)
+	env.stop(t)
+	env.start(t)
+	registerOutOfBand(t, env, keyFor(t, "dropped-batch"))
+	if e, _ := r.client.Get(recs[0].GetJobUid()); e.State != outbox.StateBatched || e.TxHash != first {
+		t.Fatalf("result is %s in %s before the client saw the chain again, want Batched in %s", e.State, e.TxHash, first)
+	}
+	hold.Store(false)
+	env.chain.cut.Store(false)
+
+	r.events.waitFinal(t, uidsOf(recs))
+	checkOnChain(t, env, r, recs)
+	checkExactlyOnce(t, env, uidsOf(recs))
+	// Signed twice on purpose: the first transaction was dropped and its
+	// sequence used, so it could never land.
+	signed := signedByUID(t, env)
+	for _, rec := range recs {
+		e, _ := r.client.Get(rec.GetJobUid())
+		txs := signed[rec.GetJobUid()]
+		if len(txs) != 2 || txs[0].hash != first || txs[1].hash != e.TxHash || e.TxHash == first || e.Requeues != 1 {
+			t.Errorf("job %s: signed into %+v, committed by %s after %d requeues; want %s then the committing tx, 1 requeue",
+				e.UID, txs, e.TxHash, e.Requeues, first)
 		}
 	}
 }

@@ -138,7 +138,7 @@ func TestCrashExactlyOnce(t *testing.T) {
 	// leaves the next run to sign its first batch with the registration's
 	// sequence; the chain refuses that batch at CheckTx, so it could never
 	// land, and its results are signed again: safe, but not "signed once".)
-	preRegister(t, env, k)
+	registerOutOfBand(t, env, k)
 	dir := t.TempDir()
 	keyFile := filepath.Join(t.TempDir(), "provider.key")
 	if err := keys.SaveFile(keyFile, k, false); err != nil {
@@ -254,9 +254,10 @@ func TestCrashExactlyOnce(t *testing.T) {
 	}
 }
 
-// preRegister registers k's provider with the test's registration and
-// waits for the block.
-func preRegister(t *testing.T, env *chainEnv, k *keys.Key) {
+// registerOutOfBand registers k's provider with the test's registration,
+// signed by the test itself with the account's next sequence, and waits for
+// the block.
+func registerOutOfBand(t *testing.T, env *chainEnv, k *keys.Key) {
 	t.Helper()
 	ctx := ctxT(t)
 	num, seq, err := env.rpc.Account(ctx, addrOf(t, k))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"github.com/aivm-dev/aivm-operator/chain-client/keys"
 	"github.com/aivm-dev/aivm-operator/chain-client/outbox"
 	"github.com/aivm-dev/aivm-operator/chain-client/rpc"
+	"github.com/aivm-dev/aivm-operator/chain-client/tx"
 )
 
 const (
@@ -130,24 +132,64 @@ func (o *offers) record(raw []byte, code uint32) {
 	of.codes = append(of.codes, code)
 }
 
-// liveChain forwards to the RPC client of the devnet's current run.
-type liveChain struct{ cur atomic.Pointer[rpc.Client] }
+// liveChain forwards to the RPC client of the devnet's current run. While
+// cut is set, every call fails as if the client's network to the node were
+// down, while the node itself runs on.
+type liveChain struct {
+	cur atomic.Pointer[rpc.Client]
+	cut atomic.Bool
+}
+
+var errCut = errors.New("network to the node cut by the test")
+
+func (l *liveChain) client() (*rpc.Client, error) {
+	if l.cut.Load() {
+		return nil, errCut
+	}
+	return l.cur.Load(), nil
+}
 
 func (l *liveChain) Account(ctx context.Context, a string) (uint64, uint64, error) {
-	return l.cur.Load().Account(ctx, a)
+	c, err := l.client()
+	if err != nil {
+		return 0, 0, err
+	}
+	return c.Account(ctx, a)
 }
 func (l *liveChain) BroadcastSync(ctx context.Context, b []byte) (rpc.BroadcastResult, error) {
-	return l.cur.Load().BroadcastSync(ctx, b)
+	c, err := l.client()
+	if err != nil {
+		return rpc.BroadcastResult{}, err
+	}
+	return c.BroadcastSync(ctx, b)
 }
 func (l *liveChain) Tx(ctx context.Context, h string) (rpc.TxResult, error) {
-	return l.cur.Load().Tx(ctx, h)
+	c, err := l.client()
+	if err != nil {
+		return rpc.TxResult{}, err
+	}
+	return c.Tx(ctx, h)
 }
 func (l *liveChain) Provider(ctx context.Context, a string) (*aivmv1.Provider, error) {
-	return l.cur.Load().Provider(ctx, a)
+	c, err := l.client()
+	if err != nil {
+		return nil, err
+	}
+	return c.Provider(ctx, a)
 }
-func (l *liveChain) Height(ctx context.Context) (int64, error) { return l.cur.Load().Height(ctx) }
+func (l *liveChain) Height(ctx context.Context) (int64, error) {
+	c, err := l.client()
+	if err != nil {
+		return 0, err
+	}
+	return c.Height(ctx)
+}
 func (l *liveChain) Result(ctx context.Context, uid string) (*aivmv1.StoredResult, error) {
-	return l.cur.Load().Result(ctx, uid)
+	c, err := l.client()
+	if err != nil {
+		return nil, err
+	}
+	return c.Result(ctx, uid)
 }
 
 func startChain(t testing.TB, cfg devnet.Config) *chainEnv {
@@ -305,4 +347,35 @@ func testLogger(t testing.TB) logr.Logger {
 		return testr.New(tt)
 	}
 	return logr.Discard()
+}
+
+// carriesResults reports whether raw is a transaction with a
+// MsgSubmitResults.
+func carriesResults(raw []byte) bool {
+	d, err := tx.Decode(raw)
+	if err != nil {
+		return false
+	}
+	msgs, err := d.Msgs()
+	if err != nil {
+		return false
+	}
+	for _, m := range msgs {
+		if _, ok := m.(*aivmv1.MsgSubmitResults); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// eventually polls cond until it holds, or fails the test after waitLimit.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, waitLimit)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

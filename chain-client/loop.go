@@ -217,6 +217,16 @@ func (l *loop) resync(ctx context.Context, hint uint64, haveHint bool) error {
 	return nil
 }
 
+// signedAt reports whether a transaction in flight has sequence seq.
+func (l *loop) signedAt(seq uint64) bool {
+	for _, f := range l.inflight() {
+		if f.seq == seq {
+			return true
+		}
+	}
+	return false
+}
+
 func (l *loop) inflight() []*flight {
 	out := append([]*flight(nil), l.batches...)
 	if l.reg != nil {
@@ -300,9 +310,24 @@ func (l *loop) confirmOne(ctx context.Context, f *flight) (done bool, err error)
 			l.c.log.Info("Account sequence used by another transaction; signing the batch again", "tx", f.hash, "sequence", f.seq)
 			return true, l.requeue(ctx, f, 0, false)
 		}
-		// The node refused the bytes: they are in no mempool here.
+		// The chain has not used f's sequence yet, so f can still land: the
+		// node may hold f itself in its mempool (a node without a mempool
+		// cache checks a resend again and finds the sequence taken, by f),
+		// or another node may. Signing its results again could put them on
+		// chain twice, so f stays in flight, looked up by hash and resent
+		// after ResendAfterBlocks, until it lands or the chain's sequence
+		// passes it without it (the branch above).
 		exp, ok := expectedSequence(br.Log)
-		return true, l.requeue(ctx, f, exp, ok)
+		f.sentHeight = l.height
+		l.c.log.Info("Resent transaction refused for its sequence, which the chain has not used yet; waiting for it",
+			"tx", f.hash, "sequence", f.seq, "accountSequence", seq, "log", br.Log)
+		if ok && exp < f.seq && !l.signedAt(exp) {
+			// The node misses a sequence below f that nothing of ours in
+			// flight will fill: sign the next transactions from there, or f
+			// can never land.
+			return false, l.resync(ctx, exp, true)
+		}
+		return false, nil
 	default:
 		return true, l.settleRefused(ctx, f, br.Code, br.Codespace, br.Log)
 	}
