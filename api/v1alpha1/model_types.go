@@ -47,7 +47,7 @@ const (
 )
 
 // ModelSpec describes a model's weights: where they are and what they must hash to.
-// +kubebuilder:validation:XValidation:rule="!has(self.credentialsSecretRef) || self.uri.startsWith('https://') || self.uri.startsWith('http://') || self.uri.startsWith('hf://')",message="credentialsSecretRef applies only to http://, https:// and hf:// sources"
+// +kubebuilder:validation:XValidation:rule="!has(self.credentialsSecretRef) || self.uri.startsWith('https://') || self.uri.startsWith('hf://')",message="credentialsSecretRef applies only to https:// and hf:// sources: a bearer token is never sent over plain http"
 type ModelSpec struct {
 	// uri is where the weights are: https://host/path, http://host/path,
 	// file:///absolute/path (a path on every node), or
@@ -87,7 +87,8 @@ type ModelSpec struct {
 	GPUMemory resource.Quantity `json:"gpuMemory"`
 
 	// credentialsSecretRef names a Secret in the Model's namespace whose key
-	// holds a bearer token for the source.
+	// holds a bearer token for the source. Only https:// and hf:// sources
+	// take one: the token is never sent over plain http.
 	// +optional
 	CredentialsSecretRef *SecretKeyReference `json:"credentialsSecretRef,omitempty"`
 

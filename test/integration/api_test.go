@@ -182,6 +182,7 @@ func TestInvalidManifestsRejected(t *testing.T) {
 		{"model with zero sizeBytes", validModel, []edit{{"spec.sizeBytes", int64(0)}}, []string{"spec.sizeBytes"}},
 		{"model with unknown cache policy", validModel, []edit{{"spec.cachePolicy", "Forever"}}, []string{"spec.cachePolicy", "Unsupported value"}},
 		{"model with credentials on a file uri", validModel, []edit{{"spec.uri", "file:///models/m.gguf"}, {"spec.credentialsSecretRef", map[string]any{"name": "token"}}}, []string{"credentialsSecretRef applies only to"}},
+		{"model with credentials on an http uri", validModel, []edit{{"spec.uri", "http://models.example.com/m.safetensors"}, {"spec.credentialsSecretRef", map[string]any{"name": "token"}}}, []string{"credentialsSecretRef applies only to https:// and hf:// sources", "never sent over plain http"}},
 		{"model with unknown field", validModel, []edit{{"spec.checksum", "x"}}, []string{"spec.checksum", "unknown field"}},
 
 		{"kernel without modelRef", validKernel, []edit{{"spec.modelRef", nil}}, []string{"spec.modelRef", "Required"}},
