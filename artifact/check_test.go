@@ -27,7 +27,7 @@ import (
 func TestCheck(t *testing.T) {
 	data, digest := blob(1234, 20)
 	const token = "tok_check"
-	srv := newServer(t, func(n int32, w http.ResponseWriter, r *http.Request) {
+	srv := newTLSServer(t, func(n int32, w http.ResponseWriter, r *http.Request) {
 		switch {
 		case r.Header.Get("Authorization") != "Bearer "+token:
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
@@ -39,7 +39,7 @@ func TestCheck(t *testing.T) {
 			serveData(data)(n, w, r)
 		}
 	})
-	c, err := NewChecker()
+	c, err := NewChecker(WithHTTPClient(srv.Client()))
 	if err != nil {
 		t.Fatal(err)
 	}

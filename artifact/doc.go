@@ -22,7 +22,7 @@ limitations under the License.
 // A source is a URI with one of these schemes:
 //
 //   - https://host/path and http://host/path: fetched with GET; an optional
-//     bearer token is sent in the Authorization header.
+//     bearer token is sent in the Authorization header, over https only.
 //   - file:///abs/path: a file on the node itself.
 //   - hf://<namespace>/<repo>/<file>[@<revision>]: a file in a Hugging Face
 //     repository, resolved against a base URL (https://huggingface.co by
@@ -31,6 +31,9 @@ limitations under the License.
 //
 // Credentials never travel inside a URI (URIs with user information are
 // rejected); they are passed as a [Token], whose printed forms are redacted.
+// A token never travels in cleartext: a plain http source with a token, and
+// a redirect from a request with a token to plain http, are refused with an
+// [InsecureTokenError]; a redirect to another host goes without the token.
 //
 // # Cache layout
 //

@@ -67,6 +67,24 @@ func (e *HTTPStatusError) Error() string {
 // Transient reports whether the status is worth retrying.
 func (e *HTTPStatusError) Transient() bool { return transientStatus(e.StatusCode) }
 
+// InsecureTokenError reports a bearer token that would travel in cleartext:
+// to a plain http source, or on a redirect from https to http. Nothing is
+// sent to that URL.
+type InsecureTokenError struct {
+	// URL is the refused URL, with credentials and query values redacted.
+	URL string
+	// Redirect is true when the URL came from a redirect.
+	Redirect bool
+}
+
+// Error names the redacted URL.
+func (e *InsecureTokenError) Error() string {
+	if e.Redirect {
+		return fmt.Sprintf("refusing redirect to %s: a request with a bearer token is not redirected to plain http", e.URL)
+	}
+	return fmt.Sprintf("source %s: a bearer token is only sent over https, not plain http", e.URL)
+}
+
 // ErrInUse is returned when removing a blob that is pinned.
 var ErrInUse = errors.New("artifact is in use")
 

@@ -50,7 +50,10 @@ type Request struct {
 	Digest string
 	// Size is the expected size in bytes; 0 means unknown.
 	Size int64
-	// Token, when set, is sent as a bearer token to http(s) and hf sources.
+	// Token, when set, is sent as a bearer token to https and hf sources. It
+	// is never sent over plain http: a plain http source (an hf source
+	// resolving to one included) is refused with an *InsecureTokenError, and
+	// so is a redirect from https to http. A redirect to another host drops it.
 	Token Token
 }
 
@@ -89,7 +92,10 @@ func prepare(req Request, hfBase string) (prepared, error) {
 		return prepared{}, err
 	}
 	if u.Scheme == SchemeFile && !req.Token.IsZero() {
-		return prepared{}, fmt.Errorf("source %s: a token is only used with http, https and hf sources", RedactURL(u))
+		return prepared{}, fmt.Errorf("source %s: a token is only used with https and hf sources", RedactURL(u))
+	}
+	if u.Scheme == SchemeHTTP && !req.Token.IsZero() {
+		return prepared{}, &InsecureTokenError{URL: RedactURL(u)}
 	}
 	return prepared{digest: d, u: u, size: req.Size, token: req.Token, display: RedactURL(u)}, nil
 }
@@ -105,8 +111,12 @@ type Fetcher struct {
 	// onLockWait is called when a fetch finds another process downloading
 	// the same digest, and onJoin when a caller joins a download with the
 	// number of callers now waiting; tests use them to observe both.
+	// onWait is called when a caller starts waiting for the download's done
+	// channel; tests use it to end the download and the caller's context
+	// together.
 	onLockWait func()
 	onJoin     func(waiters int)
+	onWait     func(done <-chan struct{})
 }
 
 // flight is one download shared by every in-process caller of a digest.
@@ -165,11 +175,19 @@ func (f *Fetcher) Fetch(ctx context.Context, req Request) (Result, error) {
 		f.onJoin(fl.waiters)
 	}
 	f.mu.Unlock()
+	if f.onWait != nil {
+		f.onWait(fl.done)
+	}
 
 	select {
 	case <-fl.done:
 		return fl.res, fl.err
 	case <-ctx.Done():
+		select {
+		case <-fl.done: // finished as ctx ended: the result stands
+			return fl.res, fl.err
+		default:
+		}
 		f.mu.Lock()
 		fl.waiters--
 		if fl.waiters == 0 {
@@ -561,7 +579,8 @@ func clientError(err error) error {
 	if errors.As(err, &ue) {
 		err = ue.Err
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	var insecure *InsecureTokenError
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &insecure) {
 		return err
 	}
 	var certErr *tls.CertificateVerificationError
@@ -611,4 +630,37 @@ func parseContentRange(s string) (start, total int64, ok bool) {
 		total = t
 	}
 	return start, total, true
+}
+
+// maxRedirects is how many redirects one request follows, as net/http does
+// by default.
+const maxRedirects = 10
+
+// withTokenRedirectPolicy returns a copy of c whose redirects never carry a
+// bearer token in cleartext or to another host: when the first request of
+// a chain has an Authorization header, a redirect to a plain http URL is
+// refused with an *InsecureTokenError, and a redirect to another host
+// (host and port) goes without the header. c's own CheckRedirect, or the
+// net/http default of at most maxRedirects, applies after that.
+func withTokenRedirectPolicy(c *http.Client) *http.Client {
+	next := c.CheckRedirect
+	out := *c
+	out.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if first := via[0]; first.Header.Get("Authorization") != "" {
+			if req.URL.Scheme != SchemeHTTPS {
+				return &InsecureTokenError{URL: RedactURL(req.URL), Redirect: true}
+			}
+			if !strings.EqualFold(req.URL.Host, first.URL.Host) {
+				req.Header.Del("Authorization")
+			}
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= maxRedirects {
+			return fmt.Errorf("stopped after %d redirects", maxRedirects)
+		}
+		return nil
+	}
+	return &out
 }

@@ -45,7 +45,7 @@ func TestPrefetch(t *testing.T) {
 	good, goodDigest := blob(3000, 60)
 	private, privateDigest := blob(2000, 61)
 	_, badDigest := blob(10, 62)
-	srv := newServer(t, func(n int32, w http.ResponseWriter, r *http.Request) {
+	srv := newTLSServer(t, func(n int32, w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/good":
 			serveData(good)(n, w, r)
@@ -76,7 +76,7 @@ func TestPrefetch(t *testing.T) {
 		return NewToken(token), nil
 	}
 
-	f := newTestFetcher(t)
+	f := newTestFetcher(t, WithHTTPClient(srv.Client()))
 	out := Prefetch(context.Background(), f, map[string]string{"aivm.dev/gpu.product": "H100"}, models, tokens)
 	got := map[string]PrefetchOutcome{}
 	for _, o := range out {
@@ -106,7 +106,7 @@ func TestPrefetch(t *testing.T) {
 	assertCached(t, f.Cache(), privateDigest, private)
 
 	// Without a token source, a model naming credentials fails clearly.
-	out = Prefetch(context.Background(), newTestFetcher(t), map[string]string{"aivm.dev/gpu.product": "H100"}, models[4:5], nil)
+	out = Prefetch(context.Background(), newTestFetcher(t, WithHTTPClient(srv.Client())), map[string]string{"aivm.dev/gpu.product": "H100"}, models[4:5], nil)
 	if len(out) != 1 || out[0].Err == nil || !strings.Contains(out[0].Err.Error(), "no token source") {
 		t.Errorf("no token source: %+v", out)
 	}
@@ -117,12 +117,13 @@ func TestErrorReason(t *testing.T) {
 		err  error
 		want string
 	}{
-		"nil":     {nil, ""},
-		"digest":  {errors.Join(errors.New("x"), &DigestMismatchError{}), v1alpha1.ReasonDigestMismatch},
-		"size":    {&SizeMismatchError{}, ReasonSizeMismatch},
-		"status":  {&HTTPStatusError{StatusCode: 404}, v1alpha1.ReasonSourceUnreachable},
-		"network": {&retryable{errors.New("reset")}, v1alpha1.ReasonSourceUnreachable},
-		"disk":    {&writeError{errors.New("no space")}, ReasonFetchFailed},
+		"nil":             {nil, ""},
+		"digest":          {errors.Join(errors.New("x"), &DigestMismatchError{}), v1alpha1.ReasonDigestMismatch},
+		"size":            {&SizeMismatchError{}, ReasonSizeMismatch},
+		"status":          {&HTTPStatusError{StatusCode: 404}, v1alpha1.ReasonSourceUnreachable},
+		"network":         {&retryable{errors.New("reset")}, v1alpha1.ReasonSourceUnreachable},
+		"disk":            {&writeError{errors.New("no space")}, ReasonFetchFailed},
+		"cleartext token": {&InsecureTokenError{URL: "http://h/m"}, ReasonFetchFailed},
 	}
 	for name, tt := range tests {
 		if got := ErrorReason(tt.err); got != tt.want {

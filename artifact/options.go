@@ -60,6 +60,8 @@ type config struct {
 type Option func(*config)
 
 // WithHTTPClient sets the HTTP client (for proxies, custom CAs, timeouts).
+// The client is not modified; a copy adds the redirect policy that keeps
+// bearer tokens off plain http and other hosts.
 func WithHTTPClient(c *http.Client) Option { return func(o *config) { o.client = c } }
 
 // WithHFBaseURL sets the base URL hf:// sources resolve against, such as a
@@ -106,6 +108,7 @@ func newConfig(opts []Option) (config, error) {
 	if c.client == nil {
 		return c, fmt.Errorf("http client is nil")
 	}
+	c.client = withTokenRedirectPolicy(c.client)
 	if u, err := url.Parse(c.hfBase); err != nil || (u.Scheme != SchemeHTTPS && u.Scheme != SchemeHTTP) || u.Host == "" || u.User != nil {
 		return c, fmt.Errorf("hugging face base URL %q is not an http(s) URL without credentials", truncate(c.hfBase, 120))
 	}

@@ -83,7 +83,7 @@ func newWeightsServer(t *testing.T, token string, held bool) *weightsServer {
 		var once sync.Once
 		s.release = func() { once.Do(func() { close(s.hold) }) }
 	}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.token != "" && r.Header.Get("Authorization") != "Bearer "+s.token {
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
@@ -106,6 +106,11 @@ func newWeightsServer(t *testing.T, token string, held bool) *weightsServer {
 		}
 		http.ServeContent(w, r, "weights", time.Unix(1700000000, 0), bytes.NewReader(body))
 	}))
+	if token != "" {
+		s.StartTLS() // a bearer token travels over https only
+	} else {
+		s.Start()
+	}
 	t.Cleanup(s.Close)
 	t.Cleanup(s.release) // runs before Close
 	return s
@@ -494,7 +499,15 @@ func TestPrefetchCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	cm := newCacheManager(t, name, dir, clocktesting.NewFakeClock(start), func(o *nodeagent.CacheManagerOptions) { o.Metrics = metrics })
+	cm := newCacheManager(t, name, dir, clocktesting.NewFakeClock(start), func(o *nodeagent.CacheManagerOptions) {
+		o.Metrics = metrics
+		// Trust the servers' test certificate (every httptest TLS server has the same one).
+		f, err := artifact.NewFetcher(o.Fetcher.Cache(), artifact.WithHTTPClient(private.Client()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Fetcher = f
+	})
 	syncAndWait(t, cm)
 	if blobs := cachedBlobs(t, dir); !slices.Equal(blobs, []string{private.digest}) {
 		t.Errorf("cache holds %v, want the private model", blobs)
