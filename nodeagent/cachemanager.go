@@ -28,6 +28,7 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
@@ -38,10 +39,10 @@ import (
 )
 
 // The node agent's permissions for prefetching Models (config/node-agent/rbac):
-// it lists and watches Models, and reads, by name only, the credentials
-// Secrets that Models it prefetches refer to.
+// it lists and watches Models. It reads the credentials Secrets of Models
+// it prefetches by name, only in the namespaces an administrator grants it
+// (the Helm chart's nodeAgent.modelCredentialNamespaces), never cluster-wide.
 // +kubebuilder:rbac:groups=aivm.dev,resources=models,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 
 // Defaults of a CacheManager.
 const (
@@ -362,6 +363,10 @@ func (m *CacheManager) fetchModel(ctx context.Context, mod *aivmv1alpha1.Model) 
 		secret := &corev1.Secret{}
 		key := client.ObjectKey{Namespace: mod.Namespace, Name: ref.Name}
 		if err := m.opts.APIReader.Get(ctx, key, secret); err != nil {
+			if apierrors.IsForbidden(err) {
+				return artifact.Result{}, &credentialsError{fmt.Errorf("the node agent may not read credentials secret %s: "+
+					"grant it the namespace (Helm value nodeAgent.modelCredentialNamespaces)", key)}
+			}
 			return artifact.Result{}, &credentialsError{fmt.Errorf("get credentials secret %s: %w", key, err)}
 		}
 		t, err := artifact.TokenFromSecret(secret, ref.Key)

@@ -304,6 +304,65 @@ func TestNodeAgentPolicy(t *testing.T) {
 		}
 		expectDenied(t, other.Publish(ctx, st, labels), "may not write GPUNode "+nodeB)
 	})
+
+	// Model credentials: no Secret is readable cluster-wide; the chart's
+	// nodeAgent.modelCredentialNamespaces grants the listed namespaces only.
+	t.Run("model credentials only where granted", func(t *testing.T) {
+		const granted, other = "creds-granted", "creds-other"
+		for _, ns := range []string{granted, other} {
+			mustCreate(ctx, t, admin, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
+			mustCreate(ctx, t, admin, &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hf-token"},
+				StringData: map[string]string{"token": "hf_not_a_real_token"},
+			})
+		}
+		mustCreate(ctx, t, admin, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: policyNamespace, Name: "provider-key"},
+			StringData: map[string]string{"private-key": strings.Repeat("ab", 32)},
+		})
+		getSecret := func(ns, name string) error {
+			return agent.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &corev1.Secret{})
+		}
+		for _, key := range [][2]string{{granted, "hf-token"}, {other, "hf-token"}, {policyNamespace, "provider-key"}} {
+			if err := getSecret(key[0], key[1]); !apierrors.IsForbidden(err) {
+				t.Fatalf("the agent read secret %s/%s without a grant: %v", key[0], key[1], err)
+			}
+		}
+
+		chart, err := testenv.RenderChart(t, "nodeAgent.modelCredentialNamespaces={"+granted+"}")
+		if err != nil {
+			t.Fatalf("helm template: %v", err)
+		}
+		role, binding := &rbacv1.Role{}, &rbacv1.RoleBinding{}
+		chart.Object(t, "Role/aivm-aivm-operator-node-agent-model-credentials", role)
+		chart.Object(t, "RoleBinding/aivm-aivm-operator-node-agent-model-credentials", binding)
+		if role.Namespace != granted || binding.Namespace != granted {
+			t.Fatalf("the chart grants in namespaces %q and %q, want %q", role.Namespace, binding.Namespace, granted)
+		}
+		if want := (rbacv1.Subject{Kind: "ServiceAccount", Name: "aivm-aivm-operator-node-agent", Namespace: "aivm-system"}); len(binding.Subjects) != 1 || binding.Subjects[0] != want {
+			t.Fatalf("the chart binds %v, want the agent's service account %v", binding.Subjects, want)
+		}
+		// Bind the chart's Role to this test's agent service account.
+		binding.Subjects[0].Name, binding.Subjects[0].Namespace = agentSA, policyNamespace
+		mustCreate(ctx, t, admin, role)
+		mustCreate(ctx, t, admin, binding)
+
+		err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+			return getSecret(granted, "hf-token") == nil, nil
+		})
+		if err != nil {
+			t.Fatalf("the agent cannot read a secret in the granted namespace %s: %v", granted, getSecret(granted, "hf-token"))
+		}
+		for _, key := range [][2]string{{other, "hf-token"}, {policyNamespace, "provider-key"}} {
+			if err := getSecret(key[0], key[1]); !apierrors.IsForbidden(err) {
+				t.Errorf("the agent read secret %s/%s outside the granted namespace: %v", key[0], key[1], err)
+			}
+		}
+		var list corev1.SecretList
+		if err := agent.List(ctx, &list, client.InNamespace(granted)); !apierrors.IsForbidden(err) {
+			t.Errorf("the agent listed secrets in %s: %v (it may get them by name only)", granted, err)
+		}
+	})
 }
 
 // applyAgentPolicy creates the policy and binding from
