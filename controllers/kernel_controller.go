@@ -48,7 +48,9 @@ const IndexKernelModelRef = "spec.modelRef.name"
 
 // KernelReconciler keeps a Kernel's status current: status.kernelDigest
 // (see internal/kerneldigest) and the Ready condition, True when the Model
-// is ready and the runtime is valid. Reasons: InvalidRuntime,
+// is ready and the runtime is valid. The digests are set whenever the
+// Model exists and the runtime is valid, and cleared otherwise, so they
+// never describe a spec or Model that no longer exists. Reasons: InvalidRuntime,
 // ModelNotFound, ModelNotVerified (a node reported bytes that do not match
 // the Model's sha256), ModelNotReady. It watches Models, so a Kernel
 // follows its Model.
@@ -122,6 +124,8 @@ func (r *KernelReconciler) setStatus(kernel *v1alpha1.Kernel, model *v1alpha1.Mo
 		})
 	}
 	kernel.Status.ObservedGeneration = gen
+	// Cleared until this generation's digest is computed below.
+	kernel.Status.KernelDigest, kernel.Status.ModelDigest = "", ""
 
 	if err := validateRuntime(&kernel.Spec, model); err != nil {
 		ready(metav1.ConditionFalse, v1alpha1.ReasonInvalidRuntime, err.Error())

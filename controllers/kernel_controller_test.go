@@ -84,6 +84,22 @@ func waitKernel(t *testing.T, ns, name string, status metav1.ConditionStatus, re
 	return k
 }
 
+// hasDigests checks that the Kernel's status carries both digests.
+func hasDigests(k *v1alpha1.Kernel) error {
+	if k.Status.KernelDigest == "" || k.Status.ModelDigest == "" {
+		return fmt.Errorf("digests %q, %q; want both set", k.Status.KernelDigest, k.Status.ModelDigest)
+	}
+	return nil
+}
+
+// noDigests checks that the Kernel's status carries no digest.
+func noDigests(k *v1alpha1.Kernel) error {
+	if k.Status.KernelDigest != "" || k.Status.ModelDigest != "" {
+		return fmt.Errorf("digests %q, %q; want none", k.Status.KernelDigest, k.Status.ModelDigest)
+	}
+	return nil
+}
+
 func getModel(t *testing.T, ns, name string) *v1alpha1.Model {
 	t.Helper()
 	m := &v1alpha1.Model{}
@@ -133,13 +149,14 @@ func TestKernelFollowsModel(t *testing.T) {
 	patchSpec(t, &v1alpha1.Model{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "llama"}}, func(m *v1alpha1.Model) {
 		m.Spec.SizeBytes = ptr.To(int64(len(srv.data)))
 	})
-	waitKernel(t, ns, "k", metav1.ConditionFalse, v1alpha1.ReasonModelNotReady)
+	// The kernel's identity is still known while its model is not ready.
+	waitKernel(t, ns, "k", metav1.ConditionFalse, v1alpha1.ReasonModelNotReady, hasDigests)
 
-	// The model is deleted.
+	// The model is deleted: no digest describes a model that is gone.
 	if err := k8sClient.Delete(context.Background(), getModel(t, ns, "llama")); err != nil {
 		t.Fatal(err)
 	}
-	waitKernel(t, ns, "k", metav1.ConditionFalse, v1alpha1.ReasonModelNotFound)
+	waitKernel(t, ns, "k", metav1.ConditionFalse, v1alpha1.ReasonModelNotFound, noDigests)
 }
 
 func TestKernelInvalidRuntime(t *testing.T) {
@@ -151,7 +168,7 @@ func TestKernelInvalidRuntime(t *testing.T) {
 	k := newKernel(ns, "k", "llama")
 	k.Spec.Runtime.Image = "ghcr.io/AIVM/runtime:v1"
 	mustCreate(t, k)
-	got := waitKernel(t, ns, "k", metav1.ConditionFalse, v1alpha1.ReasonInvalidRuntime)
+	got := waitKernel(t, ns, "k", metav1.ConditionFalse, v1alpha1.ReasonInvalidRuntime, noDigests)
 	if msg := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionReady).Message; !strings.Contains(msg, "runtime.image") {
 		t.Errorf("message = %q", msg)
 	}
@@ -160,13 +177,14 @@ func TestKernelInvalidRuntime(t *testing.T) {
 	patchSpec(t, &v1alpha1.Kernel{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "k"}}, func(k *v1alpha1.Kernel) {
 		k.Spec.Runtime.Image = "ghcr.io/aivm/runtime:v1"
 	})
-	waitKernel(t, ns, "k", metav1.ConditionTrue, v1alpha1.ReasonReady)
+	waitKernel(t, ns, "k", metav1.ConditionTrue, v1alpha1.ReasonReady, hasDigests)
 
+	// The runtime becomes invalid: the digests of the valid spec go.
 	patchSpec(t, &v1alpha1.Kernel{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "k"}}, func(k *v1alpha1.Kernel) {
 		k.Spec.GPU.Count = 2
 		k.Spec.GPU.Memory = ptr.To(resource.MustParse("2Gi"))
 	})
-	got = waitKernel(t, ns, "k", metav1.ConditionFalse, v1alpha1.ReasonInvalidRuntime)
+	got = waitKernel(t, ns, "k", metav1.ConditionFalse, v1alpha1.ReasonInvalidRuntime, noDigests)
 	if msg := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionReady).Message; !strings.Contains(msg, "less than model llama's gpuMemory 8Gi") {
 		t.Errorf("message = %q", msg)
 	}
