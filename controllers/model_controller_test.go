@@ -58,11 +58,23 @@ type modelServer struct {
 
 func newModelServer(t *testing.T, token string) *modelServer {
 	t.Helper()
+	return startModelServer(t, token, httptest.NewServer)
+}
+
+// newTLSModelServer is newModelServer over https; its Client trusts it.
+// Credentials are only sent to https sources.
+func newTLSModelServer(t *testing.T, token string) *modelServer {
+	t.Helper()
+	return startModelServer(t, token, httptest.NewTLSServer)
+}
+
+func startModelServer(t *testing.T, token string, start func(http.Handler) *httptest.Server) *modelServer {
+	t.Helper()
 	s := &modelServer{data: make([]byte, 4096), token: token}
 	_, _ = rand.Read(s.data)
 	sum := sha256.Sum256(s.data)
 	s.digest = hex.EncodeToString(sum[:])
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.Server = start(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodHead {
 			s.heads.Add(1)
 		} else {
@@ -92,13 +104,24 @@ func randomDigest() string {
 // a short retry for failed source checks.
 func startModelController(t *testing.T, extra ...func(ctrl.Manager) error) {
 	t.Helper()
-	checker, err := artifact.NewChecker()
-	if err != nil {
-		t.Fatal(err)
+	startModelControllerWith(t, nil, nil, extra...)
+}
+
+// startModelControllerWith is startModelController with a source checker
+// (nil: artifact.NewChecker()) and more reconciler options.
+func startModelControllerWith(t *testing.T, checker SourceChecker, opts []ModelReconcilerOption, extra ...func(ctrl.Manager) error) {
+	t.Helper()
+	if checker == nil {
+		c, err := artifact.NewChecker()
+		if err != nil {
+			t.Fatal(err)
+		}
+		checker = c
 	}
+	opts = append([]ModelReconcilerOption{WithSourceRecheck(DefaultSourceRecheckInterval, 100*time.Millisecond)}, opts...)
 	setup := func(mgr ctrl.Manager) error {
 		return NewModelReconciler(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetEventRecorder("model-controller"), checker,
-			WithSourceRecheck(DefaultSourceRecheckInterval, 100*time.Millisecond)).SetupWithManager(mgr)
+			opts...).SetupWithManager(mgr)
 	}
 	startManager(t, append([]func(ctrl.Manager) error{setup}, extra...)...)
 }
@@ -255,9 +278,13 @@ func TestModelSourceUnreachableThenRecovers(t *testing.T) {
 
 func TestModelCredentials(t *testing.T) {
 	const token = "hf_tokenSECRET123"
-	startModelController(t)
+	srv := newTLSModelServer(t, token)
+	checker, err := artifact.NewChecker(artifact.WithHTTPClient(srv.Client()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	startModelControllerWith(t, checker, nil)
 	ns := newNamespace(t)
-	srv := newModelServer(t, token)
 	m := newModel(ns, "private", srv.URL+"/weights", srv.digest)
 	m.Spec.CredentialsSecretRef = &v1alpha1.SecretKeyReference{Name: "hf", Key: "token"}
 	mustCreate(t, m)
