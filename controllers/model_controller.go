@@ -87,10 +87,14 @@ type SourceChecker interface {
 // (cachedModels) and which fetched bytes that did not match
 // (modelCacheErrors with reason DigestMismatch).
 //
-// Conditions: Verified is True once a node holds the verified bytes, False
-// with DigestMismatch when a node reported other bytes, Unknown before.
-// Ready is True when the source answered or a node holds the bytes, and
-// False with InvalidSource, DigestMismatch, SizeMismatch,
+// Only GPUNodes that are not Ready=False count as holding the bytes: a
+// node whose agent stopped sending heartbeats (HeartbeatMissed) cannot
+// serve them. A GPUNode with no Ready condition yet counts.
+//
+// Conditions: Verified is True once a live node holds the verified bytes,
+// False with DigestMismatch when a node reported other bytes, Unknown
+// otherwise. Ready is True when the source answered or a live node holds
+// the bytes, and False with InvalidSource, DigestMismatch, SizeMismatch,
 // CredentialsNotFound or SourceUnreachable otherwise.
 type ModelReconciler struct {
 	client    client.Client
@@ -189,7 +193,8 @@ func (r *ModelReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 // modelObservation is everything a Model's status is computed from.
 type modelObservation struct {
 	specErr     error
-	cachedNodes []string
+	cachedNodes []string // live nodes holding the verified bytes
+	downNodes   []string // nodes holding them whose GPUNode is Ready=False
 	mismatches  []nodeCacheError
 	check       sourceCheck
 	nextCheck   time.Duration
@@ -215,9 +220,14 @@ func (r *ModelReconciler) observe(ctx context.Context, model *v1alpha1.Model) (m
 		return obs, fmt.Errorf("list nodes holding the model: %w", err)
 	}
 	for _, n := range holding.Items {
+		if gpuNodeDown(&n) {
+			obs.downNodes = append(obs.downNodes, n.Name)
+			continue
+		}
 		obs.cachedNodes = append(obs.cachedNodes, n.Name)
 	}
 	slices.Sort(obs.cachedNodes)
+	slices.Sort(obs.downNodes)
 	var failing v1alpha1.GPUNodeList
 	if err := r.client.List(ctx, &failing, client.MatchingFields{IndexGPUNodeCacheError: model.Spec.SHA256}); err != nil {
 		return obs, fmt.Errorf("list nodes reporting cache errors: %w", err)
@@ -332,6 +342,10 @@ func (r *ModelReconciler) setStatus(model *v1alpha1.Model, obs modelObservation)
 			fmt.Sprintf("the verified bytes are cached on %s", nodeList(obs.cachedNodes)))
 	case len(obs.mismatches) > 0:
 		set(v1alpha1.ConditionVerified, metav1.ConditionFalse, v1alpha1.ReasonDigestMismatch, mismatchMessage(obs.mismatches))
+	case len(obs.downNodes) > 0:
+		set(v1alpha1.ConditionVerified, metav1.ConditionUnknown, v1alpha1.ReasonPendingVerification,
+			fmt.Sprintf("no ready node holds the verified bytes; %s holding them %s not Ready",
+				nodeList(obs.downNodes), pluralVerb(len(obs.downNodes), "is", "are")))
 	case nodeLocal:
 		set(v1alpha1.ConditionVerified, metav1.ConditionUnknown, v1alpha1.ReasonPendingVerification,
 			"no node has fetched the bytes yet; file:// sources are checked on the nodes that fetch them")
@@ -398,7 +412,7 @@ func (r *ModelReconciler) recordEvents(before, after *v1alpha1.Model) {
 }
 
 // SetupWithManager registers the field indexes and watches: Models, and
-// GPUNodes whose cached models or cache errors change.
+// GPUNodes whose cached models, cache errors or readiness change.
 func (r *ModelReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	ctx := context.Background()
 	idx := mgr.GetFieldIndexer()
@@ -457,9 +471,16 @@ func (r *ModelReconciler) modelsForGPUNode(ctx context.Context, o client.Object)
 	return reqs
 }
 
+// gpuNodeDown reports whether a GPUNode is Ready=False (for instance its
+// agent stopped sending heartbeats), so the bytes it lists cannot be
+// served. A GPUNode without a Ready condition is not down.
+func gpuNodeDown(n *v1alpha1.GPUNode) bool {
+	return meta.IsStatusConditionFalse(n.Status.Conditions, v1alpha1.ConditionReady)
+}
+
 // modelCacheChanged passes GPUNode events that can change a Model's
-// status: creation, deletion, and updates of the cache lists (not
-// heartbeats or GPU metrics).
+// status: creation, deletion, updates of the cache lists, and the node
+// going down or coming back (not heartbeats or GPU metrics).
 func modelCacheChanged() predicate.Predicate {
 	return predicate.Funcs{
 		UpdateFunc: func(e event.UpdateEvent) bool {
@@ -469,7 +490,8 @@ func modelCacheChanged() predicate.Predicate {
 				return true
 			}
 			return !equality.Semantic.DeepEqual(o.Status.CachedModels, n.Status.CachedModels) ||
-				!equality.Semantic.DeepEqual(o.Status.ModelCacheErrors, n.Status.ModelCacheErrors)
+				!equality.Semantic.DeepEqual(o.Status.ModelCacheErrors, n.Status.ModelCacheErrors) ||
+				gpuNodeDown(o) != gpuNodeDown(n)
 		},
 	}
 }
@@ -497,6 +519,13 @@ func nodeList(nodes []string) string {
 	default:
 		return fmt.Sprintf("%d nodes (%s, ...)", len(nodes), strings.Join(nodes[:maxListedNodes], ", "))
 	}
+}
+
+func pluralVerb(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 func errString(err error) string {

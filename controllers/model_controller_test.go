@@ -161,6 +161,24 @@ func setGPUNodeCache(t *testing.T, name string, cached []string, errs ...v1alpha
 	}
 }
 
+// setGPUNodeReady sets the GPUNode's Ready condition, as the GPUNode GC
+// controller does when a node agent stops sending heartbeats.
+func setGPUNodeReady(t *testing.T, name string, status metav1.ConditionStatus, reason string) {
+	t.Helper()
+	ctx := context.Background()
+	node := &v1alpha1.GPUNode{}
+	if err := k8sClient.Get(ctx, client.ObjectKey{Name: name}, node); err != nil {
+		t.Fatal(err)
+	}
+	meta.SetStatusCondition(&node.Status.Conditions, metav1.Condition{
+		Type: v1alpha1.ConditionReady, Status: status, Reason: reason, Message: "set by the test",
+		ObservedGeneration: node.Generation,
+	})
+	if err := k8sClient.Status().Update(ctx, node); err != nil {
+		t.Fatalf("update gpunode status: %v", err)
+	}
+}
+
 // waitModel waits until the Model's status, computed for its current
 // generation, satisfies check.
 func waitModel(t *testing.T, ns, name string, check func(m *v1alpha1.Model) error) *v1alpha1.Model {
@@ -399,4 +417,30 @@ func TestModelHeartbeatsDoNotRecheck(t *testing.T) {
 	if got := srv.heads.Load(); got != heads {
 		t.Errorf("source checked %d more times after node updates; want 0", got-heads)
 	}
+}
+
+// TestModelIgnoresNodesThatAreDown checks that a GPUNode marked Ready=False
+// (its agent stopped sending heartbeats) no longer counts as holding the
+// verified bytes, and counts again once it is Ready.
+func TestModelIgnoresNodesThatAreDown(t *testing.T) {
+	startModelController(t)
+	ns := newNamespace(t)
+	srv := newModelServer(t, "")
+	mustCreate(t, newModel(ns, "m", srv.URL+"/weights", srv.digest))
+	node := "model-down-" + ns
+	setGPUNodeCache(t, node, []string{srv.digest})
+	verified := hasCondition(v1alpha1.ConditionVerified, metav1.ConditionTrue, v1alpha1.ReasonVerified)
+	readyHeld := hasCondition(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonVerified)
+	waitModel(t, ns, "m", modelIs(verified, readyHeld, 1))
+
+	setGPUNodeReady(t, node, metav1.ConditionFalse, v1alpha1.ReasonHeartbeatMissed)
+	m := waitModel(t, ns, "m", modelIs(
+		hasCondition(v1alpha1.ConditionVerified, metav1.ConditionUnknown, v1alpha1.ReasonPendingVerification),
+		hasCondition(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonSourceReachable), 0))
+	if msg := meta.FindStatusCondition(m.Status.Conditions, v1alpha1.ConditionVerified).Message; !strings.Contains(msg, "node "+node+" holding them is not Ready") {
+		t.Errorf("Verified message does not name the node that is down: %q", msg)
+	}
+
+	setGPUNodeReady(t, node, metav1.ConditionTrue, v1alpha1.ReasonHeartbeat)
+	waitModel(t, ns, "m", modelIs(verified, readyHeld, 1))
 }
