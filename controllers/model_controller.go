@@ -112,11 +112,34 @@ type ModelReconciler struct {
 // sourceCheck is a remembered source check, so node heartbeats do not turn
 // into HEAD requests.
 type sourceCheck struct {
-	generation int64
-	at         time.Time
-	result     artifact.CheckResult
-	credErr    error // the credentials Secret or key is missing
-	err        error // the check failed
+	input   sourceInput
+	at      time.Time
+	result  artifact.CheckResult
+	credErr error // the credentials Secret or key is missing
+	err     error // the check failed
+}
+
+// sourceInput is what a source check depends on. A remembered check is
+// reused only for the same input, so a Model deleted and recreated under
+// the same name (a new UID, and generation 1 again) is checked anew.
+type sourceInput struct {
+	uid       types.UID
+	uri       string
+	sha256    string
+	size      int64 // -1: spec.sizeBytes unset
+	secret    string
+	secretKey string
+}
+
+func sourceInputOf(model *v1alpha1.Model) sourceInput {
+	in := sourceInput{uid: model.UID, uri: model.Spec.URI, sha256: model.Spec.SHA256, size: -1}
+	if model.Spec.SizeBytes != nil {
+		in.size = *model.Spec.SizeBytes
+	}
+	if ref := model.Spec.CredentialsSecretRef; ref != nil {
+		in.secret, in.secretKey = ref.Name, ref.Key
+	}
+	return in
 }
 
 func (c sourceCheck) failed() bool { return c.err != nil || c.credErr != nil }
@@ -255,14 +278,15 @@ func (r *ModelReconciler) observe(ctx context.Context, model *v1alpha1.Model) (m
 }
 
 // sourceCheck returns the remembered check of the model's source, or
-// checks it when none is remembered for this generation or it is due.
+// checks it when none is remembered for this object and source or it is due.
 func (r *ModelReconciler) sourceCheck(ctx context.Context, model *v1alpha1.Model) (sourceCheck, error) {
 	key := client.ObjectKeyFromObject(model)
+	input := sourceInputOf(model)
 	now := r.clock.Now()
 	r.mu.Lock()
 	prev, ok := r.checks[key]
 	r.mu.Unlock()
-	if ok && prev.generation == model.Generation {
+	if ok && prev.input == input {
 		interval := r.recheck
 		if prev.failed() {
 			interval = r.retry
@@ -272,7 +296,7 @@ func (r *ModelReconciler) sourceCheck(ctx context.Context, model *v1alpha1.Model
 		}
 	}
 
-	c := sourceCheck{generation: model.Generation, at: now}
+	c := sourceCheck{input: input, at: now}
 	token, credErr, err := r.token(ctx, model)
 	switch {
 	case err != nil:
@@ -414,6 +438,19 @@ func (r *ModelReconciler) recordEvents(before, after *v1alpha1.Model) {
 // SetupWithManager registers the field indexes and watches: Models, and
 // GPUNodes whose cached models, cache errors or readiness change.
 func (r *ModelReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := setupModelIndexes(mgr); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&v1alpha1.Model{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&v1alpha1.GPUNode{}, handler.EnqueueRequestsFromMapFunc(r.modelsForGPUNode),
+			builder.WithPredicates(modelCacheChanged())).
+		Named("model").
+		Complete(r)
+}
+
+// setupModelIndexes registers the field indexes the Model reconciler lists with.
+func setupModelIndexes(mgr ctrl.Manager) error {
 	ctx := context.Background()
 	idx := mgr.GetFieldIndexer()
 	if err := idx.IndexField(ctx, &v1alpha1.Model{}, IndexModelSHA256, func(o client.Object) []string {
@@ -435,12 +472,7 @@ func (r *ModelReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}); err != nil {
 		return fmt.Errorf("index gpunodes by cache error: %w", err)
 	}
-	return ctrl.NewControllerManagedBy(mgr).
-		For(&v1alpha1.Model{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(&v1alpha1.GPUNode{}, handler.EnqueueRequestsFromMapFunc(r.modelsForGPUNode),
-			builder.WithPredicates(modelCacheChanged())).
-		Named("model").
-		Complete(r)
+	return nil
 }
 
 // modelsForGPUNode maps a GPUNode to the Models whose digests it holds or

@@ -444,3 +444,78 @@ func TestModelIgnoresNodesThatAreDown(t *testing.T) {
 	setGPUNodeReady(t, node, metav1.ConditionTrue, v1alpha1.ReasonHeartbeat)
 	waitModel(t, ns, "m", modelIs(verified, readyHeld, 1))
 }
+
+// TestModelRecreatedIsCheckedAgain deletes a Model whose source check
+// succeeded and recreates it at once under the same name, with a source
+// that does not answer. The recreated Model is generation 1 like the old
+// one; the reconciler must not reuse the old object's check. The
+// reconciler is driven directly, so it never sees the deletion.
+func TestModelRecreatedIsCheckedAgain(t *testing.T) {
+	checker, err := artifact.NewChecker()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r *ModelReconciler
+	mgr := startManager(t, func(mgr ctrl.Manager) error {
+		r = NewModelReconciler(mgr.GetClient(), mgr.GetAPIReader(), nil, checker)
+		return setupModelIndexes(mgr)
+	})
+	ctx := context.Background()
+	ns := newNamespace(t)
+	srv := newModelServer(t, "")
+	req := ctrl.Request{NamespacedName: client.ObjectKey{Namespace: ns, Name: "m"}}
+	// reconcileUntil reconciles until the Model's stored status satisfies check.
+	reconcileUntil := func(check func(*v1alpha1.Model) error) *v1alpha1.Model {
+		t.Helper()
+		m := &v1alpha1.Model{}
+		eventually(t, func() error {
+			if _, err := r.Reconcile(ctx, req); err != nil {
+				return err
+			}
+			if err := k8sClient.Get(ctx, req.NamespacedName, m); err != nil {
+				return err
+			}
+			if m.Status.ObservedGeneration != m.Generation {
+				return fmt.Errorf("status is for generation %d, object is at %d", m.Status.ObservedGeneration, m.Generation)
+			}
+			return check(m)
+		})
+		return m
+	}
+
+	old := newModel(ns, "m", srv.URL+"/weights", srv.digest)
+	mustCreate(t, old)
+	reconcileUntil(modelIs(nil, hasCondition(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonSourceReachable), 0))
+	heads := srv.heads.Load()
+
+	dead := httptest.NewServer(http.NotFoundHandler())
+	deadURL := dead.URL + "/weights"
+	dead.Close() // nothing listens there any more
+	if err := k8sClient.Delete(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	recreated := newModel(ns, "m", deadURL, srv.digest)
+	mustCreate(t, recreated)
+	if recreated.Generation != old.Generation || recreated.UID == old.UID {
+		t.Fatalf("recreated model: generation %d, uid %s; old: generation %d, uid %s",
+			recreated.Generation, recreated.UID, old.Generation, old.UID)
+	}
+	// The reconciler's cache must hold the new object before it reconciles.
+	eventually(t, func() error {
+		m := &v1alpha1.Model{}
+		if err := mgr.GetClient().Get(ctx, req.NamespacedName, m); err != nil {
+			return err
+		}
+		if m.UID != recreated.UID {
+			return fmt.Errorf("cache holds uid %s, want %s", m.UID, recreated.UID)
+		}
+		return nil
+	})
+	m := reconcileUntil(modelIs(nil, hasCondition(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonSourceUnreachable), 0))
+	if msg := meta.FindStatusCondition(m.Status.Conditions, v1alpha1.ConditionReady).Message; !strings.Contains(msg, strings.TrimPrefix(deadURL, "http://")) {
+		t.Errorf("message does not name the new source: %q", msg)
+	}
+	if got := srv.heads.Load(); got != heads {
+		t.Errorf("the old source was checked %d more times", got-heads)
+	}
+}
