@@ -37,6 +37,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -66,8 +67,12 @@ const (
 	// DefaultSourceRetryInterval is how soon a failed source check (or
 	// missing credentials) is retried.
 	DefaultSourceRetryInterval = time.Minute
-	// sourceCheckTimeout bounds one source check.
-	sourceCheckTimeout = 30 * time.Second
+	// DefaultSourceCheckTimeout bounds one source check.
+	DefaultSourceCheckTimeout = 30 * time.Second
+	// DefaultModelMaxConcurrentReconciles is how many Models are
+	// reconciled at once, so a source that does not answer holds up
+	// only its own Model's check.
+	DefaultModelMaxConcurrentReconciles = 4
 	// maxConditionMessage bounds condition messages.
 	maxConditionMessage = 1024
 	// maxListedNodes is how many node names a message lists.
@@ -104,6 +109,8 @@ type ModelReconciler struct {
 	clock     clock.PassiveClock
 	recheck   time.Duration
 	retry     time.Duration
+	timeout   time.Duration
+	workers   int
 
 	mu     sync.Mutex
 	checks map[types.NamespacedName]sourceCheck
@@ -158,6 +165,23 @@ func WithSourceRecheck(recheck, retry time.Duration) ModelReconcilerOption {
 	return func(r *ModelReconciler) { r.recheck, r.retry = recheck, retry }
 }
 
+// WithSourceCheckTimeout bounds one source check (DefaultSourceCheckTimeout
+// by default).
+func WithSourceCheckTimeout(d time.Duration) ModelReconcilerOption {
+	return func(r *ModelReconciler) { r.timeout = d }
+}
+
+// WithModelMaxConcurrentReconciles sets how many Models are reconciled at
+// once (DefaultModelMaxConcurrentReconciles by default); values below 1
+// keep the default.
+func WithModelMaxConcurrentReconciles(n int) ModelReconcilerOption {
+	return func(r *ModelReconciler) {
+		if n >= 1 {
+			r.workers = n
+		}
+	}
+}
+
 // NewModelReconciler returns a ModelReconciler. apiReader reads the
 // credentials Secrets directly from the API server (mgr.GetAPIReader()), so
 // the manager does not cache Secrets.
@@ -170,6 +194,8 @@ func NewModelReconciler(c client.Client, apiReader client.Reader, recorder event
 		clock:     clock.RealClock{},
 		recheck:   DefaultSourceRecheckInterval,
 		retry:     DefaultSourceRetryInterval,
+		timeout:   DefaultSourceCheckTimeout,
+		workers:   DefaultModelMaxConcurrentReconciles,
 		checks:    map[types.NamespacedName]sourceCheck{},
 	}
 	for _, o := range opts {
@@ -304,7 +330,7 @@ func (r *ModelReconciler) sourceCheck(ctx context.Context, model *v1alpha1.Model
 	case credErr != nil:
 		c.credErr = credErr
 	default:
-		cctx, cancel := context.WithTimeout(ctx, sourceCheckTimeout)
+		cctx, cancel := context.WithTimeout(ctx, r.timeout)
 		c.result, c.err = r.checker.Check(cctx, artifact.ModelRequest(model, token))
 		cancel()
 		ctrl.LoggerFrom(ctx).V(1).Info("Checked model source", "url", c.result.URL, "size", c.result.Size, "failed", c.err != nil)
@@ -445,6 +471,7 @@ func (r *ModelReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&v1alpha1.Model{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&v1alpha1.GPUNode{}, handler.EnqueueRequestsFromMapFunc(r.modelsForGPUNode),
 			builder.WithPredicates(modelCacheChanged())).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.workers}).
 		Named("model").
 		Complete(r)
 }

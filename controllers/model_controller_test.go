@@ -26,6 +26,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -517,5 +518,48 @@ func TestModelRecreatedIsCheckedAgain(t *testing.T) {
 	}
 	if got := srv.heads.Load(); got != heads {
 		t.Errorf("the old source was checked %d more times", got-heads)
+	}
+}
+
+// TestModelHangingSourceDoesNotStallOthers checks that a source that never
+// answers holds up only its own Model: another Model becomes Ready while
+// the first one's check is still waiting.
+func TestModelHangingSourceDoesNotStallOthers(t *testing.T) {
+	// The check of the hanging source outlasts the test, so only a second
+	// worker can reconcile the other Model.
+	startModelControllerWith(t, nil, []ModelReconcilerOption{WithSourceCheckTimeout(10 * time.Minute)})
+	ns := newNamespace(t)
+
+	started := make(chan struct{})
+	var once sync.Once
+	release := make(chan struct{})
+	hanging := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		once.Do(func() { close(started) })
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		http.Error(w, "gave up", http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(hanging.Close)
+	t.Cleanup(func() { close(release) }) // runs before hanging.Close
+	mustCreate(t, newModel(ns, "slow", hanging.URL+"/weights", randomDigest()))
+	select {
+	case <-started:
+	case <-time.After(eventuallyTimeout):
+		t.Fatal("the hanging source was never checked")
+	}
+
+	srv := newModelServer(t, "")
+	mustCreate(t, newModel(ns, "fast", srv.URL+"/weights", srv.digest))
+	waitModel(t, ns, "fast", modelIs(nil, hasCondition(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonSourceReachable), 0))
+	select {
+	case <-release:
+		t.Fatal("the hanging source was released early")
+	default:
+	}
+	slow := getModel(t, ns, "slow")
+	if c := meta.FindStatusCondition(slow.Status.Conditions, v1alpha1.ConditionReady); c != nil {
+		t.Errorf("slow model has Ready %s/%s before its check ended", c.Status, c.Reason)
 	}
 }
