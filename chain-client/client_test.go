@@ -3,6 +3,7 @@ package chainclient_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -64,9 +65,9 @@ func checkOnChain(t *testing.T, env *chainEnv, r *reporter, recs []*aivmv1.Resul
 	}
 }
 
-// countInBlocks walks every block and counts, per job UID, the results in
-// successfully executed MsgSubmitResults transactions.
-func countInBlocks(t *testing.T, env *chainEnv) map[string]int {
+// walkCommitted calls fn with the height and messages of every
+// successfully executed transaction in the devnet's blocks.
+func walkCommitted(t *testing.T, env *chainEnv, fn func(height int64, msgs []proto.Message)) {
 	t.Helper()
 	ctx := ctxT(t)
 	c, err := cmthttp.New(env.node.RPCURL())
@@ -75,7 +76,6 @@ func countInBlocks(t *testing.T, env *chainEnv) map[string]int {
 	}
 	var height int64
 	retry(t, func() (err error) { height, err = env.rpc.Height(ctx); return err })
-	counts := map[string]int{}
 	for h := int64(1); h <= height; h++ {
 		hh := h
 		var block *coretypes.ResultBlock
@@ -97,16 +97,60 @@ func countInBlocks(t *testing.T, env *chainEnv) map[string]int {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, m := range msgs {
-				if sub, ok := m.(*aivmv1.MsgSubmitResults); ok {
-					for _, r := range sub.GetResults() {
-						counts[r.GetJobUid()]++
-					}
+			fn(h, msgs)
+		}
+	}
+}
+
+// countInBlocks counts, per job UID, the results in successfully executed
+// MsgSubmitResults transactions.
+func countInBlocks(t *testing.T, env *chainEnv) map[string]int {
+	t.Helper()
+	counts := map[string]int{}
+	walkCommitted(t, env, func(_ int64, msgs []proto.Message) {
+		for _, m := range msgs {
+			if sub, ok := m.(*aivmv1.MsgSubmitResults); ok {
+				for _, r := range sub.GetResults() {
+					counts[r.GetJobUid()]++
 				}
 			}
 		}
-	}
+	})
 	return counts
+}
+
+// registrationHeights returns the heights of the blocks that committed a
+// registration of provider, in order.
+func registrationHeights(t *testing.T, env *chainEnv, provider string) []int64 {
+	t.Helper()
+	var hs []int64
+	walkCommitted(t, env, func(h int64, msgs []proto.Message) {
+		for _, m := range msgs {
+			if reg, ok := m.(*aivmv1.MsgRegisterProvider); ok && reg.GetProvider() == provider {
+				hs = append(hs, h)
+			}
+		}
+	})
+	return hs
+}
+
+// waitRegistrations waits until the chain holds a registration of the
+// reporter's provider made at least after blocks after its first one, and
+// returns the heights of every registration the chain committed.
+func waitRegistrations(t *testing.T, env *chainEnv, r *reporter, after int64) []int64 {
+	t.Helper()
+	ctx := ctxT(t)
+	var p *aivmv1.Provider
+	retry(t, func() (err error) { p, err = env.rpc.Provider(ctx, r.client.Address()); return err })
+	if p == nil {
+		t.Fatal("provider not registered")
+	}
+	first := p.GetRegisteredHeight()
+	eventually(t, fmt.Sprintf("a registration %d blocks after the first", after), func() bool {
+		p, err := env.rpc.Provider(ctx, r.client.Address())
+		return err == nil && p != nil && p.GetRegisteredHeight() >= first+after
+	})
+	return registrationHeights(t, env, r.client.Address())
 }
 
 // retry runs a read-only RPC call up to five times: a pooled keep-alive
@@ -462,42 +506,35 @@ func TestRejectedResultsSurface(t *testing.T) {
 	checkOnChain(t, env, a, later)
 }
 
-// TestRegistrationRenewed runs past several registration lifetimes.
+// TestRegistrationRenewed runs past several registration lifetimes: the
+// chain records renewals, each no earlier than RenewBeforeBlocks before the
+// registration it renews expires (so never one per loop step), and results
+// sent later still land.
 func TestRegistrationRenewed(t *testing.T) {
+	const valid, margin = 100, 20
 	k := keyFor(t, "renewal")
 	env := startChain(t, devnet.Config{
 		Accounts:            map[string]uint64{addrOf(t, k): testFunds},
 		BlockTime:           20 * time.Millisecond,
-		ProviderValidBlocks: 30,
+		ProviderValidBlocks: valid,
 	})
-	r := startReporter(t, env, k, t.TempDir(), nil)
+	r := startReporter(t, env, k, t.TempDir(), func(o *chainclient.Options) { o.RenewBeforeBlocks = margin })
 	first := records("renew-a", 0, 5)
 	if err := r.client.Enqueue(ctxT(t), first...); err != nil {
 		t.Fatal(err)
 	}
 	r.events.waitFinal(t, uidsOf(first))
-	ctx := ctxT(t)
-	var p *aivmv1.Provider
-	retry(t, func() (err error) { p, err = env.rpc.Provider(ctx, r.client.Address()); return err })
-	if p == nil {
-		t.Fatal("provider not registered")
+	// Two renewals: the earliest the second can be is 2*(valid-margin)+2
+	// blocks after the first registration.
+	regs := waitRegistrations(t, env, r, 2*(valid-margin)+2)
+	if len(regs) < 3 {
+		t.Fatalf("registrations at heights %v, want at least 3", regs)
 	}
-	firstReg := p.GetRegisteredHeight()
-	// Wait past three lifetimes of the first registration.
-	if err := env.node.WaitForHeight(ctx, p.GetExpiresHeight()+60); err != nil {
-		t.Fatal(err)
-	}
-	retry(t, func() (err error) { p, err = env.rpc.Provider(ctx, r.client.Address()); return err })
-	if p == nil {
-		t.Fatal("provider not registered")
-	}
-	if p.GetRegisteredHeight() <= firstReg+30 {
-		t.Fatalf("registration not renewed: registered at %d, first at %d", p.GetRegisteredHeight(), firstReg)
-	}
-	var h int64
-	retry(t, func() (err error) { h, err = env.rpc.Height(ctx); return err })
-	if p.GetExpiresHeight() <= h {
-		t.Fatalf("registration expired at %d, height %d", p.GetExpiresHeight(), h)
+	for i := 1; i < len(regs); i++ {
+		if regs[i] <= regs[i-1]+valid-margin {
+			t.Errorf("registration at height %d renews the one at %d, expiring at %d, more than %d blocks early (all: %v)",
+				regs[i], regs[i-1], regs[i-1]+valid, margin, regs)
+		}
 	}
 	later := records("renew-b", 0, 5)
 	if err := r.client.Enqueue(ctxT(t), later...); err != nil {
