@@ -130,7 +130,9 @@ type Options struct {
 	// renewal instead of using Registration, so the GPU inventory sent is
 	// current. Its Provider field is filled in.
 	RegistrationFunc func(ctx context.Context) (*aivmv1.MsgRegisterProvider, error)
-	// RenewBeforeBlocks is the renewal margin.
+	// RenewBeforeBlocks is the renewal margin. One at or above the validity
+	// the chain grants a registration (which would renew at every step) is
+	// taken as half that validity, with a warning.
 	RenewBeforeBlocks int64
 
 	// OnEvent, when set, is called from the client's loop for every result

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	cmthttp "github.com/cometbft/cometbft/rpc/client/http"
 	coretypes "github.com/cometbft/cometbft/rpc/core/types"
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
@@ -908,4 +911,74 @@ func TestDroppedBatchSignedAgainOnceSequencePasses(t *testing.T) {
 				e.UID, txs, e.TxHash, e.Requeues, first)
 		}
 	}
+}
+
+// logLines is a logger that keeps every line.
+type logLines struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logLines) logger() logr.Logger {
+	return funcr.New(func(prefix, args string) {
+		l.mu.Lock()
+		l.lines = append(l.lines, prefix+" "+args)
+		l.mu.Unlock()
+	}, funcr.Options{})
+}
+
+func (l *logLines) containing(s string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, line := range l.lines {
+		if strings.Contains(line, s) {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// TestRenewMarginClampedToValidity: a RenewBeforeBlocks at or above the
+// validity the chain grants would renew (and pay) at every step; once a
+// registration is committed the margin becomes half the validity, with one
+// warning.
+func TestRenewMarginClampedToValidity(t *testing.T) {
+	const valid, margin = 30, 50
+	k := keyFor(t, "clamp")
+	env := startChain(t, devnet.Config{
+		Accounts:            map[string]uint64{addrOf(t, k): testFunds},
+		BlockTime:           20 * time.Millisecond,
+		ProviderValidBlocks: valid,
+	})
+	var logs logLines
+	r := startReporter(t, env, k, t.TempDir(), func(o *chainclient.Options) {
+		o.RenewBeforeBlocks = margin
+		o.Logger = logs.logger()
+	})
+	recs := records("clamp", 0, 5)
+	if err := r.client.Enqueue(ctxT(t), recs...); err != nil {
+		t.Fatal(err)
+	}
+	r.events.waitFinal(t, uidsOf(recs))
+	regs := waitRegistrations(t, env, r, 2*(valid-valid/2)+2)
+	if len(regs) < 3 {
+		t.Fatalf("registrations at heights %v, want at least 3", regs)
+	}
+	for i := 1; i < len(regs); i++ {
+		if regs[i] <= regs[i-1]+valid-valid/2 {
+			t.Errorf("registration at height %d renews the one at %d, expiring at %d, more than %d blocks early (all: %v)",
+				regs[i], regs[i-1], regs[i-1]+valid, valid/2, regs)
+		}
+	}
+	warnings := logs.containing("RenewBeforeBlocks")
+	if len(warnings) != 1 {
+		t.Fatalf("%d RenewBeforeBlocks warnings, want 1: %q", len(warnings), warnings)
+	}
+	for _, want := range []string{`"renewBeforeBlocks"=50`, `"validityBlocks"=30`, `"effectiveRenewBeforeBlocks"=15`} {
+		if !strings.Contains(warnings[0], want) {
+			t.Errorf("warning %q lacks %s", warnings[0], want)
+		}
+	}
+	checkOnChain(t, env, r, recs)
 }

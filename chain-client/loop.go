@@ -68,6 +68,11 @@ type loop struct {
 	reg     *flight
 	// expires is the registration's expiry height; 0 when unknown.
 	expires int64
+	// renewBefore is the renewal margin: RenewBeforeBlocks, or half the
+	// validity the chain grants when that is not more than RenewBeforeBlocks.
+	renewBefore int64
+	// marginWarned is set once the clamped margin was logged.
+	marginWarned bool
 
 	prunedAt       int64
 	backoff        time.Duration
@@ -76,7 +81,7 @@ type loop struct {
 }
 
 func newLoop(c *Client) *loop {
-	return &loop{c: c, o: &c.opts}
+	return &loop{c: c, o: &c.opts, renewBefore: c.opts.RenewBeforeBlocks}
 }
 
 func (l *loop) run(ctx context.Context) error {
@@ -555,14 +560,17 @@ func (l *loop) register(ctx context.Context) error {
 			return err
 		}
 	}
-	if l.expires != 0 && l.height < l.expires-l.o.RenewBeforeBlocks {
+	if l.expires != 0 && l.height < l.expires-l.renewBefore {
 		return nil
 	}
 	p, err := l.o.Chain.Provider(ctx, l.c.address)
 	if err != nil {
 		return unreachable("query provider", err)
 	}
-	if p != nil && l.height < p.GetExpiresHeight()-l.o.RenewBeforeBlocks {
+	if p != nil {
+		l.fitMargin(p)
+	}
+	if p != nil && l.height < p.GetExpiresHeight()-l.renewBefore {
 		l.expires = p.GetExpiresHeight()
 		return nil
 	}
@@ -596,6 +604,27 @@ func (l *loop) register(ctx context.Context) error {
 		return l.resync(ctx, exp, ok)
 	default:
 		return fmt.Errorf("chain refused provider registration: code %d (%s): %s", br.Code, br.Codespace, br.Log)
+	}
+}
+
+// fitMargin sets the renewal margin for the validity the chain granted p's
+// committed registration: RenewBeforeBlocks, unless that is not below the
+// validity, which would renew (and pay for) a registration at every step;
+// then half the validity, with one warning.
+func (l *loop) fitMargin(p *aivmv1.Provider) {
+	validity := p.GetExpiresHeight() - p.GetRegisteredHeight()
+	if validity <= 0 {
+		return
+	}
+	l.renewBefore = l.o.RenewBeforeBlocks
+	if l.renewBefore < validity {
+		return
+	}
+	l.renewBefore = validity / 2
+	if !l.marginWarned {
+		l.marginWarned = true
+		l.c.log.Info("RenewBeforeBlocks is not below the registration validity the chain grants; renewing when half of it is left",
+			"renewBeforeBlocks", l.o.RenewBeforeBlocks, "validityBlocks", validity, "effectiveRenewBeforeBlocks", l.renewBefore)
 	}
 }
 
@@ -633,6 +662,7 @@ func (l *loop) settleRegistration(ctx context.Context, f *flight, code uint32, c
 			return errors.New("provider registration committed but the chain does not know the provider")
 		}
 		l.expires = p.GetExpiresHeight()
+		l.fitMargin(p)
 		l.c.log.Info("Provider registered", "tx", f.hash, "expiresHeight", l.expires)
 		l.c.metrics.transactions.WithLabelValues("registration").Inc()
 		return nil
