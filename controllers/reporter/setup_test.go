@@ -222,9 +222,11 @@ func TestStandbyReplicaSharesOutbox(t *testing.T) {
 			Controller:     config.Controller{SkipNameValidation: ptr.To(true)},
 			LeaderElection: true, LeaderElectionID: leaseID, LeaderElectionNamespace: "default",
 			LeaderElectionReleaseOnCancel: true,
-			LeaseDuration:                 ptr.To(2 * time.Second),
-			RenewDeadline:                 ptr.To(time.Second),
-			RetryPeriod:                   ptr.To(100 * time.Millisecond),
+			// Generous enough that a loaded machine does not lose the lease;
+			// the handover is quick because the leader releases it on stop.
+			LeaseDuration: ptr.To(15 * time.Second),
+			RenewDeadline: ptr.To(10 * time.Second),
+			RetryPeriod:   ptr.To(200 * time.Millisecond),
 		})
 		if err != nil {
 			t.Fatal(err)
