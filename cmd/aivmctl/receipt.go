@@ -27,10 +27,11 @@ import (
 )
 
 func init() {
-	register("receipt", "Check signed result receipts (verify)", runReceipt)
+	register("receipt", "Get and check signed result receipts (get, verify)", runReceipt)
 }
 
 var receiptSubcommands = map[string]subcommand{
+	"get":    {"Build the receipt of an InferenceJob from its status and check it", receiptGet},
 	"verify": {"Verify a receipt's signature and Merkle proof, and optionally that the chain holds it", receiptVerify},
 }
 

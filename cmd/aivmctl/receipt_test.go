@@ -47,13 +47,39 @@ func sha(s string) string {
 // for the first.
 func committedReceipt(t *testing.T) (string, *receipt.Receipt) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	recs := []*aivmv1.ResultRecord{}
+	for i := range 2 {
+		recs = append(recs, testRecord(fmt.Sprintf("cli-job-%d", i), i))
+	}
+	url, _, rs := commitResults(t, recs...)
+	return url, rs[0]
+}
+
+// testKey is the provider key the receipt tests sign with.
+func testKey(t *testing.T) *keys.Key {
+	t.Helper()
 	h := sha256.Sum256([]byte("aivmctl receipt test"))
 	k, err := keys.FromHex(hex.EncodeToString(h[:]))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return k
+}
+
+// testRecord returns a valid result record for jobUID; n varies its output.
+func testRecord(jobUID string, n int) *aivmv1.ResultRecord {
+	return &aivmv1.ResultRecord{JobUid: jobUID, KernelDigest: "sha256:" + sha("k"),
+		ModelDigest: sha("m"), InputDigest: sha("i"), OutputDigest: sha(fmt.Sprint("o", n)), InputTokens: 3, OutputTokens: 4, DurationMs: 5}
+}
+
+// commitResults puts recs on a fresh devnet through the chain client and
+// returns the devnet's RPC URL, the provider key, and each record's signed
+// receipt with its inclusion.
+func commitResults(t *testing.T, recs ...*aivmv1.ResultRecord) (string, *keys.Key, []*receipt.Receipt) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	k := testKey(t)
 	addr, _ := k.Address("")
 	node, err := devnet.Start(ctx, devnet.Config{Home: t.TempDir(), BlockTime: 50 * time.Millisecond, Accounts: map[string]uint64{addr: 1 << 40}})
 	if err != nil {
@@ -69,7 +95,7 @@ func committedReceipt(t *testing.T) (string, *receipt.Receipt) {
 		t.Fatal(err)
 	}
 	defer box.Close()
-	committed := make(chan chainclient.Event, 2)
+	committed := make(chan chainclient.Event, len(recs))
 	cc, err := chainclient.New(chainclient.Options{Key: k, ChainID: node.ChainID(), Chain: chain, Outbox: box,
 		BatchDelay: 20 * time.Millisecond, PollInterval: 20 * time.Millisecond,
 		Registration: &aivmv1.MsgRegisterProvider{Moniker: "cli-test", Endpoint: "https://p.example", Version: "v0"},
@@ -81,11 +107,6 @@ func committedReceipt(t *testing.T) (string, *receipt.Receipt) {
 	done := make(chan error, 1)
 	go func() { done <- cc.Run(runCtx) }()
 	defer func() { stop(); <-done }()
-	recs := []*aivmv1.ResultRecord{}
-	for i := range 2 {
-		recs = append(recs, &aivmv1.ResultRecord{JobUid: fmt.Sprintf("cli-job-%d", i), KernelDigest: "sha256:" + sha("k"),
-			ModelDigest: sha("m"), InputDigest: sha("i"), OutputDigest: sha(fmt.Sprint("o", i)), InputTokens: 3, OutputTokens: 4, DurationMs: 5})
-	}
 	if err := cc.Enqueue(ctx, recs...); err != nil {
 		t.Fatal(err)
 	}
@@ -99,16 +120,20 @@ func committedReceipt(t *testing.T) (string, *receipt.Receipt) {
 			t.Fatal("results not committed")
 		}
 	}
-	e, err := cc.Get(recs[0].GetJobUid())
-	if err != nil {
-		t.Fatal(err)
+	var out []*receipt.Receipt
+	for _, rec := range recs {
+		e, err := cc.Get(rec.GetJobUid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := receipt.Sign(k, "", rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Chain = &receipt.Inclusion{ChainID: node.ChainID(), TxHash: e.TxHash, Height: e.Height, Root: e.Root, Proof: *e.Proof}
+		out = append(out, r)
 	}
-	r, err := receipt.Sign(k, "", recs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Chain = &receipt.Inclusion{ChainID: node.ChainID(), TxHash: e.TxHash, Height: e.Height, Root: e.Root, Proof: *e.Proof}
-	return node.RPCURL(), r
+	return node.RPCURL(), k, out
 }
 
 func writeReceipt(t *testing.T, r *receipt.Receipt) string {
