@@ -14,13 +14,19 @@
 //     signed bytes, never re-signed; "tx already in mempool" counts as
 //     accepted;
 //   - a batch's results are signed again only once its transaction can no
-//     longer be included: the chain refused it at CheckTx (so it is in no
-//     mempool), or its account sequence was used by another transaction
+//     longer be included: the chain refused its first broadcast at CheckTx
+//     (so it is in no mempool), or its account sequence was used by another transaction
 //     (the account's sequence is past it and the chain's state does not hold
-//     its results under its hash). A resend refused for its sequence while
-//     the account's sequence has not passed it keeps the transaction in
-//     flight: it may still sit in a mempool (its node's own, when the node
-//     keeps no cache of transactions seen) and land;
+//     its results under its hash). A resend refused for its sequence, or
+//     for a condition of the moment (insufficient funds or fee, a full
+//     mempool), while the account's sequence has not passed it keeps the
+//     transaction in flight: it may still sit in a mempool (its node's own,
+//     when the node keeps no cache of transactions seen, or another node's)
+//     and land. Other refusals settle a resent batch as they settle a first
+//     broadcast: those the very bytes can never get past (a bad signature,
+//     chain-id or account number, a decoding or size error, a result
+//     already on chain), and a missing registration (the results wait for
+//     the registration, which is signed at the chain's next sequence);
 //   - a job UID already on chain never sinks its batch: a result this
 //     provider put there before (the outbox was lost) is recorded as
 //     committed with its proof rebuilt from the carrying transaction, any

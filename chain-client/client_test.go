@@ -913,6 +913,126 @@ func TestDroppedBatchSignedAgainOnceSequencePasses(t *testing.T) {
 	}
 }
 
+// TestResendRefusedForFundsKeepsBatchInFlight: the account's balance
+// covers one fee, so the resend of a batch held in the node's mempool (a
+// node without a mempool cache checks it again) is refused for
+// insufficient funds, the mempool's state having paid its fee already.
+// That refusal does not prove the batch can never land, so its results
+// are not signed again: they land once, by the first transaction. Results
+// enqueued meanwhile are refused at their first broadcast (so in no
+// mempool), signed again, and land once the account is funded.
+func TestResendRefusedForFundsKeepsBatchInFlight(t *testing.T) {
+	// Fees of about 25_000unes (GasBase at the devnet's 0.025 gas price,
+	// the gas per byte and per result small beside it); 40_000 left after
+	// the registration pays one, not two.
+	const gasBase, balance, regFee = 1_000_000, 40_000, 10_000
+	k := keyFor(t, "funds-resend")
+	var hold atomic.Bool
+	hold.Store(true)
+	env := startChain(t, devnet.Config{
+		Accounts:       map[string]uint64{addrOf(t, k): regFee + balance},
+		NoMempoolCache: true,
+		HoldTx:         func(raw []byte) bool { return hold.Load() && carriesResults(raw) },
+	})
+	registerOutOfBand(t, env, k)
+	r := startReporter(t, env, k, t.TempDir(), func(o *chainclient.Options) {
+		o.ResendAfterBlocks = 2
+		o.GasBase = gasBase
+	})
+	recs := records("funds", 0, 5)
+	if err := r.client.Enqueue(ctxT(t), recs...); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "batch accepted into the mempool", func() bool {
+		txs := signedByUID(t, env)[recs[0].GetJobUid()]
+		return len(txs) > 0 && txs[0].accepted()
+	})
+	first := signedByUID(t, env)[recs[0].GetJobUid()][0].hash
+	env.offers.mu.Lock()
+	d, err := tx.Decode(env.offers.txs[first].raw)
+	env.offers.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fee := d.Fee["unes"]; fee == nil || fee.Uint64() > balance || 2*fee.Uint64() <= balance {
+		t.Fatalf("batch fee %v: a balance of %d must pay it once, not twice", fee, balance)
+	}
+	later := records("funds-later", 0, 5)
+	if err := r.client.Enqueue(ctxT(t), later...); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "batch resent and refused twice for funds while in the mempool", func() bool {
+		txs := signedByUID(t, env)[recs[0].GetJobUid()]
+		if len(txs) > 1 {
+			return true
+		}
+		refused := 0
+		for _, c := range txs[0].codes {
+			if c == devnet.CodeInsufficientFunds {
+				refused++
+			}
+		}
+		return refused >= 2
+	})
+	checkSignedOnce(t, env, uidsOf(recs))
+	if e, err := r.client.Get(recs[0].GetJobUid()); err != nil || e.State != outbox.StateBatched || e.TxHash != first {
+		t.Fatalf("held result is %s in %q after %d requeues (%v), want Batched in %s", e.State, e.TxHash, e.Requeues, err, first)
+	}
+
+	hold.Store(false)
+	r.events.waitFinal(t, uidsOf(recs))
+	for _, rec := range recs {
+		e, _ := r.client.Get(rec.GetJobUid())
+		if e.State != outbox.StateCommitted || e.TxHash != first || e.Requeues != 0 {
+			t.Errorf("job %s is %s by tx %s after %d requeues, want Committed by %s and none", e.UID, e.State, e.TxHash, e.Requeues, first)
+		}
+	}
+	if _, err := env.node.Fund(ctxT(t), addrOf(t, k), 1_000_000); err != nil {
+		t.Fatal(err)
+	}
+	r.events.waitFinal(t, uidsOf(later))
+	all := append(recs, later...)
+	checkOnChain(t, env, r, all)
+	checkExactlyOnce(t, env, uidsOf(all))
+	checkSignedOnce(t, env, uidsOf(recs))
+	// Refused at their first broadcast for funds, on purpose, and only
+	// then signed again.
+	checkResignedAfterRefusal(t, env, uidsOf(later), devnet.CodeInsufficientFunds)
+}
+
+// TestResendRefusedForSignatureIsRejected: a resend refused for its
+// signature (the client signs for another chain id) can never land on any
+// node, so the batch settles as a refused first broadcast does: its
+// results are rejected with the chain's code, not signed again. The first
+// broadcast is lost on the way, so the chain first sees the resend.
+func TestResendRefusedForSignatureIsRejected(t *testing.T) {
+	k := keyFor(t, "signature-resend")
+	env := startChain(t, devnet.Config{Accounts: map[string]uint64{addrOf(t, k): testFunds}})
+	registerOutOfBand(t, env, k)
+	env.chain.drop.Store(1)
+	r := startReporter(t, env, k, t.TempDir(), func(o *chainclient.Options) { o.ChainID = env.node.ChainID() + "-other" })
+	recs := records("signature", 0, 5)
+	if err := r.client.Enqueue(ctxT(t), recs...); err != nil {
+		t.Fatal(err)
+	}
+	r.events.waitFinal(t, uidsOf(recs))
+	if n := env.chain.drop.Load(); n != 0 {
+		t.Fatalf("%d broadcasts left to drop, want the first one dropped", n)
+	}
+	signed := signedByUID(t, env)
+	for _, rec := range recs {
+		e, _ := r.client.Get(rec.GetJobUid())
+		if e.State != outbox.StateRejected || e.Codespace != devnet.CodespaceSDK || e.Code != devnet.CodeUnauthorized || e.Requeues != 0 {
+			t.Errorf("job %s is %s with code %d (%s) after %d requeues, want Rejected with code %d (%s) and none",
+				e.UID, e.State, e.Code, e.Codespace, e.Requeues, devnet.CodeUnauthorized, devnet.CodespaceSDK)
+		}
+		txs := signed[rec.GetJobUid()]
+		if len(txs) != 1 || txs[0].hash != e.TxHash || len(txs[0].codes) != 1 || txs[0].codes[0] != devnet.CodeUnauthorized {
+			t.Errorf("job %s was signed into %+v, want only %s, offered once and refused with code %d", e.UID, txs, e.TxHash, devnet.CodeUnauthorized)
+		}
+	}
+}
+
 // logLines is a logger that keeps every line.
 type logLines struct {
 	mu    sync.Mutex

@@ -134,13 +134,19 @@ func (o *offers) record(raw []byte, code uint32) {
 
 // liveChain forwards to the RPC client of the devnet's current run. While
 // cut is set, every call fails as if the client's network to the node were
-// down, while the node itself runs on.
+// down, while the node itself runs on. While drop is above zero, each
+// broadcast counts it down and fails without reaching the node, as one
+// lost on the way.
 type liveChain struct {
-	cur atomic.Pointer[rpc.Client]
-	cut atomic.Bool
+	cur  atomic.Pointer[rpc.Client]
+	cut  atomic.Bool
+	drop atomic.Int32
 }
 
-var errCut = errors.New("network to the node cut by the test")
+var (
+	errCut     = errors.New("network to the node cut by the test")
+	errDropped = errors.New("broadcast lost on the way to the node by the test")
+)
 
 func (l *liveChain) client() (*rpc.Client, error) {
 	if l.cut.Load() {
@@ -160,6 +166,11 @@ func (l *liveChain) BroadcastSync(ctx context.Context, b []byte) (rpc.BroadcastR
 	c, err := l.client()
 	if err != nil {
 		return rpc.BroadcastResult{}, err
+	}
+	for n := l.drop.Load(); n > 0; n = l.drop.Load() {
+		if l.drop.CompareAndSwap(n, n-1) {
+			return rpc.BroadcastResult{}, errDropped
+		}
 	}
 	return c.BroadcastSync(ctx, b)
 }

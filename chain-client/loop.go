@@ -295,47 +295,60 @@ func (l *loop) confirmOne(ctx context.Context, f *flight) (done bool, err error)
 	case outcomeAccepted:
 		f.sentHeight = l.height
 		return false, nil
-	case outcomeWrongSequence:
-		_, seq, err := l.o.Chain.Account(ctx, l.c.address)
-		if err != nil {
-			return false, unreachable("read account", err)
-		}
-		if seq > f.seq {
-			// The sequence is used: by this transaction, or by another one.
-			// The account is read before the results, so a batch included
-			// by then shows in the state read next.
-			if f.uids == nil {
-				// A registration: decide a block later, by hash.
-				f.consumedAt = l.height
-				return false, nil
-			}
-			if landed, err := l.landed(ctx, f); err != nil || landed {
-				return landed, err
-			}
-			l.c.log.Info("Account sequence used by another transaction; signing the batch again", "tx", f.hash, "sequence", f.seq)
-			return true, l.requeue(ctx, f, 0, false)
-		}
-		// The chain has not used f's sequence yet, so f can still land: the
-		// node may hold f itself in its mempool (a node without a mempool
-		// cache checks a resend again and finds the sequence taken, by f),
-		// or another node may. Signing its results again could put them on
-		// chain twice, so f stays in flight, looked up by hash and resent
-		// after ResendAfterBlocks, until it lands or the chain's sequence
-		// passes it without it (the branch above).
-		exp, ok := expectedSequence(br.Log)
-		f.sentHeight = l.height
-		l.c.log.Info("Resent transaction refused for its sequence, which the chain has not used yet; waiting for it",
-			"tx", f.hash, "sequence", f.seq, "accountSequence", seq, "log", br.Log)
-		if ok && exp < f.seq && !l.signedAt(exp) {
-			// The node misses a sequence below f that nothing of ours in
-			// flight will fill: sign the next transactions from there, or f
-			// can never land.
-			return false, l.resync(ctx, exp, true)
-		}
-		return false, nil
+	case outcomeWrongSequence, outcomeRetryLater:
+		return l.resendRefused(ctx, f, br)
 	default:
 		return true, l.settleRefused(ctx, f, br.Code, br.Codespace, br.Log)
 	}
+}
+
+// resendRefused handles a resend refused for a reason that does not prove
+// f can never land: its sequence, or a condition of the moment (funds,
+// fees, a full mempool; a chain checks the fee before the sequence, so a
+// node holding f itself can answer either). f may still sit in a mempool
+// (its node's own, when the node keeps no cache of transactions seen, or
+// another node's) and land, so signing its results again could put them on
+// chain twice: f stays in flight, looked up by hash and resent after
+// ResendAfterBlocks, until it lands or the chain's sequence passes it
+// without it. Refusals those bytes can never get past (signature, decoding,
+// size, a result already on chain) go to settleRefused instead.
+func (l *loop) resendRefused(ctx context.Context, f *flight, br rpc.BroadcastResult) (done bool, err error) {
+	_, seq, err := l.o.Chain.Account(ctx, l.c.address)
+	if err != nil {
+		return false, unreachable("read account", err)
+	}
+	if seq > f.seq {
+		// The sequence is used: by this transaction, or by another one.
+		// The account is read before the results, so a batch included
+		// by then shows in the state read next.
+		if f.uids == nil {
+			// A registration: decide a block later, by hash.
+			f.consumedAt = l.height
+			return false, nil
+		}
+		if landed, err := l.landed(ctx, f); err != nil || landed {
+			return landed, err
+		}
+		l.c.log.Info("Account sequence used by another transaction; signing the batch again", "tx", f.hash, "sequence", f.seq)
+		return true, l.requeue(ctx, f, 0, false)
+	}
+	f.sentHeight = l.height
+	if classify(br.Code, br.Codespace) == outcomeRetryLater {
+		// Reported like the refusal of a first broadcast, for the operator
+		// to fix (fund the account, raise the fee); f waits meanwhile.
+		return false, fmt.Errorf("chain refused resent transaction %s, kept in flight as it may still land: code %d (%s): %s",
+			f.hash, br.Code, br.Codespace, br.Log)
+	}
+	exp, ok := expectedSequence(br.Log)
+	l.c.log.Info("Resent transaction refused for its sequence, which the chain has not used yet; waiting for it",
+		"tx", f.hash, "sequence", f.seq, "accountSequence", seq, "log", br.Log)
+	if ok && exp < f.seq && !l.signedAt(exp) {
+		// The node misses a sequence below f that nothing of ours in
+		// flight will fill: sign the next transactions from there, or f
+		// can never land.
+		return false, l.resync(ctx, exp, true)
+	}
+	return false, nil
 }
 
 // landed checks the chain's state for a batch's first result: stored by
