@@ -66,6 +66,11 @@ type AgentOptions struct {
 	// receives (CacheManager.Changed), so a prefetched model or a failure
 	// shows without waiting for the next tick.
 	Wake <-chan struct{}
+	// HealthChanged, when set, also makes Run poll and publish at once
+	// whenever it receives: Discoverer.HealthChanged, while
+	// Discoverer.WatchHealth runs, so a GPU fault is published as soon as
+	// NVML reports it rather than at the next tick.
+	HealthChanged <-chan struct{}
 	// Clock tells the time and drives the poll ticker; nil means the real clock.
 	Clock clock.WithTicker
 	// Metrics receive each poll's results; nil records none.
@@ -128,9 +133,9 @@ func (a *Agent) Sync(ctx context.Context) error {
 	return err
 }
 
-// Run polls at once and then every poll interval, and whenever Wake
-// receives, until ctx is done. A failed poll is logged and retried at the
-// next tick.
+// Run polls at once and then every poll interval, and whenever Wake or
+// HealthChanged receives, until ctx is done. A failed poll is logged and
+// retried at the next tick.
 func (a *Agent) Run(ctx context.Context) error {
 	t := a.opts.Clock.NewTicker(a.opts.PollInterval)
 	defer t.Stop()
@@ -143,6 +148,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			return nil
 		case <-t.C():
 		case <-a.opts.Wake:
+		case <-a.opts.HealthChanged:
 		}
 	}
 }

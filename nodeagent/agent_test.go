@@ -22,6 +22,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -652,5 +653,109 @@ func TestPublishAfterAnotherWriter(t *testing.T) {
 	ready := findCondition(got.Status.Conditions, aivmv1alpha1.ConditionReady)
 	if ready == nil || ready.Status != metav1.ConditionTrue || ready.Reason != aivmv1alpha1.ReasonHeartbeat {
 		t.Fatalf("Ready after the agent's write = %+v, want True/%s", ready, aivmv1alpha1.ReasonHeartbeat)
+	}
+}
+
+// pollCounter counts polls.
+type pollCounter struct {
+	inner nodeagent.InventorySource
+	polls atomic.Int32
+}
+
+func (s *pollCounter) Poll() nodeagent.Inventory {
+	s.polls.Add(1)
+	return s.inner.Poll()
+}
+
+// TestGPUFaultPublishedWithoutPoll: with the health watcher running, a GPU
+// fault reaches the GPUNode at once, on a fake clock whose poll (an hour)
+// never ticks.
+func TestGPUFaultPublishedWithoutPoll(t *testing.T) {
+	const name = "gpu-push-0"
+	createNode(t, name, nil)
+	sim := newNode(t, "dgxh200", simulate.WithSeed(name))
+	disc := open(t, sim, nodeagent.Options{Log: testr.New(t)})
+	src := &pollCounter{inner: disc}
+	clk := clocktesting.NewFakeClock(start)
+	pub, err := nodeagent.NewPublisher(plainClient(t), nodeagent.PublisherOptions{NodeName: name, HeartbeatInterval: time.Hour, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent, err := nodeagent.NewAgent(src, pub, nodeagent.AgentOptions{
+		PollInterval: time.Hour, Clock: clk, HealthChanged: disc.HealthChanged(), Log: testr.New(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	watchDone, runDone := make(chan struct{}), make(chan struct{})
+	var watchErr, runErr error
+	go func() {
+		defer close(watchDone)
+		watchErr = disc.WatchHealth(ctx)
+	}()
+	go func() {
+		defer close(runDone)
+		runErr = agent.Run(ctx)
+	}()
+	t.Cleanup(func() { cancel(); <-watchDone; <-runDone })
+
+	gpu := func(i int) (aivmv1alpha1.GPUStatus, int32, error) {
+		gn := &aivmv1alpha1.GPUNode{}
+		if err := plainClient(t).Get(ctx, client.ObjectKey{Name: name}, gn); err != nil {
+			return aivmv1alpha1.GPUStatus{}, 0, err
+		}
+		if len(gn.Status.GPUs) != 8 {
+			return aivmv1alpha1.GPUStatus{}, 0, fmt.Errorf("%d GPUs listed", len(gn.Status.GPUs))
+		}
+		return gn.Status.GPUs[i], gn.Status.HealthyGPUCount, nil
+	}
+	eventually(t, func() error {
+		_, healthy, err := gpu(2)
+		if err == nil && healthy != 8 {
+			err = fmt.Errorf("%d healthy GPUs, want 8", healthy)
+		}
+		return err
+	})
+	waitHandled(t, sim) // the watcher waits for events
+
+	// An application XID wakes nothing.
+	sim.InjectXID(2, 13)
+	waitHandled(t, sim)
+	if n := src.polls.Load(); n != 1 {
+		t.Errorf("%d polls after XID 13, want 1 (the first)", n)
+	}
+
+	sim.InjectXID(2, 79)
+	eventually(t, func() error {
+		g, healthy, err := gpu(2)
+		if err != nil {
+			return err
+		}
+		if g.Health != aivmv1alpha1.GPUUnhealthy || g.HealthReason != "XID 79: GPU has fallen off the bus" || healthy != 7 {
+			return fmt.Errorf("GPU 2 = %s %q, %d healthy GPUs", g.Health, g.HealthReason, healthy)
+		}
+		return nil
+	})
+	if n := src.polls.Load(); n != 2 {
+		t.Errorf("%d polls, want 2 (the first and the one the fault woke)", n)
+	}
+	if got := gpuLabels(t, name)[aivmv1alpha1.LabelGPUHealthyCount]; got != "7" {
+		t.Errorf("healthy-count label = %q, want 7", got)
+	}
+
+	// Cancelling the context stops the watcher before NVML is closed.
+	cancel()
+	select {
+	case <-watchDone:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the health watcher still runs 30s after its context was cancelled")
+	}
+	<-runDone
+	if watchErr != nil || runErr != nil {
+		t.Errorf("WatchHealth: %v, Run: %v", watchErr, runErr)
+	}
+	if w := sim.EventWaiters(); w != 0 {
+		t.Errorf("%d callers still wait on the event set", w)
 	}
 }

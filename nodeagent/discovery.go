@@ -17,14 +17,17 @@ limitations under the License.
 package nodeagent
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/go-logr/logr"
+	"k8s.io/utils/clock"
 )
 
 // ErrNVMLNotFound is returned by Open when the NVML library
@@ -35,6 +38,19 @@ var ErrNVMLNotFound = errors.New("nvml library libnvidia-ml.so.1 not found")
 // maxEventsPerPoll bounds how many queued NVML events one poll handles, so a
 // storm of events cannot stall the inventory.
 const maxEventsPerPoll = 256
+
+// eventWaitTimeout bounds one blocking wait of WatchHealth for an NVML
+// event, so that it notices a cancelled context or Close within that time.
+// An event ends the wait at once.
+const eventWaitTimeout = time.Second
+
+// Backoff of WatchHealth after a failed NVML event wait: the first retry
+// waits eventErrorBackoffFirst, each further failure doubles it, up to
+// eventErrorBackoffLimit.
+const (
+	eventErrorBackoffFirst = time.Second
+	eventErrorBackoffLimit = 30 * time.Second
+)
 
 // noInstance is the GPU or compute instance id NVML puts in an event that is
 // not scoped to a MIG device.
@@ -49,21 +65,42 @@ type Options struct {
 	Log logr.Logger
 	// XIDs decides which XIDs are critical; nil means NewXIDFilter("", "").
 	XIDs *XIDFilter
+	// Clock times WatchHealth's backoff after NVML errors; nil means the
+	// real clock.
+	Clock clock.Clock
 }
 
 // Discoverer reads the GPU inventory of a node through NVML. It initializes
 // NVML once (Open), keeps the device handles and an event set for critical
 // XID and ECC events between polls, and shuts NVML down on Close. It is safe
 // for concurrent use.
+//
+// The event set has one consumer at a time. While WatchHealth runs, it
+// handles each critical event as it arrives and signals HealthChanged, so
+// the agent publishes a fault at once; otherwise (for example a single poll
+// with --once) Poll handles the events queued since the last poll.
 type Discoverer struct {
-	lib  nvml.Interface
-	log  logr.Logger
-	xids XIDFilter
+	lib   nvml.Interface
+	log   logr.Logger
+	xids  XIDFilter
+	clock clock.Clock
+
+	// stop is closed by Close to end WatchHealth.
+	stop chan struct{}
+	// changed receives (without blocking the watcher) when WatchHealth
+	// marked a GPU unhealthy.
+	changed chan struct{}
 
 	mu        sync.Mutex
 	closed    bool
 	events    nvml.EventSet
 	eventsErr error
+	// watchDone is closed when the running WatchHealth returns; nil while
+	// none runs, and then Poll handles the queued events itself.
+	watchDone chan struct{}
+	// watchErrs counts the failed event waits of WatchHealth since the
+	// last poll, which reports them in Inventory.CallErrors.
+	watchErrs int
 
 	driverVersion string
 	cudaVersion   string
@@ -116,9 +153,15 @@ func Open(lib nvml.Interface, opts Options) (*Discoverer, error) {
 	d := &Discoverer{
 		lib:      lib,
 		log:      opts.Log,
+		clock:    opts.Clock,
+		stop:     make(chan struct{}),
+		changed:  make(chan struct{}, 1),
 		byUUID:   map[string]*device{},
 		unnamed:  map[int]error{},
 		migNames: map[migKey]string{},
+	}
+	if d.clock == nil {
+		d.clock = clock.RealClock{}
 	}
 	if opts.XIDs != nil {
 		d.xids = *opts.XIDs
@@ -154,14 +197,24 @@ func FormatCUDAVersion(v int) string {
 	return fmt.Sprintf("%d.%d", v/1000, (v%1000)/10)
 }
 
-// Close frees the event set and shuts NVML down. It is safe to call twice.
+// Close stops WatchHealth (waiting at most one event wait for it to
+// return), frees the event set and shuts NVML down. It is safe to call twice.
 func (d *Discoverer) Close() error {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if d.closed {
+		d.mu.Unlock()
 		return nil
 	}
 	d.closed = true
+	close(d.stop)
+	watchDone := d.watchDone
+	d.mu.Unlock()
+	// The event set must not be freed while the watcher waits on it.
+	if watchDone != nil {
+		<-watchDone
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	var errs []error
 	if d.events != nil {
 		if ret := d.events.Free(); ret != nvml.SUCCESS {
@@ -174,9 +227,10 @@ func (d *Discoverer) Close() error {
 	return errors.Join(errs...)
 }
 
-// Poll handles the health events queued since the last poll, looks for GPUs
-// that appeared or disappeared, and reads every GPU. An error on one GPU
-// marks that GPU Unhealthy and leaves the others as they are.
+// Poll handles the health events queued since the last poll (unless
+// WatchHealth runs and handles them as they come), looks for GPUs that
+// appeared or disappeared, and reads every GPU. An error on one GPU marks
+// that GPU Unhealthy and leaves the others as they are.
 func (d *Discoverer) Poll() Inventory {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -189,7 +243,11 @@ func (d *Discoverer) Poll() Inventory {
 	if d.closed {
 		return inv
 	}
-	d.drainEvents(&errs)
+	if d.watchDone == nil {
+		d.drainEvents(&errs)
+	}
+	errs += d.watchErrs
+	d.watchErrs = 0
 	d.enumerate(&errs)
 	inv.GPUs = make([]GPU, 0, len(d.devices)+len(d.unnamed))
 	indices := map[int]bool{}
@@ -309,6 +367,108 @@ func (d *Discoverer) watch(dev *device) {
 	dev.watchErr = nil
 }
 
+// HealthChanged receives when WatchHealth has marked a GPU unhealthy, so the
+// agent polls and publishes at once (AgentOptions.HealthChanged). Signals
+// coalesce: one receive may stand for several faults.
+func (d *Discoverer) HealthChanged() <-chan struct{} { return d.changed }
+
+// WatchHealth handles the critical XID and ECC events as NVML reports them,
+// until ctx is done or Close is called, and then returns nil. It blocks in
+// the event set's Wait for at most eventWaitTimeout at a time; each event is
+// handled as Poll would handle it (the same XID filter and health reason,
+// the GPU staying unhealthy until it is reset or the agent restarts), and a
+// GPU newly marked unhealthy signals HealthChanged. While it runs, Poll
+// leaves the event set to it. A failed wait is counted in the next poll's
+// CallErrors, logged once per NVML error, and retried after a backoff of
+// 1 s doubling up to 30 s. Without an event set (NVML could not create one)
+// it returns nil at once: the GPUs' health is reported Unknown. It returns
+// an error if NVML is closed or another WatchHealth runs.
+func (d *Discoverer) WatchHealth(ctx context.Context) error {
+	d.mu.Lock()
+	switch {
+	case d.closed:
+		d.mu.Unlock()
+		return errors.New("watch gpu health events: nvml is closed")
+	case d.watchDone != nil:
+		d.mu.Unlock()
+		return errors.New("watch gpu health events: already watched")
+	case d.events == nil:
+		d.mu.Unlock()
+		return nil
+	}
+	done := make(chan struct{})
+	d.watchDone = done
+	es := d.events
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		d.watchDone = nil
+		d.mu.Unlock()
+		close(done)
+	}()
+
+	d.log.Info("Watching GPU health events", "waitTimeout", eventWaitTimeout)
+	logged := map[nvml.Return]bool{}
+	var backoff time.Duration
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-d.stop:
+			return nil
+		default:
+		}
+		e, ret := waitEvent(es, eventWaitTimeout)
+		switch ret {
+		case nvml.SUCCESS:
+			backoff = 0
+			d.mu.Lock()
+			if d.closed {
+				d.mu.Unlock()
+				return nil
+			}
+			changed := d.handleEvent(e)
+			d.mu.Unlock()
+			if changed {
+				notify(d.changed)
+			}
+			continue
+		case nvml.ERROR_TIMEOUT:
+			backoff = 0
+			continue
+		}
+		d.mu.Lock()
+		d.watchErrs++
+		d.mu.Unlock()
+		backoff = min(max(2*backoff, eventErrorBackoffFirst), eventErrorBackoffLimit)
+		if !logged[ret] {
+			logged[ret] = true
+			d.log.Info("NVML event wait failed; retrying with backoff (logged once per error)", "error", ret, "backoff", backoff)
+		}
+		t := d.clock.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-d.stop:
+			t.Stop()
+			return nil
+		case <-t.C():
+		}
+	}
+}
+
+// waitEvent waits for one event; an NVML implementation that panics (an
+// incomplete mock) reads as ERROR_UNKNOWN.
+func waitEvent(es nvml.EventSet, timeout time.Duration) (e nvml.EventData, ret nvml.Return) {
+	defer func() {
+		if recover() != nil {
+			e, ret = nvml.EventData{}, nvml.ERROR_UNKNOWN
+		}
+	}()
+	return es.Wait(uint32(timeout / time.Millisecond))
+}
+
 // drainEvents handles the events queued in the event set without waiting.
 func (d *Discoverer) drainEvents(errs *int) {
 	if d.events == nil {
@@ -328,20 +488,21 @@ func (d *Discoverer) drainEvents(errs *int) {
 	}
 }
 
-// handleEvent marks the GPU of a critical event unhealthy.
-func (d *Discoverer) handleEvent(e nvml.EventData) {
+// handleEvent marks the GPU of a critical event unhealthy. It reports
+// whether a GPU that had no fault has one now. The caller holds d.mu.
+func (d *Discoverer) handleEvent(e nvml.EventData) (changed bool) {
 	var reason string
 	switch e.EventType {
 	case nvml.EventTypeXidCriticalError:
 		if d.xids.Ignored(e.EventData) {
 			d.log.V(1).Info("Ignoring application XID", "xid", e.EventData)
-			return
+			return false
 		}
 		reason = xidReason(e.EventData)
 	case nvml.EventTypeDoubleBitEccError:
 		reason = "ECC double-bit error"
 	default:
-		return
+		return false
 	}
 	if e.GpuInstanceId != noInstance && e.ComputeInstanceId != noInstance {
 		reason += fmt.Sprintf(" (MIG GPU instance %d, compute instance %d)", e.GpuInstanceId, e.ComputeInstanceId)
@@ -353,14 +514,17 @@ func (d *Discoverer) handleEvent(e nvml.EventData) {
 		for _, dev := range d.devices {
 			if dev.fault == "" {
 				dev.fault = reason + " on an unidentified GPU"
+				changed = true
 			}
 		}
-		return
+		return changed
 	}
 	d.log.Info("GPU unhealthy", "uuid", dev.uuid, "index", dev.index, "reason", reason)
-	if dev.fault == "" {
-		dev.fault = reason
+	if dev.fault != "" {
+		return false
 	}
+	dev.fault = reason
+	return true
 }
 
 // eventDevice finds the GPU an event names: by handle, which works even

@@ -17,14 +17,21 @@ limitations under the License.
 package nodeagent_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
 	"github.com/google/go-cmp/cmp"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/aivm-dev/aivm-operator/nodeagent"
 	"github.com/aivm-dev/aivm-operator/nodeagent/simulate"
@@ -537,3 +544,258 @@ func TestCloseShutsDownOnce(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// healthWatch is a WatchHealth running on its own goroutine.
+type healthWatch struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error // set before done is closed
+}
+
+// startWatch runs d.WatchHealth until stop or the end of the test.
+func startWatch(t *testing.T, d *nodeagent.Discoverer) *healthWatch {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &healthWatch{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		w.err = d.WatchHealth(ctx)
+	}()
+	t.Cleanup(func() { w.stop(t) })
+	return w
+}
+
+// stop cancels the watch's context and waits for WatchHealth to return.
+func (w *healthWatch) stop(t *testing.T) error {
+	t.Helper()
+	w.cancel()
+	select {
+	case <-w.done:
+		return w.err
+	case <-time.After(30 * time.Second):
+		t.Fatal("WatchHealth still runs 30s after its context was cancelled")
+		return nil
+	}
+}
+
+// waitHandled waits until every injected event was handled: none is
+// pending and the one consumer waits for the next.
+func waitHandled(t *testing.T, n *simulate.Node) {
+	t.Helper()
+	eventually(t, func() error {
+		if p, w := n.PendingEvents(), n.EventWaiters(); p != 0 || w != 1 {
+			return fmt.Errorf("%d events pending, %d waiters, want 0 and 1", p, w)
+		}
+		return nil
+	})
+}
+
+func noHealthChange(t *testing.T, d *nodeagent.Discoverer, after string) {
+	t.Helper()
+	select {
+	case <-d.HealthChanged():
+		t.Errorf("%s signalled a health change", after)
+	default:
+	}
+}
+
+func TestWatchHealthHandlesEventsAsTheyCome(t *testing.T) {
+	n := newNode(t, "dgxh100")
+	d := open(t, n, nodeagent.Options{})
+	startWatch(t, d)
+	waitHandled(t, n)
+
+	// An application XID leaves the GPU healthy and wakes nothing.
+	n.InjectXID(2, 13)
+	waitHandled(t, n)
+	noHealthChange(t, d, "XID 13")
+	if diff := cmp.Diff(allHealthy(8, nil), healthOf(d.Poll())); diff != "" {
+		t.Errorf("health after XID 13 (-want +got):\n%s", diff)
+	}
+
+	// A critical XID marks its GPU before the change is signalled.
+	n.InjectXID(2, 79)
+	select {
+	case <-d.HealthChanged():
+	case <-time.After(30 * time.Second):
+		t.Fatal("no health change signalled within 30s of XID 79")
+	}
+	want := allHealthy(8, map[int]string{2: "Unhealthy: XID 79: GPU has fallen off the bus"})
+	if diff := cmp.Diff(want, healthOf(d.Poll())); diff != "" {
+		t.Errorf("health after XID 79 (-want +got):\n%s", diff)
+	}
+
+	// A further fault of an unhealthy GPU keeps the first reason and
+	// changes nothing worth publishing.
+	n.InjectDoubleBitECC(2)
+	waitHandled(t, n)
+	noHealthChange(t, d, "a second fault on GPU 2")
+	if diff := cmp.Diff(want, healthOf(d.Poll())); diff != "" {
+		t.Errorf("health after a second fault (-want +got):\n%s", diff)
+	}
+}
+
+func TestWatchHealthStopsWithItsContext(t *testing.T) {
+	n := newNode(t, "dgxa100")
+	d := open(t, n, nodeagent.Options{})
+	w := startWatch(t, d)
+	waitHandled(t, n)
+	if err := d.WatchHealth(context.Background()); err == nil || !strings.Contains(err.Error(), "already watched") {
+		t.Errorf("second WatchHealth = %v, want already watched", err)
+	}
+	if err := w.stop(t); err != nil {
+		t.Fatalf("WatchHealth: %v", err)
+	}
+	if got := n.EventWaiters(); got != 0 {
+		t.Errorf("%d callers still wait for events after WatchHealth returned", got)
+	}
+	// Without a watcher, Poll handles the queued events again.
+	n.InjectXID(5, 48)
+	want := allHealthy(8, map[int]string{5: "Unhealthy: XID 48: double-bit ECC error"})
+	if diff := cmp.Diff(want, healthOf(d.Poll())); diff != "" {
+		t.Errorf("health after the watch (-want +got):\n%s", diff)
+	}
+}
+
+func TestCloseStopsWatchHealth(t *testing.T) {
+	n := newNode(t, "dgxa100")
+	// Record any wait on the event set while or after it is freed.
+	var mu sync.Mutex
+	var inWait int
+	var freed bool
+	var misuse []string
+	create := n.EventSetCreateFunc
+	n.EventSetCreateFunc = func() (nvml.EventSet, nvml.Return) {
+		es, ret := create()
+		return &mock.EventSet{
+			WaitFunc: func(timeout uint32) (nvml.EventData, nvml.Return) {
+				mu.Lock()
+				if freed {
+					misuse = append(misuse, "wait after free")
+				}
+				inWait++
+				mu.Unlock()
+				defer func() { mu.Lock(); inWait--; mu.Unlock() }()
+				return es.Wait(timeout)
+			},
+			FreeFunc: func() nvml.Return {
+				mu.Lock()
+				defer mu.Unlock()
+				if inWait > 0 {
+					misuse = append(misuse, "free during a wait")
+				}
+				freed = true
+				return es.Free()
+			},
+		}, ret
+	}
+	d := open(t, n, nodeagent.Options{})
+	w := startWatch(t, d)
+	waitHandled(t, n)
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	if !freed || len(misuse) > 0 {
+		t.Errorf("event set freed: %v, misuse: %q", freed, misuse)
+	}
+	mu.Unlock()
+	if err := w.stop(t); err != nil {
+		t.Errorf("WatchHealth: %v", err)
+	}
+	if err := d.WatchHealth(context.Background()); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Errorf("WatchHealth after Close = %v, want an error saying NVML is closed", err)
+	}
+}
+
+// lineLog records log lines.
+type lineLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *lineLog) logger() logr.Logger {
+	return funcr.New(func(prefix, args string) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.lines = append(l.lines, prefix+" "+args)
+	}, funcr.Options{})
+}
+
+func (l *lineLog) count(substr string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, line := range l.lines {
+		if strings.Contains(line, substr) {
+			n++
+		}
+	}
+	return n
+}
+
+func TestWatchHealthBacksOffOnNVMLErrors(t *testing.T) {
+	n := newNode(t, "dgxa100")
+	var waits atomic.Int32
+	var fail atomic.Int32
+	fail.Store(int32(nvml.ERROR_UNKNOWN))
+	n.EventSetCreateFunc = func() (nvml.EventSet, nvml.Return) {
+		return &mock.EventSet{
+			WaitFunc: func(uint32) (nvml.EventData, nvml.Return) {
+				waits.Add(1)
+				return nvml.EventData{}, nvml.Return(fail.Load())
+			},
+			FreeFunc: func() nvml.Return { return nvml.SUCCESS },
+		}, nvml.SUCCESS
+	}
+	clk := clocktesting.NewFakeClock(start)
+	var logs lineLog
+	d := open(t, n, nodeagent.Options{Clock: clk, Log: logs.logger()})
+	startWatch(t, d)
+
+	// waitBackoff waits until the watcher made want waits and sleeps on the clock.
+	waitBackoff := func(want int32) {
+		t.Helper()
+		eventually(t, func() error {
+			if got := waits.Load(); got != want || !clk.HasWaiters() {
+				return fmt.Errorf("%d waits (want %d), backoff timer set: %v", got, want, clk.HasWaiters())
+			}
+			return nil
+		})
+	}
+	waitBackoff(1)
+	for i, backoff := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second} {
+		clk.Step(backoff - time.Millisecond)
+		if got := waits.Load(); got != int32(i+1) {
+			t.Fatalf("waited %d times before backoff %d (%s) ended, want %d", got, i+1, backoff, i+1)
+		}
+		clk.Step(time.Millisecond)
+		waitBackoff(int32(i + 2))
+	}
+	if got := logs.count("NVML event wait failed"); got != 1 {
+		t.Errorf("4 failures of one kind logged %d times, want once", got)
+	}
+
+	fail.Store(int32(nvml.ERROR_GPU_IS_LOST))
+	clk.Step(8 * time.Second)
+	waitBackoff(5)
+	if got := logs.count("NVML event wait failed"); got != 2 {
+		t.Errorf("a second kind of failure: %d log lines, want 2", got)
+	}
+	if got := logs.count("ERROR_GPU_IS_LOST"); got != 1 {
+		t.Errorf("ERROR_GPU_IS_LOST logged %d times, want once", got)
+	}
+
+	// The failed waits are counted in the next poll, which leaves the
+	// event set to the watcher.
+	inv := d.Poll()
+	if inv.CallErrors != 5 {
+		t.Errorf("CallErrors = %d, want the 5 failed waits", inv.CallErrors)
+	}
+	if got := waits.Load(); got != 5 {
+		t.Errorf("Poll waited on the event set while the watcher runs (%d waits, want 5)", got)
+	}
+	if inv := d.Poll(); inv.CallErrors != 0 {
+		t.Errorf("CallErrors of the following poll = %d, want 0", inv.CallErrors)
+	}
+}

@@ -68,6 +68,9 @@ type options struct {
 
 	// restConfig, when set, replaces the kubeconfig lookup (tests).
 	restConfig func() (*rest.Config, error)
+	// sim, when set, backs the agent instead of NVML or a new --simulate
+	// node (tests inject events into it).
+	sim *simulate.Node
 
 	prefetch            bool
 	modelCacheMaxBytes  int64
@@ -127,7 +130,10 @@ func run(ctx context.Context, o options, log logr.Logger, stdout io.Writer) erro
 		return err
 	}
 	lib := nvml.New()
-	if o.simulate != "" {
+	switch {
+	case o.sim != nil:
+		lib = o.sim
+	case o.simulate != "":
 		sim, err := simulate.New(o.simulate, simulate.WithSeed(o.nodeName))
 		if err != nil {
 			return err
@@ -147,6 +153,7 @@ func run(ctx context.Context, o options, log logr.Logger, stdout io.Writer) erro
 		}
 	}()
 
+	// With --once no health watcher runs: the poll handles the queued events.
 	if o.once {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -192,6 +199,7 @@ func run(ctx context.Context, o options, log logr.Logger, stdout io.Writer) erro
 	agentOpts := nodeagent.AgentOptions{
 		PollInterval:  o.pollInterval,
 		ModelCacheDir: o.modelCacheDir,
+		HealthChanged: disc.HealthChanged(),
 		Metrics:       metrics,
 		Log:           log.WithName("agent"),
 	}
@@ -218,6 +226,18 @@ func run(ctx context.Context, o options, log logr.Logger, stdout io.Writer) erro
 		defer stop()
 		log.Info("Serving metrics and health checks", "address", addr.String())
 	}
+	// The health watcher handles GPU faults as NVML reports them and wakes
+	// the agent to publish them. It is stopped (and waited for) on any
+	// return, before the deferred Close shuts NVML down.
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		if err := disc.WatchHealth(watchCtx); err != nil {
+			log.Error(err, "Watching GPU health events failed; faults show at the next poll")
+		}
+	}()
+	defer func() { stopWatch(); <-watchDone }()
 	log.Info("Node agent started", "node", o.nodeName, "pollInterval", o.pollInterval,
 		"heartbeatInterval", o.heartbeatInterval, "modelCacheDir", o.modelCacheDir, "simulate", o.simulate,
 		"prefetch", o.prefetch && o.modelCacheDir != "", "modelCacheMaxBytes", o.modelCacheMaxBytes)

@@ -29,6 +29,7 @@ import (
 
 	"github.com/aivm-dev/aivm-operator/artifact"
 	"github.com/aivm-dev/aivm-operator/nodeagent"
+	"github.com/aivm-dev/aivm-operator/nodeagent/simulate"
 )
 
 func defaults() options {
@@ -81,6 +82,33 @@ func TestOnceSimulated(t *testing.T) {
 	}
 	if len(inv.GPUs) != 8 || inv.GPUs[0].Product != "NVIDIA B200 180GB HBM3e" || inv.HealthyCount() != 8 {
 		t.Errorf("inventory: %d GPUs, product %q, %d healthy", len(inv.GPUs), inv.GPUs[0].Product, inv.HealthyCount())
+	}
+}
+
+// TestOnceHandlesQueuedEvents: --once runs no health watcher, so its one
+// poll handles the events NVML queued.
+func TestOnceHandlesQueuedEvents(t *testing.T) {
+	sim, err := simulate.New("dgxa100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim.InjectXID(2, 79)
+	sim.InjectXID(3, 13)
+	o := defaults()
+	o.once, o.sim = true, sim
+	var out bytes.Buffer
+	if err := run(context.Background(), o, logr.Discard(), &out); err != nil {
+		t.Fatal(err)
+	}
+	var inv nodeagent.Inventory
+	if err := json.Unmarshal(out.Bytes(), &inv); err != nil {
+		t.Fatalf("output is not an inventory: %v\n%s", err, out.String())
+	}
+	if len(inv.GPUs) != 8 || inv.HealthyCount() != 7 || inv.GPUs[2].HealthReason != "XID 79: GPU has fallen off the bus" {
+		t.Errorf("inventory: %d GPUs, %d healthy, GPU 2 %s %q", len(inv.GPUs), inv.HealthyCount(), inv.GPUs[2].Health, inv.GPUs[2].HealthReason)
+	}
+	if n := sim.PendingEvents(); n != 0 {
+		t.Errorf("%d events left unhandled", n)
 	}
 }
 

@@ -34,6 +34,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/testr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,6 +47,7 @@ import (
 	aivmv1alpha1 "github.com/aivm-dev/aivm-operator/api/v1alpha1"
 	"github.com/aivm-dev/aivm-operator/internal/testenv"
 	"github.com/aivm-dev/aivm-operator/nodeagent"
+	"github.com/aivm-dev/aivm-operator/nodeagent/simulate"
 )
 
 // TestRunPrefetchesOnModelWatch runs the whole agent (simulated GPUs) on a
@@ -53,19 +55,7 @@ import (
 // so only the Model watch can start the prefetch and only the cache
 // manager's wake-up can publish its result in time.
 func TestRunPrefetchesOnModelWatch(t *testing.T) {
-	env, cfg, err := testenv.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := env.Stop(); err != nil {
-			t.Errorf("stop envtest: %v", err)
-		}
-	})
-	c, err := client.New(cfg, client.Options{Scheme: testenv.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, c := startAPIServer(t)
 	ctx := context.Background()
 	const nodeName = "agent-run-0"
 	if err := c.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName, Labels: map[string]string{"pool": "run"}}}); err != nil {
@@ -145,6 +135,96 @@ func TestRunPrefetchesOnModelWatch(t *testing.T) {
 	}
 	if n := gets.Load(); n != 1 {
 		t.Errorf("fetched %d times, want 1", n)
+	}
+}
+
+// startAPIServer starts a test API server for the test and returns its
+// config and a client.
+func startAPIServer(t *testing.T) (*rest.Config, client.Client) {
+	t.Helper()
+	env, cfg, err := testenv.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := env.Stop(); err != nil {
+			t.Errorf("stop envtest: %v", err)
+		}
+	})
+	c, err := client.New(cfg, client.Options{Scheme: testenv.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg, c
+}
+
+// TestRunPublishesGPUFaultAtOnce runs the whole agent on a simulated node
+// with an hour between polls: only the health watcher can publish the XID
+// in time. On return the watcher has stopped before NVML was shut down.
+func TestRunPublishesGPUFaultAtOnce(t *testing.T) {
+	cfg, c := startAPIServer(t)
+	ctx := context.Background()
+	const nodeName = "agent-run-xid-0"
+	if err := c.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName}}); err != nil {
+		t.Fatal(err)
+	}
+	sim, err := simulate.New("dgxh100", simulate.WithSeed(nodeName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitersAtShutdown := -1
+	sim.ShutdownFunc = func() nvml.Return { waitersAtShutdown = sim.EventWaiters(); return nvml.SUCCESS }
+
+	o := defaults()
+	o.nodeName, o.sim, o.metricsAddr, o.modelCacheDir = nodeName, sim, "0", ""
+	o.pollInterval, o.heartbeatInterval = time.Hour, time.Hour
+	o.restConfig = func() (*rest.Config, error) { return cfg, nil }
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- run(runCtx, o, testr.New(t), io.Discard) }()
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}
+	t.Cleanup(stop)
+
+	gpu2 := func() (aivmv1alpha1.GPUStatus, error) {
+		gn := &aivmv1alpha1.GPUNode{}
+		if err := c.Get(ctx, client.ObjectKey{Name: nodeName}, gn); err != nil {
+			return aivmv1alpha1.GPUStatus{}, err
+		}
+		if len(gn.Status.GPUs) != 8 {
+			return aivmv1alpha1.GPUStatus{}, fmt.Errorf("%d GPUs listed", len(gn.Status.GPUs))
+		}
+		return gn.Status.GPUs[2], nil
+	}
+	eventually(t, func() error {
+		if _, err := gpu2(); err != nil {
+			return err
+		}
+		if w := sim.EventWaiters(); w != 1 {
+			return fmt.Errorf("%d health watchers wait for events", w)
+		}
+		return nil
+	})
+	sim.InjectXID(2, 79)
+	eventually(t, func() error {
+		g, err := gpu2()
+		if err == nil && (g.Health != aivmv1alpha1.GPUUnhealthy || g.HealthReason != "XID 79: GPU has fallen off the bus") {
+			err = fmt.Errorf("GPU 2 = %s %q", g.Health, g.HealthReason)
+		}
+		return err
+	})
+	stop()
+	if waitersAtShutdown != 0 {
+		t.Errorf("NVML shut down with %d callers waiting on its event set, want 0 (shut down at all: %v)", waitersAtShutdown, waitersAtShutdown >= 0)
 	}
 }
 

@@ -20,7 +20,9 @@ limitations under the License.
 // The mock servers model inventory and MIG partitioning; this package adds
 // what they leave out and the agent needs: utilization and temperature, an
 // NVML event set into which tests and the dev environment inject XID and ECC
-// events, MIG device handles, and GPUs that fall off the bus.
+// events (its Wait blocks up to its timeout and returns an injected event
+// as soon as it is queued, as NVML's does), MIG device handles, and GPUs
+// that fall off the bus.
 package simulate
 
 import (
@@ -30,6 +32,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
@@ -71,8 +74,13 @@ const (
 type Node struct {
 	*server.Server
 
-	mu      sync.Mutex
-	queue   []nvml.EventData
+	mu    sync.Mutex
+	queue []nvml.EventData
+	// queued is closed (and replaced) when an event is queued, waking the
+	// callers blocked in the event set's Wait.
+	queued chan struct{}
+	// waiters counts the callers blocked in the event set's Wait.
+	waiters int
 	gpus    []*gpu
 	profile string
 }
@@ -108,7 +116,7 @@ func New(profile string, opts ...Option) (*Node, error) {
 	for _, o := range opts {
 		o(&c)
 	}
-	n := &Node{Server: build(), profile: profile}
+	n := &Node{Server: build(), profile: profile, queued: make(chan struct{})}
 	for i, d := range n.Server.Devices {
 		dev := d.(*server.Device)
 		if c.seed != "" {
@@ -164,6 +172,54 @@ func (n *Node) inject(e nvml.EventData) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.queue = append(n.queue, e)
+	close(n.queued)
+	n.queued = make(chan struct{})
+}
+
+// PendingEvents returns the number of injected events no Wait has returned yet.
+func (n *Node) PendingEvents() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.queue)
+}
+
+// EventWaiters returns the number of callers blocked in the event set's
+// Wait. With one consumer, no pending event and one waiter, every event
+// injected so far has been handled and the consumer is waiting for the next.
+func (n *Node) EventWaiters() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.waiters
+}
+
+// waitEvent is the event set's Wait: it returns the oldest queued event,
+// waiting up to timeoutMs milliseconds for one (not at all for 0), and
+// ERROR_TIMEOUT when none came.
+func (n *Node) waitEvent(timeoutMs uint32) (nvml.EventData, nvml.Return) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.queue) == 0 && timeoutMs > 0 {
+		n.waiters++
+		t := time.NewTimer(time.Duration(timeoutMs) * time.Millisecond)
+		for expired := false; len(n.queue) == 0 && !expired; {
+			queued := n.queued
+			n.mu.Unlock()
+			select {
+			case <-queued:
+			case <-t.C:
+				expired = true
+			}
+			n.mu.Lock()
+		}
+		t.Stop()
+		n.waiters--
+	}
+	if len(n.queue) == 0 {
+		return nvml.EventData{}, nvml.ERROR_TIMEOUT
+	}
+	e := n.queue[0]
+	n.queue = slices.Delete(n.queue, 0, 1)
+	return e, nvml.SUCCESS
 }
 
 // Detach makes the GPU at index i fall off the bus: every NVML call on it,
@@ -293,16 +349,7 @@ func (n *Node) extendServer() {
 	}
 	s.EventSetCreateFunc = func() (nvml.EventSet, nvml.Return) {
 		es := &mock.EventSet{}
-		es.WaitFunc = func(uint32) (nvml.EventData, nvml.Return) {
-			n.mu.Lock()
-			defer n.mu.Unlock()
-			if len(n.queue) == 0 {
-				return nvml.EventData{}, nvml.ERROR_TIMEOUT
-			}
-			e := n.queue[0]
-			n.queue = slices.Delete(n.queue, 0, 1)
-			return e, nvml.SUCCESS
-		}
+		es.WaitFunc = n.waitEvent
 		es.FreeFunc = func() nvml.Return { return nvml.SUCCESS }
 		return es, nvml.SUCCESS
 	}
