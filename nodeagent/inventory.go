@@ -22,6 +22,10 @@ limitations under the License.
 // go-nvml mock servers (see package simulate) stand in for real GPUs in
 // tests and in the dev environment.
 //
+// [Discoverer.WatchHealth] handles GPU health events as NVML reports them
+// and wakes the [Agent] ([AgentOptions.HealthChanged]), so a fault is
+// published at once rather than at the next poll.
+//
 // A [CacheManager] keeps the node-local model cache: it prefetches the
 // Models whose spec.prefetch.nodeSelector matches the node's labels (on
 // goroutines of its own, so downloads never delay a poll), remembers why a
@@ -71,7 +75,8 @@ type Inventory struct {
 	// GPUs lists every GPU the agent has seen since it started, ordered by
 	// index; a GPU that disappeared stays listed as Unhealthy.
 	GPUs []GPU `json:"gpus,omitempty"`
-	// CallErrors counts the NVML calls that failed during this poll.
+	// CallErrors counts the NVML calls that failed during this poll, and
+	// the health watcher's failed event waits since the last poll.
 	CallErrors int `json:"callErrors"`
 }
 
