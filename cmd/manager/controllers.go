@@ -34,16 +34,35 @@ type controllerOptions struct {
 	hfBaseURL           string
 	sourceCheckTimeout  time.Duration
 	sourceRecheck       time.Duration
+	modelWorkers        int
 	heartbeatStaleAfter time.Duration
 	chain               reporter.Config
 }
 
 func (o *controllerOptions) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.hfBaseURL, "hf-base-url", "https://huggingface.co", "Base URL that hf:// model URIs resolve against (a mirror works).")
-	fs.DurationVar(&o.sourceCheckTimeout, "model-source-check-timeout", 30*time.Second, "Timeout of one reachability check of a Model's source.")
+	fs.DurationVar(&o.sourceCheckTimeout, "model-source-check-timeout", controllers.DefaultSourceCheckTimeout, "Timeout of one reachability check of a Model's source.")
 	fs.DurationVar(&o.sourceRecheck, "model-source-recheck-interval", controllers.DefaultSourceRecheckInterval, "How long a successful source check of a Model stays valid.")
+	fs.IntVar(&o.modelWorkers, "model-concurrent-reconciles", controllers.DefaultModelMaxConcurrentReconciles, "Models reconciled (and their sources checked) at once.")
 	o.chain.BindFlags(fs)
 	fs.DurationVar(&o.heartbeatStaleAfter, "gpunode-heartbeat-stale-after", controllers.DefaultHeartbeatStaleAfter, "Age of a node agent heartbeat after which its GPUNode turns Ready=False; 0 disables.")
+}
+
+// validate refuses settings the reconcilers cannot run with.
+func (o *controllerOptions) validate() error {
+	if o.modelWorkers < 1 {
+		return fmt.Errorf("--model-concurrent-reconciles %d is below 1", o.modelWorkers)
+	}
+	if o.sourceCheckTimeout <= 0 {
+		return fmt.Errorf("--model-source-check-timeout %s is not positive", o.sourceCheckTimeout)
+	}
+	if o.sourceRecheck <= 0 {
+		return fmt.Errorf("--model-source-recheck-interval %s is not positive", o.sourceRecheck)
+	}
+	if o.heartbeatStaleAfter < 0 {
+		return fmt.Errorf("--gpunode-heartbeat-stale-after %s is negative", o.heartbeatStaleAfter)
+	}
+	return nil
 }
 
 // setupControllers registers every reconciler with the manager.
@@ -57,6 +76,8 @@ func setupControllers(mgr ctrl.Manager, opts options) error {
 	}
 	if err := controllers.NewModelReconciler(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetEventRecorder("model-controller"), checker,
 		controllers.WithSourceRecheck(opts.controllers.sourceRecheck, controllers.DefaultSourceRetryInterval),
+		controllers.WithSourceCheckTimeout(opts.controllers.sourceCheckTimeout),
+		controllers.WithModelMaxConcurrentReconciles(opts.controllers.modelWorkers),
 	).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the Model controller: %w", err)
 	}

@@ -75,6 +75,9 @@ func (o *options) bindFlags(fs *flag.FlagSet, zapOpts *zap.Options) {
 
 // run starts the manager on cfg and blocks until ctx ends or it fails.
 func run(ctx context.Context, cfg *rest.Config, opts options) error {
+	if err := opts.controllers.validate(); err != nil {
+		return err
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme.New(),
 		Metrics:                 metricsserver.Options{BindAddress: opts.metricsAddr},

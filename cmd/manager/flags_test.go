@@ -1,0 +1,54 @@
+/*
+Copyright 2026 The aivm-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Command manager runs the aivm-operator controllers: Models, Kernels,
+// InferenceJobs, GPUNode housekeeping and the chain reporter.
+package main
+
+import (
+	"flag"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+)
+
+// TestManagerRefusesBadControllerFlags: settings the reconcilers cannot run
+// with stop the manager at start, naming the flag.
+func TestManagerRefusesBadControllerFlags(t *testing.T) {
+	for flagName, args := range map[string][]string{
+		"--model-concurrent-reconciles":   {"--model-concurrent-reconciles=0"},
+		"--model-source-check-timeout":    {"--model-source-check-timeout=0s"},
+		"--model-source-recheck-interval": {"--model-source-recheck-interval=-1m"},
+		"--gpunode-heartbeat-stale-after": {"--gpunode-heartbeat-stale-after=-1s"},
+	} {
+		var opts options
+		fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+		opts.bindFlags(fs, &zap.Options{})
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		err := run(t.Context(), nil, opts)
+		if err == nil || !strings.Contains(err.Error(), flagName) {
+			t.Errorf("run with %v: %v, want an error naming %s", args, err, flagName)
+		}
+	}
+	var defaults options
+	defaults.bindFlags(flag.NewFlagSet("manager", flag.ContinueOnError), &zap.Options{})
+	if err := defaults.controllers.validate(); err != nil {
+		t.Errorf("the defaults are refused: %v", err)
+	}
+}
