@@ -32,7 +32,18 @@
 //     committed with its proof rebuilt from the carrying transaction, any
 //     other duplicate is rejected, and the rest is signed again;
 //   - on "account sequence mismatch" the local sequence is re-synced from the
-//     chain's answer;
+//     chain's answer (the sequence the node expects, counting its mempool);
+//   - after any other refusal that re-syncs (a first broadcast refused for
+//     funds, fee or a full mempool, say) the next sequence is the chain's
+//     committed one, but never at or below a transaction still in flight:
+//     one held in a mempool has not used its sequence yet, and a
+//     transaction signed at it would take its place on a node without it,
+//     forcing its results to be signed again. The refused transaction's
+//     own sequence is signed at again: it is in no mempool, since the
+//     client broadcasts to one RPC endpoint, these were the bytes' first
+//     broadcast, and a node does not relay a transaction it refused at
+//     CheckTx (an endpoint that fans one broadcast out to several nodes
+//     breaks this assumption);
 //   - an unreachable chain is retried with exponential backoff; the outbox
 //     keeps everything meanwhile, across restarts.
 //

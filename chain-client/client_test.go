@@ -1000,6 +1000,111 @@ func TestResendRefusedForFundsKeepsBatchInFlight(t *testing.T) {
 	checkResignedAfterRefusal(t, env, uidsOf(later), devnet.CodeInsufficientFunds)
 }
 
+// TestRefusedFirstBroadcastSignsAboveBatchInFlight: a batch A held in the
+// node's mempool is in flight at the chain's next sequence; a later
+// batch's first broadcast is refused for insufficient funds (A's fee is
+// already spent in the mempool's state). That refusal used no sequence,
+// but A still holds its own: no later transaction may be signed at A's
+// sequence (on a node without A it would take A's place and force A's
+// results to be signed again). Once the account is funded the later
+// results are signed above A, and everything lands once.
+func TestRefusedFirstBroadcastSignsAboveBatchInFlight(t *testing.T) {
+	// Fees of about 25_000unes; 40_000 left after the registration pays
+	// one, not two (as in TestResendRefusedForFundsKeepsBatchInFlight).
+	const gasBase, balance, regFee = 1_000_000, 40_000, 10_000
+	k := keyFor(t, "funds-first")
+	var hold atomic.Bool
+	hold.Store(true)
+	env := startChain(t, devnet.Config{
+		Accounts:       map[string]uint64{addrOf(t, k): regFee + balance},
+		NoMempoolCache: true,
+		HoldTx:         func(raw []byte) bool { return hold.Load() && carriesResults(raw) },
+	})
+	registerOutOfBand(t, env, k)
+	r := startReporter(t, env, k, t.TempDir(), func(o *chainclient.Options) {
+		o.ResendAfterBlocks = 2
+		o.GasBase = gasBase
+	})
+	recs := records("first-held", 0, 5)
+	if err := r.client.Enqueue(ctxT(t), recs...); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "batch accepted into the mempool", func() bool {
+		txs := signedByUID(t, env)[recs[0].GetJobUid()]
+		return len(txs) > 0 && txs[0].accepted()
+	})
+	first := signedByUID(t, env)[recs[0].GetJobUid()][0].hash
+	env.offers.mu.Lock()
+	d, err := tx.Decode(env.offers.txs[first].raw)
+	env.offers.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	heldSeq := d.Sequence
+
+	later := records("first-refused", 0, 5)
+	if err := r.client.Enqueue(ctxT(t), later...); err != nil {
+		t.Fatal(err)
+	}
+	// Refused for funds at least twice: the client signed the later
+	// results again after their first refusal at least once.
+	eventually(t, "later results refused twice for funds", func() bool {
+		refused := 0
+		for _, s := range signedByUID(t, env)[later[0].GetJobUid()] {
+			for _, c := range s.codes {
+				if c == devnet.CodeInsufficientFunds {
+					refused++
+				}
+			}
+		}
+		return refused >= 2
+	})
+	if _, err := env.node.Fund(ctxT(t), addrOf(t, k), 1_000_000); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "later results accepted into the mempool", func() bool {
+		for _, s := range signedByUID(t, env)[later[0].GetJobUid()] {
+			if s.accepted() {
+				return true
+			}
+		}
+		return false
+	})
+	if e, err := r.client.Get(recs[0].GetJobUid()); err != nil || e.State != outbox.StateBatched || e.TxHash != first {
+		t.Fatalf("held result is %s in %q after %d requeues (%v), want Batched in %s", e.State, e.TxHash, e.Requeues, err, first)
+	}
+	hold.Store(false)
+	all := append(recs, later...)
+	r.events.waitFinal(t, uidsOf(all))
+
+	// Every transaction of k's offered to the chain, by sequence: only A
+	// ever had A's sequence.
+	env.offers.mu.Lock()
+	for _, hash := range env.offers.order {
+		d, err := tx.Decode(env.offers.txs[hash].raw)
+		if err != nil || string(d.PubKey) != string(k.PubKeyBytes()) {
+			continue
+		}
+		if d.Sequence == heldSeq && hash != first {
+			t.Errorf("tx %s was signed at sequence %d, held by batch %s in flight (offered with codes %v)",
+				hash, heldSeq, first, env.offers.txs[hash].codes)
+		}
+	}
+	env.offers.mu.Unlock()
+	for _, rec := range recs {
+		e, _ := r.client.Get(rec.GetJobUid())
+		if e.State != outbox.StateCommitted || e.TxHash != first || e.Requeues != 0 {
+			t.Errorf("job %s is %s by tx %s after %d requeues, want Committed by %s and none", e.UID, e.State, e.TxHash, e.Requeues, first)
+		}
+	}
+	checkOnChain(t, env, r, all)
+	checkExactlyOnce(t, env, uidsOf(all))
+	checkSignedOnce(t, env, uidsOf(recs))
+	// Refused at their first broadcast for funds, on purpose, and only
+	// then signed again: never refused for their sequence.
+	checkResignedAfterRefusal(t, env, uidsOf(later), devnet.CodeInsufficientFunds)
+}
+
 // TestResendRefusedForSignatureIsRejected: a resend refused for its
 // signature (the client signs for another chain id) can never land on any
 // node, so the batch settles as a refused first broadcast does: its

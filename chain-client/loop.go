@@ -31,6 +31,10 @@ type flight struct {
 	// seq while the hash was unknown; the transaction is dead if it is still
 	// unknown at a later height.
 	consumedAt int64
+	// gone is set once the transaction left the in-flight set (settled,
+	// or its results went back to Pending): it no longer holds its
+	// sequence.
+	gone bool
 }
 
 // IsUnreachable reports whether err (from Client.ChainError) is a failure
@@ -192,7 +196,13 @@ func (l *loop) prune() error {
 }
 
 // resync reads the account and sets the next sequence. With hint set (the
-// sequence a node said it expects), the hint wins.
+// sequence a node said it expects, counting its mempool), the hint wins.
+// Otherwise the next sequence is the chain's committed one, raised above
+// every transaction still in flight: one held in a mempool has not used its
+// sequence yet, and a transaction signed at it would take its place on a
+// node without it, forcing its results to be signed again. A transaction
+// refused at its first broadcast is not in flight, so its sequence is
+// signed at again.
 func (l *loop) resync(ctx context.Context, hint uint64, haveHint bool) error {
 	num, seq, err := l.o.Chain.Account(ctx, l.c.address)
 	if err != nil {
@@ -205,9 +215,10 @@ func (l *loop) resync(ctx context.Context, hint uint64, haveHint bool) error {
 	next := seq
 	if haveHint {
 		next = hint
-	} else if !l.synced {
-		// After a restart, transactions already signed may still be in a
-		// mempool; never sign a second one with their sequence.
+	} else {
+		// Transactions in flight (after a restart: those signed before it)
+		// may still be in a mempool; never sign a second one with their
+		// sequence.
 		for _, f := range l.inflight() {
 			if f.seq >= next {
 				next = f.seq + 1
@@ -232,9 +243,16 @@ func (l *loop) signedAt(seq uint64) bool {
 	return false
 }
 
+// inflight returns the transactions in flight: batches and the
+// registration, less those that left meanwhile.
 func (l *loop) inflight() []*flight {
-	out := append([]*flight(nil), l.batches...)
-	if l.reg != nil {
+	var out []*flight
+	for _, f := range l.batches {
+		if !f.gone {
+			out = append(out, f)
+		}
+	}
+	if l.reg != nil && !l.reg.gone {
 		out = append(out, l.reg)
 	}
 	return out
@@ -254,7 +272,9 @@ func (l *loop) confirm(ctx context.Context) error {
 		if err != nil {
 			firstErr = err
 		}
-		if !done {
+		if done {
+			f.gone = true
+		} else {
 			kept = append(kept, f)
 		}
 	}
@@ -538,8 +558,9 @@ func (l *loop) ownInclusion(ctx context.Context, uid string, stored *aivmv1.Stor
 }
 
 // requeue returns a dead batch's results to Pending and re-syncs the
-// sequence.
+// sequence; f no longer counts as in flight.
 func (l *loop) requeue(ctx context.Context, f *flight, hint uint64, haveHint bool) error {
+	f.gone = true
 	if f.uids == nil {
 		// A registration is not in the outbox; register() signs a new one.
 		return l.resync(ctx, hint, haveHint)
@@ -567,6 +588,7 @@ func (l *loop) register(ctx context.Context) error {
 	if l.reg != nil {
 		done, err := l.confirmOne(ctx, l.reg)
 		if done {
+			l.reg.gone = true
 			l.reg = nil
 		}
 		if err != nil || !done {
