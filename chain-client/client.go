@@ -208,57 +208,71 @@ type Client struct {
 	kick     chan struct{}
 }
 
+// Validate reports what New would refuse in opts, other than a missing
+// Outbox, so a caller can check its settings before it opens the outbox.
+func (o Options) Validate() error {
+	return o.complete()
+}
+
+// complete fills in o's defaults and checks it (all but the Outbox).
+func (o *Options) complete() error {
+	if o.Key == nil {
+		return errors.New("chainclient: a key is required")
+	}
+	if o.Chain == nil {
+		return errors.New("chainclient: a chain is required")
+	}
+	if o.Prefix == "" {
+		o.Prefix = keys.DefaultPrefix
+	}
+	if o.ChainID == "" {
+		o.ChainID = DefaultChainID
+	}
+	setDefault(&o.MaxBatchResults, DefaultMaxBatchResults)
+	setDefault(&o.BatchDelay, DefaultBatchDelay)
+	setDefault(&o.MaxTxBytes, DefaultMaxTxBytes)
+	setDefault(&o.MaxInFlight, DefaultMaxInFlight)
+	setDefault(&o.PollInterval, DefaultPollInterval)
+	setDefault(&o.ResendAfterBlocks, DefaultResendAfterBlocks)
+	setDefault(&o.MinBackoff, DefaultMinBackoff)
+	setDefault(&o.MaxBackoff, DefaultMaxBackoff)
+	setDefault(&o.GasPrice, DefaultGasPrice)
+	setDefault(&o.FeeDenom, DefaultFeeDenom)
+	setDefault(&o.GasBase, DefaultGasBase)
+	setDefault(&o.GasPerByte, DefaultGasPerByte)
+	setDefault(&o.GasPerResult, DefaultGasPerResult)
+	setDefault(&o.RenewBeforeBlocks, DefaultRenewBeforeBlocks)
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	switch {
+	case o.MaxBatchResults < 0, o.MaxInFlight < 0, o.MaxTxBytes < 0:
+		return errors.New("chainclient: MaxBatchResults, MaxInFlight and MaxTxBytes must not be negative")
+	case o.BatchDelay < 0, o.PollInterval < 0, o.MinBackoff < 0, o.MaxBackoff < 0:
+		return errors.New("chainclient: BatchDelay, PollInterval and backoffs must not be negative")
+	case o.ResendAfterBlocks < 0, o.RenewBeforeBlocks < 0, o.RetainBlocks < 0:
+		return errors.New("chainclient: ResendAfterBlocks, RenewBeforeBlocks and RetainBlocks must not be negative")
+	}
+	if o.MaxTxBytes < 4*txOverhead {
+		return fmt.Errorf("chainclient: MaxTxBytes %d is too small (at least %d)", o.MaxTxBytes, 4*txOverhead)
+	}
+	if o.MinBackoff > o.MaxBackoff {
+		return fmt.Errorf("chainclient: MinBackoff %s exceeds MaxBackoff %s", o.MinBackoff, o.MaxBackoff)
+	}
+	if o.GasPrice < 0 || math.IsNaN(o.GasPrice) || math.IsInf(o.GasPrice, 0) {
+		return fmt.Errorf("chainclient: invalid gas price %v", o.GasPrice)
+	}
+	return nil
+}
+
 // New validates opts, fills in defaults and returns a Client. Call Run to
 // start reporting.
 func New(opts Options) (*Client, error) {
-	if opts.Key == nil {
-		return nil, errors.New("chainclient: a key is required")
-	}
-	if opts.Chain == nil {
-		return nil, errors.New("chainclient: a chain is required")
-	}
 	if opts.Outbox == nil {
 		return nil, errors.New("chainclient: an outbox is required")
 	}
-	if opts.Prefix == "" {
-		opts.Prefix = keys.DefaultPrefix
-	}
-	if opts.ChainID == "" {
-		opts.ChainID = DefaultChainID
-	}
-	setDefault(&opts.MaxBatchResults, DefaultMaxBatchResults)
-	setDefault(&opts.BatchDelay, DefaultBatchDelay)
-	setDefault(&opts.MaxTxBytes, DefaultMaxTxBytes)
-	setDefault(&opts.MaxInFlight, DefaultMaxInFlight)
-	setDefault(&opts.PollInterval, DefaultPollInterval)
-	setDefault(&opts.ResendAfterBlocks, DefaultResendAfterBlocks)
-	setDefault(&opts.MinBackoff, DefaultMinBackoff)
-	setDefault(&opts.MaxBackoff, DefaultMaxBackoff)
-	setDefault(&opts.GasPrice, DefaultGasPrice)
-	setDefault(&opts.FeeDenom, DefaultFeeDenom)
-	setDefault(&opts.GasBase, DefaultGasBase)
-	setDefault(&opts.GasPerByte, DefaultGasPerByte)
-	setDefault(&opts.GasPerResult, DefaultGasPerResult)
-	setDefault(&opts.RenewBeforeBlocks, DefaultRenewBeforeBlocks)
-	if opts.Clock == nil {
-		opts.Clock = clock.RealClock{}
-	}
-	switch {
-	case opts.MaxBatchResults < 0, opts.MaxInFlight < 0, opts.MaxTxBytes < 0:
-		return nil, errors.New("chainclient: MaxBatchResults, MaxInFlight and MaxTxBytes must not be negative")
-	case opts.BatchDelay < 0, opts.PollInterval < 0, opts.MinBackoff < 0, opts.MaxBackoff < 0:
-		return nil, errors.New("chainclient: BatchDelay, PollInterval and backoffs must not be negative")
-	case opts.ResendAfterBlocks < 0, opts.RenewBeforeBlocks < 0, opts.RetainBlocks < 0:
-		return nil, errors.New("chainclient: ResendAfterBlocks, RenewBeforeBlocks and RetainBlocks must not be negative")
-	}
-	if opts.MaxTxBytes < 4*txOverhead {
-		return nil, fmt.Errorf("chainclient: MaxTxBytes %d is too small (at least %d)", opts.MaxTxBytes, 4*txOverhead)
-	}
-	if opts.MinBackoff > opts.MaxBackoff {
-		return nil, fmt.Errorf("chainclient: MinBackoff %s exceeds MaxBackoff %s", opts.MinBackoff, opts.MaxBackoff)
-	}
-	if opts.GasPrice < 0 || math.IsNaN(opts.GasPrice) || math.IsInf(opts.GasPrice, 0) {
-		return nil, fmt.Errorf("chainclient: invalid gas price %v", opts.GasPrice)
+	if err := opts.complete(); err != nil {
+		return nil, err
 	}
 	addr, err := opts.Key.Address(opts.Prefix)
 	if err != nil {

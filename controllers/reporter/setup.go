@@ -132,6 +132,11 @@ func Setup(mgr ctrl.Manager, cfg Config) (ResultReporter, error) {
 		Logger:  mgr.GetLogger().WithName("chain-client"),
 		Metrics: ctrlmetrics.Registry,
 	}
+	// Check the settings now, on every replica, rather than when this
+	// replica first leads.
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("chain reporter: %w", err)
+	}
 	rec = NewReconciler(mgr.GetClient(), mgr.GetEventRecorder("reporter"), lc)
 	// A RunnableFunc needs leader election: it starts once this replica leads.
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {

@@ -21,7 +21,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -96,7 +98,10 @@ func TestSetupFromFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cc == nil || cc.Address() != addressOf(setupKey) {
+	if cc == nil {
+		t.Fatal("Setup with reporting on returned no reporter")
+	}
+	if cc.Address() != addressOf(setupKey) {
 		t.Fatalf("client reports as %s, want %s", cc.Address(), addressOf(setupKey))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -156,6 +161,34 @@ func TestSetupRefusesAMissingKey(t *testing.T) {
 	}
 	if _, err := Setup(mgr, rc); err == nil {
 		t.Fatal("Setup without a key succeeded")
+	}
+}
+
+// TestSetupRefusesBadChainSettings: settings the chain client refuses stop
+// Setup on every replica, before any replica leads and opens the outbox.
+func TestSetupRefusesBadChainSettings(t *testing.T) {
+	keyFile := filepath.Join(t.TempDir(), "provider.key")
+	if err := keys.SaveFile(keyFile, setupKey, false); err != nil {
+		t.Fatal(err)
+	}
+	outboxDir := filepath.Join(t.TempDir(), "outbox")
+	rc := Config{
+		Enabled: true, KeyPath: keyFile, OutboxDir: outboxDir, RPCURL: chainNode.RPCURL(),
+		GasPrice: "0.025unes", MaxTxBytes: 100,
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme: testenv.Scheme(), Logger: logr.Discard(),
+		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Setup(mgr, rc); err == nil || !strings.Contains(err.Error(), "MaxTxBytes") {
+		t.Fatalf("Setup with a 100-byte transaction limit = %v, want an error naming MaxTxBytes", err)
+	}
+	if _, err := os.Stat(outboxDir); !os.IsNotExist(err) {
+		t.Errorf("Setup touched the outbox directory: %v", err)
 	}
 }
 
