@@ -507,23 +507,30 @@ func (d *Discoverer) handleEvent(e nvml.EventData) (changed bool) {
 	if e.GpuInstanceId != noInstance && e.ComputeInstanceId != noInstance {
 		reason += fmt.Sprintf(" (MIG GPU instance %d, compute instance %d)", e.GpuInstanceId, e.ComputeInstanceId)
 	}
+	// A GPU that fails may report critical events without bound; only the
+	// event that changes its health is logged at Info, repeats at V(1).
 	dev := d.eventDevice(e.Device)
 	if dev == nil {
 		// A critical event that names no known GPU could be on any of them.
-		d.log.Info("Critical GPU event on an unidentified GPU; marking every GPU unhealthy", "reason", reason)
 		for _, dev := range d.devices {
 			if dev.fault == "" {
 				dev.fault = reason + " on an unidentified GPU"
 				changed = true
 			}
 		}
+		log := d.log
+		if !changed {
+			log = log.V(1)
+		}
+		log.Info("Critical GPU event on an unidentified GPU; marking every GPU unhealthy", "reason", reason)
 		return changed
 	}
-	d.log.Info("GPU unhealthy", "uuid", dev.uuid, "index", dev.index, "reason", reason)
 	if dev.fault != "" {
+		d.log.V(1).Info("Further critical event on an unhealthy GPU", "uuid", dev.uuid, "index", dev.index, "reason", reason, "fault", dev.fault)
 		return false
 	}
 	dev.fault = reason
+	d.log.Info("GPU unhealthy", "uuid", dev.uuid, "index", dev.index, "reason", reason)
 	return true
 }
 

@@ -714,12 +714,13 @@ type lineLog struct {
 	lines []string
 }
 
-func (l *lineLog) logger() logr.Logger {
+// logger returns a logger that records the lines up to verbosity v.
+func (l *lineLog) logger(v int) logr.Logger {
 	return funcr.New(func(prefix, args string) {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		l.lines = append(l.lines, prefix+" "+args)
-	}, funcr.Options{})
+	}, funcr.Options{Verbosity: v})
 }
 
 func (l *lineLog) count(substr string) int {
@@ -750,7 +751,7 @@ func TestWatchHealthBacksOffOnNVMLErrors(t *testing.T) {
 	}
 	clk := clocktesting.NewFakeClock(start)
 	var logs lineLog
-	d := open(t, n, nodeagent.Options{Clock: clk, Log: logs.logger()})
+	d := open(t, n, nodeagent.Options{Clock: clk, Log: logs.logger(0)})
 	startWatch(t, d)
 
 	// waitBackoff waits until the watcher made want waits and sleeps on the clock.
@@ -797,5 +798,75 @@ func TestWatchHealthBacksOffOnNVMLErrors(t *testing.T) {
 	}
 	if inv := d.Poll(); inv.CallErrors != 0 {
 		t.Errorf("CallErrors of the following poll = %d, want 0", inv.CallErrors)
+	}
+}
+
+// infoLines counts the recorded Info-level (V(0)) lines that contain every
+// one of substrs.
+func (l *lineLog) infoLines(substrs ...string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, line := range l.lines {
+		if !strings.Contains(line, `"level"=0 `) {
+			continue
+		}
+		all := true
+		for _, s := range substrs {
+			all = all && strings.Contains(line, s)
+		}
+		if all {
+			n++
+		}
+	}
+	return n
+}
+
+func TestEventStormOnOneGPULogsOneInfoLine(t *testing.T) {
+	n := newNode(t, "dgxh100")
+	var logs lineLog
+	d := open(t, n, nodeagent.Options{Log: logs.logger(1)})
+	startWatch(t, d)
+	waitHandled(t, n)
+
+	// A failing GPU reports critical XIDs without bound.
+	const storm = 50
+	for range storm {
+		n.InjectXID(2, 79)
+	}
+	waitHandled(t, n)
+	uuid2 := fmt.Sprintf("%q", n.UUID(2))
+	if got := logs.infoLines("unhealthy", uuid2); got != 1 {
+		t.Errorf("%d critical XIDs on GPU 2 logged %d Info lines saying it is unhealthy, want 1", storm, got)
+	}
+	if got := logs.count(uuid2); got != storm {
+		t.Errorf("GPU 2's events logged %d lines at any level, want %d (the repeats at V(1))", got, storm)
+	}
+
+	// A fault on another GPU is news and logs its own line.
+	n.InjectDoubleBitECC(5)
+	waitHandled(t, n)
+	if got := logs.infoLines("unhealthy", fmt.Sprintf("%q", n.UUID(5))); got != 1 {
+		t.Errorf("a fault on GPU 5 logged %d Info lines saying it is unhealthy, want 1", got)
+	}
+
+	// So does the first event on an unidentified GPU while some GPU is
+	// still healthy; a repeat once every GPU has a fault does not.
+	stranger := &mock.Device{GetUUIDFunc: func() (string, nvml.Return) { return "", nvml.ERROR_UNKNOWN }}
+	for range 2 {
+		n.InjectEvent(nvml.EventData{Device: stranger, EventType: nvml.EventTypeXidCriticalError, EventData: 79, GpuInstanceId: 0xFFFFFFFF, ComputeInstanceId: 0xFFFFFFFF})
+	}
+	waitHandled(t, n)
+	if got := logs.infoLines("unidentified GPU"); got != 1 {
+		t.Errorf("two events on an unidentified GPU logged %d Info lines, want 1", got)
+	}
+	want := allHealthy(8, nil)
+	for i := range want {
+		want[i] = "Unhealthy: XID 79: GPU has fallen off the bus on an unidentified GPU"
+	}
+	want[2] = "Unhealthy: XID 79: GPU has fallen off the bus"
+	want[5] = "Unhealthy: ECC double-bit error"
+	if diff := cmp.Diff(want, healthOf(d.Poll())); diff != "" {
+		t.Errorf("health after the events (-want +got):\n%s", diff)
 	}
 }
