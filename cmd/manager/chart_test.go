@@ -28,6 +28,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/aivm-dev/aivm-operator/controllers/reporter"
 	"github.com/aivm-dev/aivm-operator/internal/testenv"
 )
 
@@ -124,11 +125,14 @@ func TestChartDefaultsMatchTheManager(t *testing.T) {
 }
 
 // TestChartRefusesIncompleteReporting: reporting without an RPC URL or a
-// key Secret fails to render, naming the value to set.
+// key Secret, or with standby replicas that cannot mount the outbox, fails
+// to render, naming the value to set.
 func TestChartRefusesIncompleteReporting(t *testing.T) {
 	for missing, set := range map[string][]string{
 		"chain.rpcURL":    {"chain.reportResults=true", "chain.keySecret=k"},
 		"chain.keySecret": {"chain.reportResults=true", "chain.rpcURL=http://n:26657"},
+		"chain.outbox.accessModes": {"chain.reportResults=true", "chain.keySecret=k", "chain.rpcURL=http://n:26657",
+			"manager.replicas=2"},
 	} {
 		_, err := testenv.RenderChart(t, set...)
 		if err == nil || !strings.Contains(err.Error(), missing) {
@@ -149,4 +153,50 @@ func objectOf[T any](t *testing.T, c testenv.Chart, key string) *T {
 	obj := new(T)
 	c.Object(t, key, obj)
 	return obj
+}
+
+// TestChartArgsSurviveYAML: values with YAML-significant characters reach
+// the manager unchanged (a '#' would otherwise start a comment, ': ' a map).
+func TestChartArgsSurviveYAML(t *testing.T) {
+	const moniker = "GPU farm #1: east"
+	const endpoint = "https://provider.example/#status"
+	objs, err := testenv.RenderChart(t, "chain.reportResults=true", "chain.keySecret=k", "chain.rpcURL=http://n:26657",
+		"chain.provider.moniker="+moniker, "chain.provider.endpoint="+endpoint)
+	if err != nil {
+		t.Fatalf("helm template: %v", err)
+	}
+	opts := parseManagerArgs(t, objectOf[appsv1.Deployment](t, objs, "Deployment/aivm-aivm-operator-manager").Spec.Template.Spec.Containers[0])
+	if got := opts.controllers.chain; got.Moniker != moniker || got.Endpoint != endpoint {
+		t.Errorf("moniker %q, endpoint %q; want %q, %q", got.Moniker, got.Endpoint, moniker, endpoint)
+	}
+}
+
+// TestChartRPCURLFromSecret: with chain.rpcURLSecret the URL (which may
+// carry credentials) is not in the Deployment: the manager reads it from
+// the environment, filled from the Secret.
+func TestChartRPCURLFromSecret(t *testing.T) {
+	objs, err := testenv.RenderChart(t, "chain.reportResults=true", "chain.keySecret=k",
+		"chain.rpcURLSecret.name=nesa-rpc", "chain.rpcURL=http://must-not-appear:26657")
+	if err != nil {
+		t.Fatalf("helm template: %v", err)
+	}
+	c := objectOf[appsv1.Deployment](t, objs, "Deployment/aivm-aivm-operator-manager").Spec.Template.Spec.Containers[0]
+	for _, a := range c.Args {
+		if strings.HasPrefix(a, "--chain-rpc-url") {
+			t.Errorf("the Deployment carries %q", a)
+		}
+	}
+	var ref *corev1.SecretKeySelector
+	for _, e := range c.Env {
+		if e.Name == reporter.RPCURLEnv && e.ValueFrom != nil {
+			ref = e.ValueFrom.SecretKeyRef
+		}
+	}
+	if ref == nil || ref.Name != "nesa-rpc" || ref.Key != "url" {
+		t.Fatalf("env %s from secret %+v, want nesa-rpc/url", reporter.RPCURLEnv, ref)
+	}
+	t.Setenv(reporter.RPCURLEnv, "https://user:secret@rpc.example:443")
+	if got := parseManagerArgs(t, c).controllers.chain.RPCURL; got != "https://user:secret@rpc.example:443" {
+		t.Errorf("the manager's RPC URL is %q, want the one from $%s", got, reporter.RPCURLEnv)
+	}
 }

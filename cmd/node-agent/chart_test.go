@@ -19,11 +19,14 @@ package main
 import (
 	"flag"
 	"io"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/aivm-dev/aivm-operator/internal/testenv"
@@ -95,5 +98,35 @@ func TestChartNodeAgentValues(t *testing.T) {
 	}
 	if pod.RuntimeClassName != nil || len(pod.NodeSelector) != 0 {
 		t.Errorf("a simulated agent keeps runtimeClassName %v and nodeSelector %v", pod.RuntimeClassName, pod.NodeSelector)
+	}
+}
+
+// TestChartCredentialNamespaces: each listed namespace gets one Role and
+// RoleBinding; the release namespace, which holds the provider key, is
+// refused.
+func TestChartCredentialNamespaces(t *testing.T) {
+	chart, err := testenv.RenderChart(t, "nodeAgent.modelCredentialNamespaces={ml-team,research,ml-team}")
+	if err != nil {
+		t.Fatalf("helm template: %v", err)
+	}
+	for _, ns := range []string{"ml-team", "research"} {
+		role := &rbacv1.Role{}
+		chart.Object(t, "Role/"+ns+"/aivm-aivm-operator-node-agent-model-credentials", role)
+		if len(role.Rules) != 1 || !slices.Equal(role.Rules[0].Verbs, []string{"get"}) || !slices.Equal(role.Rules[0].Resources, []string{"secrets"}) {
+			t.Errorf("role in %s: %+v, want get on secrets only", ns, role.Rules)
+		}
+	}
+	roles := 0
+	for key := range chart {
+		if strings.HasPrefix(key, "Role/") && strings.HasSuffix(key, "-model-credentials") {
+			roles++
+		}
+	}
+	if roles != 2 {
+		t.Errorf("%d credential Roles for two distinct namespaces", roles)
+	}
+	if _, err := testenv.RenderChart(t, "nodeAgent.modelCredentialNamespaces={ml-team,aivm-system}"); err == nil ||
+		!strings.Contains(err.Error(), "provider key") {
+		t.Errorf("listing the release namespace: %v, want a refusal naming the provider key", err)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"sort"
 	"sync/atomic"
 	"time"
@@ -73,10 +74,18 @@ type Config struct {
 	Version  string
 }
 
+// RPCURLEnv is the environment variable that, when set, is the default of
+// --chain-rpc-url (the Helm chart fills it from chain.rpcURLSecret).
+const RPCURLEnv = "AIVM_CHAIN_RPC_URL"
+
 // BindFlags registers the configuration's flags on fs.
 func (c *Config) BindFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Enabled, "report-results", false, "Report succeeded jobs' signed results on chain.")
-	fs.StringVar(&c.RPCURL, "chain-rpc-url", "http://127.0.0.1:26657", "CometBFT RPC URL of the chain.")
+	rpcURL := "http://127.0.0.1:26657"
+	if v := os.Getenv(RPCURLEnv); v != "" {
+		rpcURL = v
+	}
+	fs.StringVar(&c.RPCURL, "chain-rpc-url", rpcURL, "CometBFT RPC URL of the chain (default $"+RPCURLEnv+" when set, so a URL with credentials can come from a Secret).")
 	fs.StringVar(&c.ChainID, "chain-id", chainclient.DefaultChainID, "Chain id transactions are signed for.")
 	fs.StringVar(&c.Prefix, "chain-address-prefix", keys.DefaultPrefix, "Bech32 prefix of account addresses.")
 	fs.StringVar(&c.KeyPath, "chain-key-dir", "/var/run/aivm/provider-key", "Provider key: a mounted Secret directory (key private-key or mnemonic), or a file holding a hex private key or a mnemonic.")

@@ -32,7 +32,9 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 )
 
-// Chart is a rendering of the Helm chart: its objects by "Kind/name".
+// Chart is a rendering of the Helm chart: its objects by "Kind/name", or
+// "Kind/namespace/name" for objects the chart puts in a namespace of its own
+// choosing.
 type Chart map[string]*unstructured.Unstructured
 
 // RenderChart renders charts/aivm-operator (release "aivm", namespace
@@ -73,12 +75,17 @@ func RenderChart(t testing.TB, set ...string) (Chart, error) {
 		if len(u.Object) == 0 {
 			continue
 		}
-		objs[u.GetKind()+"/"+u.GetName()] = u
+		key := u.GetKind() + "/" + u.GetName()
+		if ns := u.GetNamespace(); ns != "" {
+			key = u.GetKind() + "/" + ns + "/" + u.GetName()
+		}
+		objs[key] = u
 	}
 	return objs, nil
 }
 
-// Object converts the rendered object key ("Kind/name") into into, failing
+// Object converts the rendered object key ("Kind/name" or
+// "Kind/namespace/name") into into, failing
 // the test when the chart has no such object.
 func (c Chart) Object(t testing.TB, key string, into any) {
 	t.Helper()

@@ -334,8 +334,8 @@ func TestNodeAgentPolicy(t *testing.T) {
 			t.Fatalf("helm template: %v", err)
 		}
 		role, binding := &rbacv1.Role{}, &rbacv1.RoleBinding{}
-		chart.Object(t, "Role/aivm-aivm-operator-node-agent-model-credentials", role)
-		chart.Object(t, "RoleBinding/aivm-aivm-operator-node-agent-model-credentials", binding)
+		chart.Object(t, "Role/"+granted+"/aivm-aivm-operator-node-agent-model-credentials", role)
+		chart.Object(t, "RoleBinding/"+granted+"/aivm-aivm-operator-node-agent-model-credentials", binding)
 		if role.Namespace != granted || binding.Namespace != granted {
 			t.Fatalf("the chart grants in namespaces %q and %q, want %q", role.Namespace, binding.Namespace, granted)
 		}
