@@ -39,9 +39,12 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -534,6 +537,118 @@ func TestPrefetchCredentials(t *testing.T) {
 	}
 	if got := counterValue(t, reg, "aivm_node_agent_model_prefetches_total", "result", "Fetched"); got != 1 {
 		t.Errorf("Fetched prefetches = %v, want 1", got)
+	}
+}
+
+// nodeAgentUser is the user the node agent's service account authenticates as.
+const nodeAgentUser = "system:serviceaccount:aivm-system:aivm-node-agent"
+
+// impersonatingClient is a client of the test API server acting as user,
+// so that the API server's RBAC decides what it may read.
+func impersonatingClient(t *testing.T, user string) client.Client {
+	t.Helper()
+	c := rest.CopyConfig(cfg)
+	c.Impersonate = rest.ImpersonationConfig{UserName: user}
+	cl, err := client.New(c, client.Options{Scheme: testenv.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
+// grantNodeRead lets user read Nodes, as the chart's node agent ClusterRole
+// does, and nothing else; it waits until the API server honours the grant.
+func grantNodeRead(t *testing.T, user, nodeName string) {
+	t.Helper()
+	ctx := context.Background()
+	c := plainClient(t)
+	role := &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "node-agent-nodes-"},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get"}}},
+	}
+	if err := c.Create(ctx, role); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Delete(ctx, role) })
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: role.Name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: user}},
+	}
+	if err := c.Create(ctx, binding); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Delete(ctx, binding) })
+	as := impersonatingClient(t, user)
+	eventually(t, func() error {
+		return as.Get(ctx, client.ObjectKey{Name: nodeName}, &corev1.Node{})
+	})
+}
+
+func TestPrefetchCredentialsForbidden(t *testing.T) {
+	const name = "prefetch-forbidden"
+	const token = "forbidden-bearer-token"
+	ns := newNamespace(t)
+	srv := newWeightsServer(t, token, false)
+	createNode(t, name, map[string]string{"pool": "forbidden"})
+	mustCreate(t, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hub"},
+		Data:       map[string][]byte{"token": []byte(token)},
+	})
+	mod := newModel(ns, "private", srv.URL+"/w.gguf", srv.digest, map[string]string{"pool": "forbidden"})
+	mod.Spec.CredentialsSecretRef = &aivmv1alpha1.SecretKeyReference{Name: "hub", Key: "token"}
+	mustCreate(t, mod)
+
+	// The agent may read its Node but no Secret: the Model's namespace is
+	// not among those granted to it.
+	grantNodeRead(t, nodeAgentUser, name)
+	agentReader := impersonatingClient(t, nodeAgentUser)
+	err := agentReader.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "hub"}, &corev1.Secret{})
+	if !apierrors.IsForbidden(err) {
+		t.Fatalf("reading the secret as %s: %v, want Forbidden", nodeAgentUser, err)
+	}
+
+	reg := prometheus.NewRegistry()
+	metrics, err := nodeagent.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cm := newCacheManager(t, name, dir, clocktesting.NewFakeClock(start), func(o *nodeagent.CacheManagerOptions) {
+		o.APIReader = agentReader
+		o.Metrics = metrics
+		f, err := artifact.NewFetcher(o.Fetcher.Cache(), artifact.WithHTTPClient(srv.Client()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Fetcher = f
+	})
+	syncAndWait(t, cm)
+
+	errs := cm.ModelCacheErrors()
+	if len(errs) != 1 {
+		t.Fatalf("model cache errors = %+v, want one", errs)
+	}
+	e := errs[0]
+	if e.Digest != srv.digest || e.Reason != aivmv1alpha1.ReasonCredentialsNotFound {
+		t.Errorf("error %+v, want digest %s and reason %s", e, srv.digest, aivmv1alpha1.ReasonCredentialsNotFound)
+	}
+	for _, want := range []string{ns + "/hub", "nodeAgent.modelCredentialNamespaces"} {
+		if !strings.Contains(e.Message, want) {
+			t.Errorf("message %q does not name %q", e.Message, want)
+		}
+	}
+	if strings.Contains(e.Message, token) {
+		t.Errorf("message reveals the token: %q", e.Message)
+	}
+	if got := srv.gets.Load(); got != 0 {
+		t.Errorf("fetched without credentials %d times", got)
+	}
+	if blobs := cachedBlobs(t, dir); len(blobs) != 0 {
+		t.Errorf("cache holds %v, want nothing", blobs)
+	}
+	if got := counterValue(t, reg, "aivm_node_agent_model_prefetches_total", "result", aivmv1alpha1.ReasonCredentialsNotFound); got != 1 {
+		t.Errorf("CredentialsNotFound prefetches = %v, want 1", got)
 	}
 }
 
