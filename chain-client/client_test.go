@@ -20,6 +20,7 @@ import (
 	chainclient "github.com/aivm-dev/aivm-operator/chain-client"
 	"github.com/aivm-dev/aivm-operator/chain-client/aivmv1"
 	"github.com/aivm-dev/aivm-operator/chain-client/devnet"
+	"github.com/aivm-dev/aivm-operator/chain-client/keys"
 	"github.com/aivm-dev/aivm-operator/chain-client/merkle"
 	"github.com/aivm-dev/aivm-operator/chain-client/outbox"
 	"github.com/aivm-dev/aivm-operator/chain-client/receipt"
@@ -913,6 +914,52 @@ func TestDroppedBatchSignedAgainOnceSequencePasses(t *testing.T) {
 	}
 }
 
+// oneFeeBalance is what the account of heldBatchOnOneFee holds after its
+// registration: with fees of about 25_000unes (GasBase 1_000_000 at the
+// devnet's 0.025 gas price, the gas per byte and per result small beside
+// it) it pays one fee, not two.
+const oneFeeBalance = 40_000
+
+// heldBatchOnOneFee starts a devnet without a mempool cache that holds
+// result transactions out of blocks while hold is set, and a reporter for
+// key keyName whose account pays one fee (oneFeeBalance); it enqueues five
+// results named recPrefix and waits until their batch is accepted into the
+// mempool. It returns that batch's hash and decoded transaction.
+func heldBatchOnOneFee(t *testing.T, keyName, recPrefix string) (env *chainEnv, r *reporter, k *keys.Key, hold *atomic.Bool,
+	recs []*aivmv1.ResultRecord, first string, d *tx.Decoded) {
+	t.Helper()
+	const gasBase, regFee = 1_000_000, 10_000
+	k = keyFor(t, keyName)
+	hold = &atomic.Bool{}
+	hold.Store(true)
+	env = startChain(t, devnet.Config{
+		Accounts:       map[string]uint64{addrOf(t, k): regFee + oneFeeBalance},
+		NoMempoolCache: true,
+		HoldTx:         func(raw []byte) bool { return hold.Load() && carriesResults(raw) },
+	})
+	registerOutOfBand(t, env, k)
+	r = startReporter(t, env, k, t.TempDir(), func(o *chainclient.Options) {
+		o.ResendAfterBlocks = 2
+		o.GasBase = gasBase
+	})
+	recs = records(recPrefix, 0, 5)
+	if err := r.client.Enqueue(ctxT(t), recs...); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "batch accepted into the mempool", func() bool {
+		txs := signedByUID(t, env)[recs[0].GetJobUid()]
+		return len(txs) > 0 && txs[0].accepted()
+	})
+	first = signedByUID(t, env)[recs[0].GetJobUid()][0].hash
+	env.offers.mu.Lock()
+	d, err := tx.Decode(env.offers.txs[first].raw)
+	env.offers.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env, r, k, hold, recs, first, d
+}
+
 // TestResendRefusedForFundsKeepsBatchInFlight: the account's balance
 // covers one fee, so the resend of a batch held in the node's mempool (a
 // node without a mempool cache checks it again) is refused for
@@ -922,40 +969,9 @@ func TestDroppedBatchSignedAgainOnceSequencePasses(t *testing.T) {
 // enqueued meanwhile are refused at their first broadcast (so in no
 // mempool), signed again, and land once the account is funded.
 func TestResendRefusedForFundsKeepsBatchInFlight(t *testing.T) {
-	// Fees of about 25_000unes (GasBase at the devnet's 0.025 gas price,
-	// the gas per byte and per result small beside it); 40_000 left after
-	// the registration pays one, not two.
-	const gasBase, balance, regFee = 1_000_000, 40_000, 10_000
-	k := keyFor(t, "funds-resend")
-	var hold atomic.Bool
-	hold.Store(true)
-	env := startChain(t, devnet.Config{
-		Accounts:       map[string]uint64{addrOf(t, k): regFee + balance},
-		NoMempoolCache: true,
-		HoldTx:         func(raw []byte) bool { return hold.Load() && carriesResults(raw) },
-	})
-	registerOutOfBand(t, env, k)
-	r := startReporter(t, env, k, t.TempDir(), func(o *chainclient.Options) {
-		o.ResendAfterBlocks = 2
-		o.GasBase = gasBase
-	})
-	recs := records("funds", 0, 5)
-	if err := r.client.Enqueue(ctxT(t), recs...); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "batch accepted into the mempool", func() bool {
-		txs := signedByUID(t, env)[recs[0].GetJobUid()]
-		return len(txs) > 0 && txs[0].accepted()
-	})
-	first := signedByUID(t, env)[recs[0].GetJobUid()][0].hash
-	env.offers.mu.Lock()
-	d, err := tx.Decode(env.offers.txs[first].raw)
-	env.offers.mu.Unlock()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fee := d.Fee["unes"]; fee == nil || fee.Uint64() > balance || 2*fee.Uint64() <= balance {
-		t.Fatalf("batch fee %v: a balance of %d must pay it once, not twice", fee, balance)
+	env, r, k, hold, recs, first, d := heldBatchOnOneFee(t, "funds-resend", "funds")
+	if fee := d.Fee["unes"]; fee == nil || fee.Uint64() > oneFeeBalance || 2*fee.Uint64() <= oneFeeBalance {
+		t.Fatalf("batch fee %v: a balance of %d must pay it once, not twice", fee, oneFeeBalance)
 	}
 	later := records("funds-later", 0, 5)
 	if err := r.client.Enqueue(ctxT(t), later...); err != nil {
@@ -1009,37 +1025,7 @@ func TestResendRefusedForFundsKeepsBatchInFlight(t *testing.T) {
 // results to be signed again). Once the account is funded the later
 // results are signed above A, and everything lands once.
 func TestRefusedFirstBroadcastSignsAboveBatchInFlight(t *testing.T) {
-	// Fees of about 25_000unes; 40_000 left after the registration pays
-	// one, not two (as in TestResendRefusedForFundsKeepsBatchInFlight).
-	const gasBase, balance, regFee = 1_000_000, 40_000, 10_000
-	k := keyFor(t, "funds-first")
-	var hold atomic.Bool
-	hold.Store(true)
-	env := startChain(t, devnet.Config{
-		Accounts:       map[string]uint64{addrOf(t, k): regFee + balance},
-		NoMempoolCache: true,
-		HoldTx:         func(raw []byte) bool { return hold.Load() && carriesResults(raw) },
-	})
-	registerOutOfBand(t, env, k)
-	r := startReporter(t, env, k, t.TempDir(), func(o *chainclient.Options) {
-		o.ResendAfterBlocks = 2
-		o.GasBase = gasBase
-	})
-	recs := records("first-held", 0, 5)
-	if err := r.client.Enqueue(ctxT(t), recs...); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "batch accepted into the mempool", func() bool {
-		txs := signedByUID(t, env)[recs[0].GetJobUid()]
-		return len(txs) > 0 && txs[0].accepted()
-	})
-	first := signedByUID(t, env)[recs[0].GetJobUid()][0].hash
-	env.offers.mu.Lock()
-	d, err := tx.Decode(env.offers.txs[first].raw)
-	env.offers.mu.Unlock()
-	if err != nil {
-		t.Fatal(err)
-	}
+	env, r, k, hold, recs, first, d := heldBatchOnOneFee(t, "funds-first", "first-held")
 	heldSeq := d.Sequence
 
 	later := records("first-refused", 0, 5)

@@ -17,16 +17,13 @@ limitations under the License.
 package main
 
 import (
-	"flag"
 	"fmt"
-	"io"
 	"strings"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/aivm-dev/aivm-operator/controllers/reporter"
 	"github.com/aivm-dev/aivm-operator/internal/testenv"
@@ -35,11 +32,8 @@ import (
 // parseManagerArgs parses a container's args with the manager's own flags.
 func parseManagerArgs(t *testing.T, c corev1.Container) options {
 	t.Helper()
-	var opts options
-	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	opts.bindFlags(fs, &zap.Options{})
-	if err := fs.Parse(c.Args); err != nil {
+	opts, err := parseFlags(c.Args...)
+	if err != nil {
 		t.Fatalf("the chart passes the manager args it does not accept: %v (args %q)", err, c.Args)
 	}
 	return opts
@@ -113,9 +107,7 @@ func TestChartDefaultsMatchTheManager(t *testing.T) {
 		t.Fatalf("helm template: %v", err)
 	}
 	fromChart := parseManagerArgs(t, objectOf[appsv1.Deployment](t, on, "Deployment/aivm-aivm-operator-manager").Spec.Template.Spec.Containers[0])
-	var defaults options
-	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
-	defaults.bindFlags(fs, &zap.Options{})
+	defaults := parseManagerArgs(t, corev1.Container{})
 	got, want := fromChart.controllers.chain, defaults.controllers.chain
 	if got.ChainID != want.ChainID || got.Prefix != want.Prefix || got.GasPrice != want.GasPrice || got.HDPath != want.HDPath ||
 		got.MaxBatchResults != want.MaxBatchResults || got.BatchDelay != want.BatchDelay || got.MaxTxBytes != want.MaxTxBytes ||

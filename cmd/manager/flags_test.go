@@ -20,6 +20,7 @@ package main
 
 import (
 	"flag"
+	"io"
 	"strings"
 	"testing"
 
@@ -35,20 +36,30 @@ func TestManagerRefusesBadControllerFlags(t *testing.T) {
 		"--model-source-recheck-interval": {"--model-source-recheck-interval=-1m"},
 		"--gpunode-heartbeat-stale-after": {"--gpunode-heartbeat-stale-after=-1s"},
 	} {
-		var opts options
-		fs := flag.NewFlagSet("manager", flag.ContinueOnError)
-		opts.bindFlags(fs, &zap.Options{})
-		if err := fs.Parse(args); err != nil {
+		opts, err := parseFlags(args...)
+		if err != nil {
 			t.Fatal(err)
 		}
-		err := run(t.Context(), nil, opts)
+		err = run(t.Context(), nil, opts)
 		if err == nil || !strings.Contains(err.Error(), flagName) {
 			t.Errorf("run with %v: %v, want an error naming %s", args, err, flagName)
 		}
 	}
-	var defaults options
-	defaults.bindFlags(flag.NewFlagSet("manager", flag.ContinueOnError), &zap.Options{})
+	defaults, err := parseFlags()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := defaults.controllers.validate(); err != nil {
 		t.Errorf("the defaults are refused: %v", err)
 	}
+}
+
+// parseFlags parses args with the manager's own flags.
+func parseFlags(args ...string) (options, error) {
+	var opts options
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	opts.bindFlags(fs, &zap.Options{})
+	err := fs.Parse(args)
+	return opts, err
 }
