@@ -170,9 +170,93 @@ type Placement struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	Pod string `json:"pod,omitempty"`
+	// podUID is the runtime pod's UID, set by the job controller once the pod
+	// exists. The result endpoint accepts a post only from this pod.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	PodUID string `json:"podUID,omitempty"`
 	// placedTime is when the placement was decided.
 	// +optional
 	PlacedTime *metav1.Time `json:"placedTime,omitempty"`
+	// outcome is how this placement's pod ended: empty while it is pending or
+	// running. Written by the job controller.
+	// +optional
+	Outcome PlacementOutcome `json:"outcome,omitempty"`
+	// reason is a PascalCase cause of a Failed outcome (OOMKilled,
+	// RuntimeExited, GPUUnhealthy, NodeNotReady, DeadlineExceeded, ...).
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	Reason string `json:"reason,omitempty"`
+	// message says what happened, for people.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Message string `json:"message,omitempty"`
+	// exitCode is the runtime container's exit code, when it exited.
+	// +optional
+	ExitCode *int32 `json:"exitCode,omitempty"`
+	// finishedTime is when the outcome was recorded.
+	// +optional
+	FinishedTime *metav1.Time `json:"finishedTime,omitempty"`
+}
+
+// PlacementOutcome is how a placement's pod ended.
+// +kubebuilder:validation:Enum=Succeeded;Failed
+type PlacementOutcome string
+
+const (
+	// PlacementSucceeded: the pod's result was accepted.
+	PlacementSucceeded PlacementOutcome = "Succeeded"
+	// PlacementFailed: the attempt failed on this placement; a retry avoids
+	// its node and GPUs.
+	PlacementFailed PlacementOutcome = "Failed"
+)
+
+// MemberResult is one committee member's accepted result (a single-member
+// job has one), written by the result endpoint after it checked the post.
+type MemberResult struct {
+	// attempt is the attempt whose pod posted it.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	Attempt int32 `json:"attempt"`
+	// member is the committee member index, from 0.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Member int32 `json:"member,omitempty"`
+	// pod is the name of the pod that posted it.
+	// +required
+	// +kubebuilder:validation:MaxLength=253
+	Pod string `json:"pod"`
+	// outputDigest is the lowercase hex sha256 of the output, recomputed by
+	// the manager from the posted output.
+	// +required
+	// +kubebuilder:validation:MaxLength=64
+	OutputDigest string `json:"outputDigest"`
+	// outputKey is the key of the job's result ConfigMap holding this output.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	OutputKey string `json:"outputKey,omitempty"`
+	// inputTokens is the number of prompt tokens.
+	// +optional
+	InputTokens int64 `json:"inputTokens,omitempty"`
+	// outputTokens is the number of generated tokens.
+	// +optional
+	OutputTokens int64 `json:"outputTokens,omitempty"`
+	// durationMillis is the inference time in milliseconds.
+	// +optional
+	DurationMillis int64 `json:"durationMillis,omitempty"`
+	// engine is the engine name and version that produced it.
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	Engine string `json:"engine,omitempty"`
+	// gpuUUIDs are the GPUs the runtime container saw.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=128
+	GPUUUIDs []string `json:"gpuUUIDs,omitempty"`
+	// receivedTime is when the manager accepted it.
+	// +optional
+	ReceivedTime *metav1.Time `json:"receivedTime,omitempty"`
 }
 
 // JobResult is the verified result of a job.
@@ -279,6 +363,13 @@ type InferenceJobStatus struct {
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=128
 	Placements []Placement `json:"placements,omitempty"`
+
+	// memberResults are the accepted results of the current attempt's
+	// members, one per member; a committee's decision is recomputed from them.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	MemberResults []MemberResult `json:"memberResults,omitempty"`
 
 	// startTime is when the first attempt started.
 	// +optional
