@@ -204,9 +204,9 @@ type Placement struct {
 type PlacementOutcome string
 
 const (
-	// PlacementSucceeded: the pod's result was accepted.
+	// PlacementSucceeded means the pod's result was accepted.
 	PlacementSucceeded PlacementOutcome = "Succeeded"
-	// PlacementFailed: the attempt failed on this placement; a retry avoids
+	// PlacementFailed means the attempt failed on this placement; a retry avoids
 	// its node and GPUs.
 	PlacementFailed PlacementOutcome = "Failed"
 )
