@@ -142,7 +142,11 @@ func (e *Engine) Start(ctx context.Context) error {
 		if errors.As(err, &ee) { // the server answered, and its answer is wrong
 			return err
 		}
-		last = err
+		if last == nil || ctx.Err() == nil {
+			// Keep the server's last real answer rather than the deadline
+			// that cut the final request short.
+			last = err
+		}
 		t := time.NewTimer(e.poll)
 		select {
 		case <-ctx.Done():
