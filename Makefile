@@ -103,6 +103,10 @@ run: manifests generate ## Run the manager against the cluster in ~/.kube/config
 docker-build: ## Build the manager image (needs a Docker engine).
 	docker build -t $(IMG) .
 
+.PHONY: docker-build-runtime
+docker-build-runtime: ## Build the aivm-runtime image for job pods (needs a Docker engine; RUNTIME_IMG names it).
+	docker build -f runtime-image/Dockerfile -t $(or $(RUNTIME_IMG),ghcr.io/aivm-dev/aivm-runtime:dev) .
+
 
 $(HELM):
 	mkdir -p $(LOCALBIN)
