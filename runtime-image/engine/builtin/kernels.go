@@ -42,16 +42,34 @@ func parallel(threads, n, align int, fn func(lo, hi int)) {
 
 // matmul sets y[t, j] = bias[j] + sum over i of x[t, i] w[i, j] for the
 // rows t of x ([rows, in]) and w ([in, out], row-major, the Conv1D layout
-// of GPT-2 checkpoints). The sum runs over i in increasing order starting
-// from 0, and the bias is added last. Columns are split among threads.
+// of GPT-2 checkpoints). For every element the sum runs over i in
+// increasing order starting from 0, and the bias is added last, whatever
+// the blocking, the row pairing or the thread split; so prompt processing
+// and one-token steps give the same bits too. Columns are split among
+// threads.
 func matmul(threads int, y, x, w, bias []float32, rows, in, out int) {
 	parallel(threads, out, 16, func(j0, j1 int) {
-		t := 0
-		for ; t+4 <= rows; t += 4 {
-			matmul4(y[t*out:], x[t*in:], w, in, out, j0, j1)
+		for t := 0; t < rows; t++ {
+			clear(y[t*out+j0 : t*out+j1])
 		}
-		for ; t < rows; t++ {
-			matmul1(y[t*out+j0:t*out+j1], x[t*in:t*in+in], w, out, j0)
+		// Several rows (a prompt): block so a 64 x 256 weight tile stays
+		// in cache while every row uses it. One row: stream the weights.
+		jBlock, iBlock := j1-j0, in
+		if rows > 1 {
+			jBlock, iBlock = 256, 64
+		}
+		for jb := j0; jb < j1; jb += jBlock {
+			je := min(jb+jBlock, j1)
+			for ib := 0; ib < in; ib += iBlock {
+				ie := min(ib+iBlock, in)
+				t := 0
+				for ; t+2 <= rows; t += 2 {
+					accum2(y[t*out+jb:t*out+je], y[(t+1)*out+jb:(t+1)*out+je], x[t*in:(t+1)*in], x[(t+1)*in:(t+2)*in], w, ib, ie, out, jb)
+				}
+				if t < rows {
+					accum1(y[t*out+jb:t*out+je], x[t*in:(t+1)*in], w, ib, ie, out, jb)
+				}
+			}
 		}
 		for t := 0; t < rows; t++ {
 			yr := y[t*out+j0 : t*out+j1]
@@ -64,15 +82,13 @@ func matmul(threads int, y, x, w, bias []float32, rows, in, out int) {
 	})
 }
 
-// matmul1 computes one row's columns [j0, j0+len(y)), four input elements
-// per pass; the four are added one after another, in order, so the result
-// equals the plain sequential sum.
-func matmul1(y, x, w []float32, out, j0 int) {
+// accum1 adds x[i] w[i, j0+j] to y[j] for i in [i0, i1), four i per pass;
+// the four are added one after another, in order, so the result equals the
+// plain sequential sum.
+func accum1(y, x, w []float32, i0, i1, out, j0 int) {
 	n := len(y)
-	clear(y)
-	in := len(x)
-	i := 0
-	for ; i+4 <= in; i += 4 {
+	i := i0
+	for ; i+4 <= i1; i += 4 {
 		a0, a1, a2, a3 := x[i], x[i+1], x[i+2], x[i+3]
 		w0 := w[i*out+j0 : i*out+j0+n]
 		w1 := w[(i+1)*out+j0 : (i+1)*out+j0+n]
@@ -88,7 +104,7 @@ func matmul1(y, x, w []float32, out, j0 int) {
 			y[j] = s
 		}
 	}
-	for ; i < in; i++ {
+	for ; i < i1; i++ {
 		a := x[i]
 		wr := w[i*out+j0 : i*out+j0+n]
 		wr = wr[:len(y)]
@@ -98,29 +114,44 @@ func matmul1(y, x, w []float32, out, j0 int) {
 	}
 }
 
-// matmul4 computes four rows at once so each weight row is read once per
-// four tokens (prompt processing); per element the operations are those of
-// matmul1.
-func matmul4(y, x, w []float32, in, out, j0, j1 int) {
-	n := j1 - j0
-	y0 := y[j0:j1]
-	y1 := y[out+j0 : out+j1]
-	y2 := y[2*out+j0 : 2*out+j1]
-	y3 := y[3*out+j0 : 3*out+j1]
-	clear(y0)
-	clear(y1)
-	clear(y2)
-	clear(y3)
-	x0, x1, x2, x3 := x[:in], x[in:2*in], x[2*in:3*in], x[3*in:4*in]
-	for i := 0; i < in; i++ {
-		a0, a1, a2, a3 := x0[i], x1[i], x2[i], x3[i]
+// accum2 is accum1 for two rows sharing each weight load.
+func accum2(y0, y1, x0, x1, w []float32, i0, i1, out, j0 int) {
+	n := len(y0)
+	y1 = y1[:n]
+	i := i0
+	for ; i+4 <= i1; i += 4 {
+		a0, a1, a2, a3 := x0[i], x0[i+1], x0[i+2], x0[i+3]
+		b0, b1, b2, b3 := x1[i], x1[i+1], x1[i+2], x1[i+3]
+		w0 := w[i*out+j0 : i*out+j0+n]
+		w1 := w[(i+1)*out+j0 : (i+1)*out+j0+n]
+		w2 := w[(i+2)*out+j0 : (i+2)*out+j0+n]
+		w3 := w[(i+3)*out+j0 : (i+3)*out+j0+n]
+		w0, w1, w2, w3 = w0[:n], w1[:n], w2[:n], w3[:n]
+		for j := range y0 {
+			s, u := y0[j], y1[j]
+			v := w0[j]
+			s += float32(a0 * v)
+			u += float32(b0 * v)
+			v = w1[j]
+			s += float32(a1 * v)
+			u += float32(b1 * v)
+			v = w2[j]
+			s += float32(a2 * v)
+			u += float32(b2 * v)
+			v = w3[j]
+			s += float32(a3 * v)
+			u += float32(b3 * v)
+			y0[j], y1[j] = s, u
+		}
+	}
+	for ; i < i1; i++ {
+		a, b := x0[i], x1[i]
 		wr := w[i*out+j0 : i*out+j0+n]
-		y0, y1, y2, y3 := y0[:len(wr)], y1[:len(wr)], y2[:len(wr)], y3[:len(wr)]
-		for j, wv := range wr {
-			y0[j] += float32(a0 * wv)
-			y1[j] += float32(a1 * wv)
-			y2[j] += float32(a2 * wv)
-			y3[j] += float32(a3 * wv)
+		wr = wr[:n]
+		for j := range y0 {
+			v := wr[j]
+			y0[j] += float32(a * v)
+			y1[j] += float32(b * v)
 		}
 	}
 }
