@@ -70,6 +70,12 @@ test: $(HELM) ## Run unit and integration tests (a real kube-apiserver and etcd;
 	  echo "KUBEBUILDER_ASSETS=$$assets" && \
 	  KUBEBUILDER_ASSETS="$$assets" HELM="$(abspath $(HELM))" $(GO) test $(TEST_FLAGS) $(TEST_PKGS)
 
+.PHONY: test-arm64
+test-arm64: ## Run the builtin engine's tests as an arm64 binary under qemu-user (qemu-user-static); digests must match amd64's.
+	@command -v qemu-aarch64-static >/dev/null || { echo "qemu-aarch64-static not found: apt-get install -y qemu-user-static"; exit 1; }
+	GOARCH=arm64 CGO_ENABLED=0 $(GO) test -c -o $(LOCALBIN)/builtin-arm64.test ./runtime-image/engine/builtin
+	cd runtime-image/engine/builtin && qemu-aarch64-static $(LOCALBIN)/builtin-arm64.test -test.v -test.run 'Golden|GOMAXPROCS|Torch|Sampling'
+
 .PHONY: test-fuzz
 test-fuzz: ## Run each fuzz target for FUZZTIME.
 	@./hack/fuzz.sh $(FUZZTIME)
