@@ -124,6 +124,8 @@ const (
 	ReasonPodFailed = "PodFailed"
 	// ReasonNodeNotReady: the node of a placement is NotReady, gone, or its agent's heartbeat is stale.
 	ReasonNodeNotReady = "NodeNotReady"
+	// ReasonAttemptFailed: another member of the committee attempt failed, so this one was stopped.
+	ReasonAttemptFailed = "AttemptFailed"
 	// ReasonNoResult: the runtime exited 0 without its result being accepted.
 	ReasonNoResult = "NoResult"
 
