@@ -5,7 +5,7 @@ Licensed under the Apache License, Version 2.0 (the "License");
 you may not use this file except in compliance with the License.
 You may obtain a copy of the License at
 
-    http://www.apache.org/licenses/LICENSE-2.0
+	http://www.apache.org/licenses/LICENSE-2.0
 
 Unless required by applicable law or agreed to in writing, software
 distributed under the License is distributed on an "AS IS" BASIS,
@@ -116,8 +116,8 @@ func TestJobPodSpec(t *testing.T) {
 		"AIVM_JOB_NAMESPACE": e.ns, "AIVM_JOB_NAME": "summarize", "AIVM_JOB_UID": string(got.UID), "AIVM_ATTEMPT": "1", "AIVM_MEMBER": "0",
 		"AIVM_KERNEL_DIGEST": "sha256:" + strings.Repeat("ab", 32), "AIVM_MODEL_DIGEST": strings.Repeat("cd", 32), "AIVM_ENGINE": "builtin",
 		"AIVM_STARTUP_TIMEOUT": "15m0s", "AIVM_INFERENCE_TIMEOUT": "5m0s",
-		"AIVM_RESULT_URL":      "https://aivm-result.aivm-system.svc:9443/v1/results",
-		"AIVM_MODEL_DIR":       "/var/run/aivm/model", "AIVM_INPUT_FILE": "/var/run/aivm/input/input",
+		"AIVM_RESULT_URL": "https://aivm-result.aivm-system.svc:9443/v1/results",
+		"AIVM_MODEL_DIR":  "/var/run/aivm/model", "AIVM_INPUT_FILE": "/var/run/aivm/input/input",
 		"AIVM_RESULT_TOKEN_FILE": "/var/run/aivm/token/token", "AIVM_RESULT_CA_FILE": "/var/run/aivm/ca/ca.crt",
 		"ENGINE_THREADS": "4",
 	} {
