@@ -61,6 +61,8 @@ type jobEnv struct {
 	node  string
 	// stopLast stops the manager start started last.
 	stopLast func()
+	// opts are the job controller's options in this test.
+	opts []InferenceJobOption
 }
 
 // newJobEnv creates a namespace (Pod Security restricted enforced), a Ready
@@ -100,11 +102,11 @@ func (e *jobEnv) start(opts ...InferenceJobOption) ctrl.Manager {
 	if err := indexer.Setup(context.Background(), mgr.GetFieldIndexer()); err != nil {
 		t.Fatal(err)
 	}
-	all := append([]InferenceJobOption{
+	e.opts = append([]InferenceJobOption{
 		WithJobClock(e.clock), WithRuntimeImage(testRuntimeImage), WithCABundle(staticCA("test-ca")),
 		WithResultURL("https://aivm-result.aivm-system.svc:9443/v1/results"),
 	}, opts...)
-	r := NewInferenceJobReconciler(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetEventRecorder("inferencejob-controller"), all...)
+	r := NewInferenceJobReconciler(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetEventRecorder("inferencejob-controller"), e.opts...)
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
@@ -347,6 +349,17 @@ func (e *jobEnv) waitPodGone(name string) {
 		}
 		return fmt.Errorf("pod %s still there (%v)", name, err)
 	})
+}
+
+// reconcileNow runs one reconcile of the job synchronously, reading the API
+// server directly, with the test's clock and options: a check that nothing
+// changes then needs no waiting.
+func (e *jobEnv) reconcileNow(j *v1alpha1.InferenceJob) {
+	e.t.Helper()
+	r := NewInferenceJobReconciler(k8sClient, k8sClient, nil, e.opts...)
+	if _, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: client.ObjectKeyFromObject(j)}); err != nil {
+		e.t.Fatalf("reconcile: %v", err)
+	}
 }
 
 // poke triggers a reconcile of the job, after the fake clock moved.
