@@ -155,6 +155,7 @@ func NewInferenceJobReconciler(c client.Client, apiReader client.Reader, recorde
 // +kubebuilder:rbac:groups=aivm.dev,resources=inferencejobs,verbs=get;list;watch;delete
 // +kubebuilder:rbac:groups=aivm.dev,resources=inferencejobs/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=aivm.dev,resources=kernels,verbs=get;list;watch
+// +kubebuilder:rbac:groups=aivm.dev,resources=inferencejobs/finalizers,verbs=update
 // +kubebuilder:rbac:groups=aivm.dev,resources=gpunodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;create;delete
