@@ -318,8 +318,10 @@ func retry(job *v1alpha1.InferenceJob, obs *observed, cfg jobConfig,
 		next := lastFinished(st, st.Attempts).Add(backoff)
 		if obs.now.Before(next) {
 			set(v1alpha1.ConditionRunning, metav1.ConditionFalse, v1alpha1.ReasonBackoff,
-				fmt.Sprintf("attempt %d failed (%s); attempt %d starts in %s", st.Attempts, lastReason, st.Attempts+1,
-					next.Sub(obs.now).Round(time.Second)))
+				// An absolute time, so the message (and the status) stays
+				// the same on every reconcile of the backoff.
+				fmt.Sprintf("attempt %d failed (%s); attempt %d starts after %s (backoff %s)", st.Attempts, lastReason, st.Attempts+1,
+					next.UTC().Format(time.RFC3339), backoff))
 			d.wakeAt(next)
 			return d
 		}
