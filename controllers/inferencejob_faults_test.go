@@ -269,3 +269,28 @@ func counterValue(c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// TestJobPodDeletedExternally: a pod deleted by someone else ends its
+// placement PodDeleted and the next attempt starts without counting.
+func TestJobPodDeletedExternally(t *testing.T) {
+	e := newJobEnv(t)
+	e.kernel("k", true, nil)
+	job := e.job("gone", "k", func(j *v1alpha1.InferenceJob) { j.Spec.BackoffLimit = ptr.To[int32](0) })
+	e.place(job, e.node)
+	pod := e.pod("gone-1")
+	e.kubelet(pod, corev1.PodRunning, running())
+	e.waitCond(job, v1alpha1.ConditionRunning, metav1.ConditionTrue, v1alpha1.ReasonPodRunning)
+	if err := k8sClient.Delete(context.Background(), pod); err != nil {
+		t.Fatal(err)
+	}
+	e.waitJob(job, placementEnded(1, 0, v1alpha1.PlacementFailed, v1alpha1.ReasonPodDeleted))
+	got := e.waitJob(job, func(j *v1alpha1.InferenceJob) error {
+		if j.Status.Attempts != 2 {
+			return fmt.Errorf("attempts %d, want 2", j.Status.Attempts)
+		}
+		return nil
+	})
+	if meta.IsStatusConditionTrue(got.Status.Conditions, v1alpha1.ConditionFailed) {
+		t.Error("an external pod deletion counted against backoffLimit 0")
+	}
+}

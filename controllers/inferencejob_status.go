@@ -271,7 +271,7 @@ func decide(job *v1alpha1.InferenceJob, obs *observed, cfg jobConfig) decision {
 			finish(v1alpha1.ConditionFailed, v1alpha1.ReasonCommitteeDisagreement, msg)
 			return d
 		}
-		if dec.Disagreement || (open == 0 && failed > 0) {
+		if dec.Disagreement || (open == 0 && failed > 0) || (failed > 0 && !canStillAgree(st, attempt, aggregation(kernel), total, results, failed)) {
 			closeOpen(v1alpha1.PlacementFailed, v1alpha1.ReasonAttemptFailed,
 				fmt.Sprintf("another member of attempt %d failed (%s)", attempt, failReason))
 			return retry(job, obs, cfg, set, finish, d)
@@ -388,6 +388,28 @@ func attemptResults(st *v1alpha1.InferenceJobStatus, attempt int32) ([]v1alpha1.
 		}
 	}
 	return results, failed, reason
+}
+
+// canStillAgree reports whether the attempt could still reach agreement if
+// every member that has neither failed nor posted posted the leading
+// digest. committee.Decide alone waits for such members, but under
+// unanimous one failed member already rules agreement out.
+func canStillAgree(st *v1alpha1.InferenceJobStatus, attempt int32, policy v1alpha1.AggregationPolicy, total int, results []v1alpha1.MemberResult, failed int) bool {
+	counts := map[string]int{}
+	best := "pending"
+	for _, r := range results {
+		counts[r.OutputDigest]++
+		if counts[r.OutputDigest] > counts[best] {
+			best = r.OutputDigest
+		}
+	}
+	optimistic := append([]v1alpha1.MemberResult{}, results...)
+	for _, p := range placementsOf(st, attempt) {
+		if p.Outcome != v1alpha1.PlacementFailed && !hasMemberResult(st, attempt, p.Member) {
+			optimistic = append(optimistic, v1alpha1.MemberResult{Attempt: attempt, Member: p.Member, OutputDigest: best})
+		}
+	}
+	return !committee.Decide(policy, total, optimistic, failed).Disagreement
 }
 
 func distinctDigests(rs []v1alpha1.MemberResult) int {

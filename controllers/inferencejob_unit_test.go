@@ -108,3 +108,39 @@ func TestBuildPodMIG(t *testing.T) {
 		}
 	}
 }
+
+// TestDecideCommitteeMemberFails: under unanimous, one member failing ends
+// the attempt: the others are stopped (AttemptFailed) and, the failure
+// being the job's own, the next attempt waits for the backoff.
+func TestDecideCommitteeMemberFails(t *testing.T) {
+	now := time.Now()
+	job := &v1alpha1.InferenceJob{ObjectMeta: metav1.ObjectMeta{Name: "j", Namespace: "ns", Generation: 1},
+		Spec: v1alpha1.InferenceJobSpec{KernelRef: v1alpha1.LocalObjectReference{Name: "k"}}}
+	job.Status.Attempts = 1
+	for m := int32(0); m < 2; m++ {
+		job.Status.Placements = append(job.Status.Placements, v1alpha1.Placement{Attempt: 1, Member: m, Node: "n", PodUID: "uid"})
+	}
+	kernel := &v1alpha1.Kernel{ObjectMeta: metav1.ObjectMeta{Name: "k", Namespace: "ns"},
+		Spec: v1alpha1.KernelSpec{Committee: v1alpha1.Committee{Replicas: 2, Aggregation: v1alpha1.AggregationUnanimous}}}
+	kernel.Status.KernelDigest = "sha256:x"
+	kernel.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: "Ready"}}
+	podOf := func(name string, phase corev1.PodPhase, st corev1.ContainerState) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, UID: "uid", CreationTimestamp: metav1.NewTime(now)},
+			Status: corev1.PodStatus{Phase: phase, ContainerStatuses: []corev1.ContainerStatus{{Name: runtimeContainer, State: st}}}}
+	}
+	obs := &observed{now: now, kernel: kernel,
+		pods: map[string]*corev1.Pod{
+			"j-1-0": podOf("j-1-0", corev1.PodFailed, corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 12}}),
+			"j-1-1": podOf("j-1-1", corev1.PodRunning, corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}),
+		},
+		nodes: map[string]nodeState{"n": {node: &corev1.Node{Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}}}}},
+	}
+	d := decide(job, obs, jobConfig{nodeGrace: time.Minute, imagePullGrace: time.Minute, backoffBase: 10 * time.Second, backoffMax: time.Minute})
+	p0, p1 := job.Status.Placements[0], job.Status.Placements[1]
+	if p0.Reason != "EngineError" || p1.Outcome != v1alpha1.PlacementFailed || p1.Reason != v1alpha1.ReasonAttemptFailed {
+		t.Errorf("placements %s/%s and %s/%s, want EngineError and AttemptFailed", p0.Outcome, p0.Reason, p1.Outcome, p1.Reason)
+	}
+	if job.Status.Attempts != 1 || !d.requeueAt.Equal(now.Add(10*time.Second)) {
+		t.Errorf("attempts %d requeue %v, want 1 and a 10s backoff", job.Status.Attempts, d.requeueAt.Sub(now))
+	}
+}
