@@ -20,6 +20,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -81,6 +82,8 @@ type InferenceJobReconciler struct {
 	clock     clock.PassiveClock
 	ca        CABundleSource
 	reporting bool
+	// caWritten is the CA bundle last written per namespace.
+	caWritten sync.Map
 	pods      podConfig
 	cfg       jobConfig
 }
@@ -191,6 +194,10 @@ func (r *InferenceJobReconciler) reconcileNormal(ctx context.Context, job *v1alp
 	plan := decide(preview, obs, r.cfg)
 	if len(plan.createPods) > 0 {
 		if err := r.createPods(ctx, preview, obs, plan.createPods); err != nil {
+			return ctrl.Result{}, err
+		}
+	} else if len(obs.pods) > 0 {
+		if err := r.ensureResultCA(ctx, job.Namespace); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -384,28 +391,8 @@ func (r *InferenceJobReconciler) ensureNamespaceObjects(ctx context.Context, job
 	if err := r.client.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create service account %s: %w", RuntimeServiceAccount, err)
 	}
-	var bundle []byte
-	if r.ca != nil {
-		bundle = r.ca.CABundle()
-	}
-	ca := &corev1.ConfigMap{}
-	err := r.apiReader.Get(ctx, types.NamespacedName{Namespace: job.Namespace, Name: ResultCAConfigMap}, ca)
-	switch {
-	case apierrors.IsNotFound(err):
-		ca = &corev1.ConfigMap{
-			ObjectMeta: metav1.ObjectMeta{Namespace: job.Namespace, Name: ResultCAConfigMap, Labels: managed},
-			Data:       map[string]string{caKey: string(bundle)},
-		}
-		if err := r.client.Create(ctx, ca); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("create configmap %s: %w", ResultCAConfigMap, err)
-		}
-	case err != nil:
-		return fmt.Errorf("get configmap %s: %w", ResultCAConfigMap, err)
-	case !bytes.Equal([]byte(ca.Data[caKey]), bundle):
-		ca.Data = map[string]string{caKey: string(bundle)}
-		if err := r.client.Update(ctx, ca); err != nil {
-			return fmt.Errorf("update configmap %s: %w", ResultCAConfigMap, err)
-		}
+	if err := r.ensureResultCA(ctx, job.Namespace); err != nil {
+		return err
 	}
 	if job.Spec.Input.Text == nil {
 		return nil
@@ -421,6 +408,42 @@ func (r *InferenceJobReconciler) ensureNamespaceObjects(ctx context.Context, job
 	if err := r.client.Create(ctx, in); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create input configmap %s: %w", in.Name, err)
 	}
+	return nil
+}
+
+// ensureResultCA makes the namespace's aivm-result-ca ConfigMap hold the
+// endpoint's current CA bundle. What was last written per namespace is
+// remembered, so an unchanged bundle costs no API call; a rotated one
+// reaches running pods (the kubelet refreshes ConfigMap volumes) on the next
+// reconcile of any active job in the namespace.
+func (r *InferenceJobReconciler) ensureResultCA(ctx context.Context, ns string) error {
+	var bundle []byte
+	if r.ca != nil {
+		bundle = r.ca.CABundle()
+	}
+	if last, ok := r.caWritten.Load(ns); ok && bytes.Equal(last.([]byte), bundle) {
+		return nil
+	}
+	ca := &corev1.ConfigMap{}
+	err := r.apiReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: ResultCAConfigMap}, ca)
+	switch {
+	case apierrors.IsNotFound(err):
+		ca = &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ResultCAConfigMap, Labels: map[string]string{labelManaged: managedByAIVM}},
+			Data:       map[string]string{caKey: string(bundle)},
+		}
+		if err := r.client.Create(ctx, ca); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("create configmap %s: %w", ResultCAConfigMap, err)
+		}
+	case err != nil:
+		return fmt.Errorf("get configmap %s: %w", ResultCAConfigMap, err)
+	case ca.Data[caKey] != string(bundle):
+		ca.Data = map[string]string{caKey: string(bundle)}
+		if err := r.client.Update(ctx, ca); err != nil {
+			return fmt.Errorf("update configmap %s: %w", ResultCAConfigMap, err)
+		}
+	}
+	r.caWritten.Store(ns, bundle)
 	return nil
 }
 

@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -355,4 +356,50 @@ func TestJobRestartMakesNoSecondPod(t *testing.T) {
 
 func statusUpdate(stale *v1alpha1.InferenceJob, mutate func(*v1alpha1.InferenceJob)) (bool, error) {
 	return statusUpdateWith(stale.DeepCopy(), mutate)
+}
+
+// rotatingCA is a CABundleSource whose bundle the test changes.
+type rotatingCA struct {
+	mu     sync.Mutex
+	bundle string
+}
+
+func (c *rotatingCA) CABundle() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return []byte(c.bundle)
+}
+
+func (c *rotatingCA) set(b string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.bundle = b
+}
+
+// TestJobResultCARotates: a rotated result CA reaches the namespace's
+// aivm-result-ca ConfigMap while a job's pod runs.
+func TestJobResultCARotates(t *testing.T) {
+	ca := &rotatingCA{bundle: "ca-1"}
+	e := newJobEnv(t, WithCABundle(ca))
+	e.kernel("k", true, nil)
+	job := e.job("rot", "k", nil)
+	e.place(job, e.node)
+	pod := e.pod("rot-1")
+	waitCA := func(want string) {
+		t.Helper()
+		eventually(t, func() error {
+			cm := &corev1.ConfigMap{}
+			if err := k8sClient.Get(context.Background(), client.ObjectKey{Namespace: e.ns, Name: ResultCAConfigMap}, cm); err != nil {
+				return err
+			}
+			if cm.Data["ca.crt"] != want {
+				return fmt.Errorf("ca.crt %q, want %q", cm.Data["ca.crt"], want)
+			}
+			return nil
+		})
+	}
+	waitCA("ca-1")
+	ca.set("ca-2")
+	e.kubelet(pod, corev1.PodRunning, running())
+	waitCA("ca-2")
 }
