@@ -102,6 +102,32 @@ const (
 	ReasonResultReceived = "ResultReceived"
 	// ReasonCommitteeDisagreement: committee members' outputs did not agree under the policy.
 	ReasonCommitteeDisagreement = "CommitteeDisagreement"
+	// ReasonAdmitted: the job's kernel is ready and the job is not suspended.
+	ReasonAdmitted = "Admitted"
+	// ReasonWaitingForPlacement: the current attempt has no placement yet.
+	ReasonWaitingForPlacement = "WaitingForPlacement"
+	// ReasonPodPending: the runtime pod exists but does not run yet.
+	ReasonPodPending = "PodPending"
+	// ReasonBackoff: an attempt failed; the next one starts after a backoff.
+	ReasonBackoff = "Backoff"
+	// ReasonFinished: the job succeeded or failed; nothing runs.
+	ReasonFinished = "Finished"
+	// ReasonOOMKilled: the runtime pod's container was killed for memory.
+	ReasonOOMKilled = "OOMKilled"
+	// ReasonImagePullFailed: a container image of the runtime pod could not be pulled.
+	ReasonImagePullFailed = "ImagePullFailed"
+	// ReasonPodDeleted: the runtime pod was deleted before it finished.
+	ReasonPodDeleted = "PodDeleted"
+	// ReasonPodStuckPending: the runtime pod stayed Pending past the kernel's startup timeout.
+	ReasonPodStuckPending = "PodStuckPending"
+	// ReasonPodFailed: the pod failed without a container exit code (evicted, rejected by the kubelet).
+	ReasonPodFailed = "PodFailed"
+	// ReasonNodeNotReady: the node of a placement is NotReady, gone, or its agent's heartbeat is stale.
+	ReasonNodeNotReady = "NodeNotReady"
+	// ReasonAttemptFailed: another member of the committee attempt failed, so this one was stopped.
+	ReasonAttemptFailed = "AttemptFailed"
+	// ReasonNoResult: the runtime exited 0 without its result being accepted.
+	ReasonNoResult = "NoResult"
 
 	// ReasonReportDisabled: spec.report is false.
 	ReasonReportDisabled = "ReportDisabled"

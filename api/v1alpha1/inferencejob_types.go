@@ -74,6 +74,14 @@ type InferenceJobSpec struct {
 	// +optional
 	// +kubebuilder:default=true
 	Report *bool `json:"report,omitempty"`
+
+	// ttlSecondsAfterFinished deletes the job (and the ConfigMaps it owns)
+	// this many seconds after it succeeded or failed; unset keeps it. A job
+	// whose result is reported on chain is kept until Reported is True.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=31536000
+	TTLSecondsAfterFinished *int32 `json:"ttlSecondsAfterFinished,omitempty"`
 }
 
 // JobInput is the prompt of a job, in exactly one of its forms.

@@ -106,6 +106,18 @@ type KernelSpec struct {
 	// +optional
 	// +kubebuilder:default={}
 	Timeouts KernelTimeouts `json:"timeouts,omitempty"`
+
+	// nodeSelector restricts the Kernel's jobs to nodes with these labels.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=32
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+
+	// tolerations are copied into the Kernel's job pods, so they run on
+	// tainted GPU pools.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
 }
 
 // KernelRuntime is the container image and engine of a kernel.

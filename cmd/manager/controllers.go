@@ -17,15 +17,18 @@ limitations under the License.
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"net/http"
+	"net/url"
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/aivm-dev/aivm-operator/artifact"
 	"github.com/aivm-dev/aivm-operator/controllers"
+	"github.com/aivm-dev/aivm-operator/controllers/indexer"
 	"github.com/aivm-dev/aivm-operator/controllers/reporter"
 )
 
@@ -37,6 +40,16 @@ type controllerOptions struct {
 	modelWorkers        int
 	heartbeatStaleAfter time.Duration
 	chain               reporter.Config
+	jobs                jobOptions
+}
+
+// jobOptions are the InferenceJob controller's settings.
+type jobOptions struct {
+	runtimeImage     string
+	gpuBinding       string
+	nodeFailureGrace time.Duration
+	imagePullGrace   time.Duration
+	resultURL        string
 }
 
 func (o *controllerOptions) bindFlags(fs *flag.FlagSet) {
@@ -46,6 +59,11 @@ func (o *controllerOptions) bindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.modelWorkers, "model-concurrent-reconciles", controllers.DefaultModelMaxConcurrentReconciles, "Models reconciled (and their sources checked) at once.")
 	o.chain.BindFlags(fs)
 	fs.DurationVar(&o.heartbeatStaleAfter, "gpunode-heartbeat-stale-after", controllers.DefaultHeartbeatStaleAfter, "Age of a node agent heartbeat after which its GPUNode turns Ready=False; 0 disables.")
+	fs.StringVar(&o.jobs.runtimeImage, "runtime-image", "ghcr.io/aivm-dev/aivm-runtime:latest", "Image of the runtime container of job pods (pin it by digest).")
+	fs.StringVar(&o.jobs.gpuBinding, "gpu-binding", string(controllers.GPUBindingDevicePlugin), "How job pods get GPUs: device-plugin (request nvidia.com/gpu or nvidia.com/mig-<profile>) or visible-devices (NVIDIA_VISIBLE_DEVICES with the nvidia RuntimeClass).")
+	fs.DurationVar(&o.jobs.nodeFailureGrace, "node-failure-grace", controllers.DefaultNodeFailureGrace, "How long a node may be NotReady (or its GPU agent's heartbeat stale) before its running jobs fail over.")
+	fs.DurationVar(&o.jobs.imagePullGrace, "image-pull-grace", controllers.DefaultImagePullGrace, "How long a job pod may fail to pull an image before the attempt fails.")
+	fs.StringVar(&o.jobs.resultURL, "result-url", controllers.DefaultResultURL, "URL job pods post results to (AIVM_RESULT_URL): the result endpoint's Service.")
 }
 
 // validate refuses settings the reconcilers cannot run with.
@@ -61,6 +79,21 @@ func (o *controllerOptions) validate() error {
 	}
 	if o.heartbeatStaleAfter < 0 {
 		return fmt.Errorf("--gpunode-heartbeat-stale-after %s is negative", o.heartbeatStaleAfter)
+	}
+	if _, err := controllers.ParseGPUBinding(o.jobs.gpuBinding); err != nil {
+		return fmt.Errorf("--gpu-binding: %w", err)
+	}
+	if o.jobs.runtimeImage == "" {
+		return fmt.Errorf("--runtime-image is empty")
+	}
+	if o.jobs.nodeFailureGrace <= 0 {
+		return fmt.Errorf("--node-failure-grace %s is not positive", o.jobs.nodeFailureGrace)
+	}
+	if o.jobs.imagePullGrace <= 0 {
+		return fmt.Errorf("--image-pull-grace %s is not positive", o.jobs.imagePullGrace)
+	}
+	if u, err := url.Parse(o.jobs.resultURL); err != nil || u.Scheme != "https" || u.Host == "" {
+		return fmt.Errorf("--result-url %q is not an https URL", o.jobs.resultURL)
 	}
 	return nil
 }
@@ -91,6 +124,22 @@ func setupControllers(mgr ctrl.Manager, opts options) error {
 	}
 	if _, err := reporter.Setup(mgr, opts.controllers.chain); err != nil {
 		return err
+	}
+	if err := indexer.Setup(context.Background(), mgr.GetFieldIndexer()); err != nil {
+		return err
+	}
+	binding, _ := controllers.ParseGPUBinding(opts.controllers.jobs.gpuBinding) // checked by validate
+	// The result endpoint's certificate manager supplies the CA bundle
+	// (controllers.WithCABundle) once it is wired here.
+	if err := controllers.NewInferenceJobReconciler(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetEventRecorder("inferencejob-controller"),
+		controllers.WithRuntimeImage(opts.controllers.jobs.runtimeImage),
+		controllers.WithGPUBinding(binding),
+		controllers.WithNodeFailureGrace(opts.controllers.jobs.nodeFailureGrace),
+		controllers.WithImagePullGrace(opts.controllers.jobs.imagePullGrace),
+		controllers.WithResultURL(opts.controllers.jobs.resultURL),
+		controllers.WithReporting(opts.controllers.chain.Enabled),
+	).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up the InferenceJob controller: %w", err)
 	}
 	return nil
 }

@@ -35,6 +35,11 @@ func TestManagerRefusesBadControllerFlags(t *testing.T) {
 		"--model-source-check-timeout":    {"--model-source-check-timeout=0s"},
 		"--model-source-recheck-interval": {"--model-source-recheck-interval=-1m"},
 		"--gpunode-heartbeat-stale-after": {"--gpunode-heartbeat-stale-after=-1s"},
+		"--gpu-binding":                   {"--gpu-binding=hostpath"},
+		"--runtime-image":                 {"--runtime-image="},
+		"--node-failure-grace":            {"--node-failure-grace=0s"},
+		"--image-pull-grace":              {"--image-pull-grace=-1s"},
+		"--result-url":                    {"--result-url=http://aivm.example/v1/results"},
 	} {
 		opts, err := parseFlags(args...)
 		if err != nil {

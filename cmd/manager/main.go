@@ -24,13 +24,19 @@ import (
 	"fmt"
 	"os"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/aivm-dev/aivm-operator/controllers"
 	"github.com/aivm-dev/aivm-operator/internal/scheme"
 )
 
@@ -73,6 +79,16 @@ func (o *options) bindFlags(fs *flag.FlagSet, zapOpts *zap.Options) {
 	zapOpts.BindFlags(fs)
 }
 
+// jobPods selects the pods the job controller made, so the manager caches
+// those and not every pod of the cluster.
+var jobPods = func() labels.Selector {
+	req, err := labels.NewRequirement(controllers.LabelJobUID, selection.Exists, nil)
+	if err != nil {
+		panic(err)
+	}
+	return labels.NewSelector().Add(*req)
+}()
+
 // run starts the manager on cfg and blocks until ctx ends or it fails.
 func run(ctx context.Context, cfg *rest.Config, opts options) error {
 	if err := opts.controllers.validate(); err != nil {
@@ -85,6 +101,7 @@ func run(ctx context.Context, cfg *rest.Config, opts options) error {
 		LeaderElection:          opts.leaderElect,
 		LeaderElectionID:        "manager.aivm.dev",
 		LeaderElectionNamespace: opts.leaderElectionNamespace,
+		Cache:                   cache.Options{ByObject: map[client.Object]cache.ByObject{&corev1.Pod{}: {Label: jobPods}}},
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)

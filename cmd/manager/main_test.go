@@ -84,7 +84,15 @@ func TestManagerRunsControllers(t *testing.T) {
 			Runtime:  aivmv1alpha1.KernelRuntime{Image: "ghcr.io/aivm-dev/aivm-runtime:v0.1.0"},
 		},
 	}
-	for _, o := range []client.Object{model, kernel} {
+	text := "hello"
+	job := &aivmv1alpha1.InferenceJob{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "j"},
+		Spec: aivmv1alpha1.InferenceJobSpec{
+			KernelRef: aivmv1alpha1.LocalObjectReference{Name: "k"},
+			Input:     aivmv1alpha1.JobInput{Text: &text},
+		},
+	}
+	for _, o := range []client.Object{model, kernel, job} {
 		if err := c.Create(ctx, o); err != nil {
 			t.Fatal(err)
 		}
@@ -107,18 +115,22 @@ func TestManagerRunsControllers(t *testing.T) {
 		if err := c.Get(ctx, client.ObjectKeyFromObject(kernel), kernel); err != nil {
 			t.Fatal(err)
 		}
+		if err := c.Get(ctx, client.ObjectKeyFromObject(job), job); err != nil {
+			t.Fatal(err)
+		}
 		orphanErr := c.Get(ctx, client.ObjectKeyFromObject(orphan), orphan)
 		verified := meta.FindStatusCondition(model.Status.Conditions, aivmv1alpha1.ConditionVerified)
 		ready := meta.FindStatusCondition(kernel.Status.Conditions, aivmv1alpha1.ConditionReady)
 		if verified != nil && verified.Status == metav1.ConditionUnknown && verified.Reason == aivmv1alpha1.ReasonPendingVerification &&
 			ready != nil && ready.Status == metav1.ConditionTrue && kernel.Status.ModelDigest == model.Spec.SHA256 &&
-			kernel.Status.KernelDigest != "" && apierrors.IsNotFound(orphanErr) {
+			kernel.Status.KernelDigest != "" && apierrors.IsNotFound(orphanErr) &&
+			meta.IsStatusConditionTrue(job.Status.Conditions, aivmv1alpha1.ConditionAdmitted) && job.Status.Attempts == 1 {
 			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("controllers did not converge within 30s: want Model Verified=Unknown/PendingVerification, "+
-				"Kernel Ready=True with the model's digest and a kernel digest, orphan GPUNode deleted; "+
-				"got model %+v kernel %+v orphan GPUNode: %v", model.Status, kernel.Status, orphanErr)
+				"Kernel Ready=True with the model's digest and a kernel digest, orphan GPUNode deleted, job admitted; "+
+				"got model %+v kernel %+v orphan GPUNode: %v, job %+v", model.Status, kernel.Status, orphanErr, job.Status)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

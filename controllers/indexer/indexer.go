@@ -1,0 +1,70 @@
+/*
+Copyright 2026 The aivm-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package indexer declares the manager's field indexes in one place, so
+// every controller that lists by them registers them once, from Setup.
+package indexer
+
+import (
+	"context"
+	"fmt"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
+)
+
+const (
+	// JobKernelRef indexes InferenceJobs by spec.kernelRef.name, so a Kernel
+	// change reaches the jobs that wait on it.
+	JobKernelRef = "spec.kernelRef.name"
+	// JobActiveNode indexes InferenceJobs by the nodes of their placements
+	// that have no outcome yet, so a Node or GPUNode fault reaches the jobs
+	// running there.
+	JobActiveNode = "status.placements.activeNode"
+)
+
+// Setup registers every index with fi (the manager's field indexer). Call
+// it once per manager, before the controllers start.
+func Setup(ctx context.Context, fi client.FieldIndexer) error {
+	if err := fi.IndexField(ctx, &v1alpha1.InferenceJob{}, JobKernelRef, jobKernelRef); err != nil {
+		return fmt.Errorf("index inferencejobs by %s: %w", JobKernelRef, err)
+	}
+	if err := fi.IndexField(ctx, &v1alpha1.InferenceJob{}, JobActiveNode, jobActiveNodes); err != nil {
+		return fmt.Errorf("index inferencejobs by %s: %w", JobActiveNode, err)
+	}
+	return nil
+}
+
+func jobKernelRef(o client.Object) []string {
+	return []string{o.(*v1alpha1.InferenceJob).Spec.KernelRef.Name}
+}
+
+// jobActiveNodes returns the distinct nodes of the job's placements that
+// have no outcome.
+func jobActiveNodes(o client.Object) []string {
+	job := o.(*v1alpha1.InferenceJob)
+	var nodes []string
+	seen := map[string]bool{}
+	for _, p := range job.Status.Placements {
+		if p.Outcome != "" || p.Node == "" || seen[p.Node] {
+			continue
+		}
+		seen[p.Node] = true
+		nodes = append(nodes, p.Node)
+	}
+	return nodes
+}

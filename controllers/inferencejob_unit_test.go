@@ -1,0 +1,147 @@
+/*
+Copyright 2026 The aivm-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/validation"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
+)
+
+func TestPodName(t *testing.T) {
+	long := strings.Repeat("a", 70)
+	cases := []struct {
+		job             string
+		attempt, member int32
+		committee       bool
+		want            string
+	}{
+		{"job", 1, 0, false, "job-1"},
+		{"job", 2, 3, true, "job-2-3"},
+		{long, 1, 0, false, ""},
+	}
+	for _, c := range cases {
+		got := PodName(c.job, c.attempt, c.member, c.committee)
+		if c.want != "" && got != c.want {
+			t.Errorf("PodName(%q, %d, %d) = %q, want %q", c.job, c.attempt, c.member, got, c.want)
+		}
+		if len(got) > 63 || len(validation.NameIsDNSSubdomain(got, false)) > 0 {
+			t.Errorf("PodName(%q) = %q is not a valid pod name of at most 63 characters", c.job, got)
+		}
+	}
+	if a, b := PodName(long, 1, 0, false), PodName(long, 2, 0, false); a == b {
+		t.Errorf("hash-shortened names of two attempts collide: %s", a)
+	}
+}
+
+func TestExitReason(t *testing.T) {
+	cases := []struct {
+		code       int32
+		message    string
+		wantReason string
+		wantIn     string
+	}{
+		{14, `{"reason":"InferenceTimeout","message":"no token in 300s"}`, "InferenceTimeout", "no token in 300s"},
+		{12, `{"reason":"ModelInvalid","message":"bad header"}`, "ModelInvalid", "bad header"},
+		{12, "", "EngineError", "code 12"},
+		{11, `{"reason":"not pascal case!","message":"x"}`, "DigestMismatch", "x"},
+		{99, "plain text", v1alpha1.ReasonRuntimeExited, "plain text"},
+	}
+	for _, c := range cases {
+		reason, msg := exitReason(&corev1.ContainerStateTerminated{ExitCode: c.code, Message: c.message})
+		if reason != c.wantReason || !strings.Contains(msg, c.wantIn) {
+			t.Errorf("exit %d %q: %s %q, want %s containing %q", c.code, c.message, reason, msg, c.wantReason, c.wantIn)
+		}
+	}
+}
+
+func TestPodOutcomeImagePull(t *testing.T) {
+	now := time.Now()
+	cfg := jobConfig{imagePullGrace: time.Minute}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", CreationTimestamp: metav1.NewTime(now.Add(-30 * time.Second))},
+		Status: corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: []corev1.ContainerStatus{{Name: runtimeContainer,
+			State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff", Message: "not found"}}}}}}
+	var d decision
+	if out := podOutcome(pod, nil, now, cfg, &d); out.outcome != "" || !d.requeueAt.Equal(now.Add(30*time.Second)) {
+		t.Errorf("inside the grace: %+v, requeue %v", out, d.requeueAt)
+	}
+	if out := podOutcome(pod, nil, now.Add(31*time.Second), cfg, &d); out.reason != v1alpha1.ReasonImagePullFailed {
+		t.Errorf("past the grace: %+v, want ImagePullFailed", out)
+	}
+}
+
+func TestBuildPodMIG(t *testing.T) {
+	job := &v1alpha1.InferenceJob{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "j", UID: "u"},
+		Spec: v1alpha1.InferenceJobSpec{Input: v1alpha1.JobInput{SecretKeyRef: &v1alpha1.KeyReference{Name: "s", Key: "prompt"}}}}
+	kernel := &v1alpha1.Kernel{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "k"},
+		Spec: v1alpha1.KernelSpec{GPU: v1alpha1.KernelGPU{Count: 1, MIGProfile: "1g.10gb"}}}
+	pod, err := buildPod(job, kernel, v1alpha1.Placement{Attempt: 1, Node: "n", GPUUUIDs: []string{"MIG-1"}}, podConfig{binding: GPUBindingDevicePlugin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim := pod.Spec.Containers[0].Resources.Limits
+	if q := lim["nvidia.com/mig-1g.10gb"]; q.Value() != 1 || len(lim) != 1 {
+		t.Errorf("limits %v, want nvidia.com/mig-1g.10gb: 1 only", lim)
+	}
+	for _, v := range pod.Spec.Volumes {
+		if v.Name == "input" && (v.Secret == nil || v.Secret.SecretName != "s" || v.Secret.Items[0].Key != "prompt" || v.Secret.Items[0].Path != "input") {
+			t.Errorf("input volume %+v, want the secret's key at path input", v)
+		}
+	}
+}
+
+// TestDecideCommitteeMemberFails: under unanimous, one member failing ends
+// the attempt: the others are stopped (AttemptFailed) and, the failure
+// being the job's own, the next attempt waits for the backoff.
+func TestDecideCommitteeMemberFails(t *testing.T) {
+	now := time.Now()
+	job := &v1alpha1.InferenceJob{ObjectMeta: metav1.ObjectMeta{Name: "j", Namespace: "ns", Generation: 1},
+		Spec: v1alpha1.InferenceJobSpec{KernelRef: v1alpha1.LocalObjectReference{Name: "k"}}}
+	job.Status.Attempts = 1
+	for m := int32(0); m < 2; m++ {
+		job.Status.Placements = append(job.Status.Placements, v1alpha1.Placement{Attempt: 1, Member: m, Node: "n", PodUID: "uid"})
+	}
+	kernel := &v1alpha1.Kernel{ObjectMeta: metav1.ObjectMeta{Name: "k", Namespace: "ns"},
+		Spec: v1alpha1.KernelSpec{Committee: v1alpha1.Committee{Replicas: 2, Aggregation: v1alpha1.AggregationUnanimous}}}
+	kernel.Status.KernelDigest = "sha256:x"
+	kernel.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: "Ready"}}
+	podOf := func(name string, phase corev1.PodPhase, st corev1.ContainerState) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, UID: "uid", CreationTimestamp: metav1.NewTime(now)},
+			Status: corev1.PodStatus{Phase: phase, ContainerStatuses: []corev1.ContainerStatus{{Name: runtimeContainer, State: st}}}}
+	}
+	obs := &observed{now: now, kernel: kernel,
+		pods: map[string]*corev1.Pod{
+			"j-1-0": podOf("j-1-0", corev1.PodFailed, corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 12}}),
+			"j-1-1": podOf("j-1-1", corev1.PodRunning, corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}),
+		},
+		nodes: map[string]nodeState{"n": {node: &corev1.Node{Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}}}}},
+	}
+	d := decide(job, obs, jobConfig{nodeGrace: time.Minute, imagePullGrace: time.Minute, backoffBase: 10 * time.Second, backoffMax: time.Minute})
+	p0, p1 := job.Status.Placements[0], job.Status.Placements[1]
+	if p0.Reason != "EngineError" || p1.Outcome != v1alpha1.PlacementFailed || p1.Reason != v1alpha1.ReasonAttemptFailed {
+		t.Errorf("placements %s/%s and %s/%s, want EngineError and AttemptFailed", p0.Outcome, p0.Reason, p1.Outcome, p1.Reason)
+	}
+	if job.Status.Attempts != 1 || !d.requeueAt.Equal(now.Add(10*time.Second)) {
+		t.Errorf("attempts %d requeue %v, want 1 and a 10s backoff", job.Status.Attempts, d.requeueAt.Sub(now))
+	}
+}
