@@ -623,6 +623,20 @@ func (in *KernelSpec) DeepCopyInto(out *KernelSpec) {
 	out.ModelRef = in.ModelRef
 	in.Runtime.DeepCopyInto(&out.Runtime)
 	in.GPU.DeepCopyInto(&out.GPU)
+	if in.NodeSelector != nil {
+		in, out := &in.NodeSelector, &out.NodeSelector
+		*out = make(map[string]string, len(*in))
+		for key, val := range *in {
+			(*out)[key] = val
+		}
+	}
+	if in.Tolerations != nil {
+		in, out := &in.Tolerations, &out.Tolerations
+		*out = make([]corev1.Toleration, len(*in))
+		for i := range *in {
+			(*in)[i].DeepCopyInto(&(*out)[i])
+		}
+	}
 	if in.Resources != nil {
 		in, out := &in.Resources, &out.Resources
 		*out = new(KernelResources)
