@@ -78,11 +78,8 @@ func (s *Scheduler) placeRequest(req *Request) []Placement {
 		if !ok {
 			return nil
 		}
-		if m > 0 {
-			// Membership of the exclude list changed: node checks are stale.
-			s.stamp++
-		}
 		d.exclude = append(d.exclude, c.node)
+		s.stamp++ // the memoized node checks predate this exclusion
 		p := Placement{Member: int32(m), Node: s.nodes[c.node].name}
 		if c.mig >= 0 {
 			p.GPUUUIDs = []string{s.gpus[c.gpus[0]].migs[c.mig].uuid}
@@ -122,7 +119,7 @@ func (s *Scheduler) placeSingle(d *decision) (candidate, bool) {
 		c := candidate{node: g.node, n: 1, mig: -1, score: s.fitScore(g.free() - d.req.Memory)}
 		c.gpus[0] = gid
 		s.bonus(d, &c)
-		if best.node < 0 || c.score > best.score {
+		if s.better(&c, &best) {
 			best = c
 		}
 		return !d.avoidN[g.node]
@@ -165,7 +162,7 @@ func (s *Scheduler) placeMulti(d *decision) (candidate, bool) {
 			return false
 		}
 		s.bonus(d, &c)
-		if best.node < 0 || c.score > best.score {
+		if s.better(&c, &best) {
 			best = c
 		}
 		return !d.avoidN[nid]
@@ -253,7 +250,7 @@ func (s *Scheduler) placeMIG(d *decision) (candidate, bool) {
 		// Binpack fills nodes with few free devices of the profile left.
 		c.score = s.fitScore(int64(free) << 30)
 		s.bonus(d, &c)
-		if best.node < 0 || c.score > best.score {
+		if s.better(&c, &best) {
 			best = c
 		}
 		if !d.avoidN[nid] {
@@ -264,6 +261,31 @@ func (s *Scheduler) placeMIG(d *decision) (candidate, bool) {
 		}
 	}
 	return best, best.node >= 0
+}
+
+// better reports whether c beats best: higher score; on a tie the node
+// with less free memory (binpack: fill nodes already in use, keep whole
+// nodes free) or more (spread); then the GPU seen first, for stable answers.
+func (s *Scheduler) better(c, best *candidate) bool {
+	if best.node < 0 || c.score != best.score {
+		return best.node < 0 || c.score > best.score
+	}
+	cf, bf := s.nodeFree(c.node), s.nodeFree(best.node)
+	if cf != bf {
+		return (cf < bf) == (s.opts.Policy == PolicyBinpack)
+	}
+	return c.gpus[0] < best.gpus[0]
+}
+
+// nodeFree is the free memory of the node's usable GPUs.
+func (s *Scheduler) nodeFree(nid int32) int64 {
+	var sum int64
+	for _, gid := range s.nodes[nid].gpus {
+		if g := s.gpus[gid]; g.healthy && !g.mig {
+			sum += g.free()
+		}
+	}
+	return sum
 }
 
 // scanBuckets visits ids in the buckets that can hold lo's size: upward
