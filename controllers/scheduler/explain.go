@@ -19,9 +19,9 @@ package scheduler
 import (
 	"fmt"
 	"math"
-	"strconv"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/api/resource"

@@ -60,9 +60,12 @@ func TestFeasibility(t *testing.T) {
 			want:  "h:h-gpu0",
 		},
 		"compute capability compares numerically": {
-			setup: func(c *cluster) { c.add("old", 1, 80*gi, product("X", "9.2")); c.add("new", 1, 80*gi, product("Y", "10.0")) },
-			req:   func(r *Request) { r.MinComputeCapability = "10.0" },
-			want:  "new:new-gpu0",
+			setup: func(c *cluster) {
+				c.add("old", 1, 80*gi, product("X", "9.2"))
+				c.add("new", 1, 80*gi, product("Y", "10.0"))
+			},
+			req:  func(r *Request) { r.MinComputeCapability = "10.0" },
+			want: "new:new-gpu0",
 		},
 		"MIG profile takes a free device of the profile": {
 			setup: func(c *cluster) {
@@ -83,9 +86,12 @@ func TestFeasibility(t *testing.T) {
 			want:  "b:b-gpu0",
 		},
 		"untolerated NoSchedule taint": {
-			setup: func(c *cluster) { c.add("tainted", 1, 80*gi, taint("gpu", corev1.TaintEffectNoSchedule)); c.add("plain", 1, 24*gi) },
-			req:   func(r *Request) { r.Memory = 20 * gi },
-			want:  "plain:plain-gpu0",
+			setup: func(c *cluster) {
+				c.add("tainted", 1, 80*gi, taint("gpu", corev1.TaintEffectNoSchedule))
+				c.add("plain", 1, 24*gi)
+			},
+			req:  func(r *Request) { r.Memory = 20 * gi },
+			want: "plain:plain-gpu0",
 		},
 		"tolerated taint": {
 			setup: func(c *cluster) { c.add("tainted", 1, 80*gi, taint("gpu", corev1.TaintEffectNoSchedule)) },
@@ -141,13 +147,17 @@ func TestFeasibility(t *testing.T) {
 		},
 		"the node of a failed attempt loses to any other": {
 			setup: func(c *cluster) { c.add("failed", 2, 80*gi); c.add("other", 1, 24*gi) },
-			req:   func(r *Request) { r.Memory, r.AvoidGPUs, r.AvoidNodes = 20*gi, []string{"failed-gpu0"}, []string{"failed"} },
-			want:  "other:other-gpu0",
+			req: func(r *Request) {
+				r.Memory, r.AvoidGPUs, r.AvoidNodes = 20*gi, []string{"failed-gpu0"}, []string{"failed"}
+			},
+			want: "other:other-gpu0",
 		},
 		"the node of a failed attempt is used when nothing else fits": {
 			setup: func(c *cluster) { c.add("failed", 2, 80*gi); c.add("other", 1, 24*gi) },
-			req:   func(r *Request) { r.Memory, r.AvoidGPUs, r.AvoidNodes = 40*gi, []string{"failed-gpu0"}, []string{"failed"} },
-			want:  "failed:failed-gpu1",
+			req: func(r *Request) {
+				r.Memory, r.AvoidGPUs, r.AvoidNodes = 40*gi, []string{"failed-gpu0"}, []string{"failed"}
+			},
+			want: "failed:failed-gpu1",
 		},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -20,7 +20,7 @@ import (
 	"container/heap"
 	"fmt"
 	"slices"
-	"strings"
+	"strconv"
 	"time"
 )
 
@@ -224,24 +224,41 @@ func (q *queue) pending() map[int32]int {
 // shapeOf names what decides whether a request fits: two requests of one
 // shape fit in the same places. Requests that avoid GPUs are their own shape.
 func shapeOf(r *Request) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d|%d|%d|%s|%s|%s|", r.Members, r.GPUs, r.Memory, r.MIGProfile, r.MinComputeCapability, strings.Join(r.Products, ","))
-	keys := make([]string, 0, len(r.NodeSelector))
-	for k := range r.NodeSelector {
-		keys = append(keys, k)
+	b := make([]byte, 0, 64)
+	b = strconv.AppendInt(b, int64(r.Members), 10)
+	b = append(b, '|')
+	b = strconv.AppendInt(b, int64(r.GPUs), 10)
+	b = append(b, '|')
+	b = strconv.AppendInt(b, r.Memory, 10)
+	b = append(b, '|')
+	b = append(b, r.MIGProfile...)
+	b = append(b, '|')
+	b = append(b, r.MinComputeCapability...)
+	for _, p := range r.Products {
+		b = append(b, '|')
+		b = append(b, p...)
 	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		fmt.Fprintf(&b, "%s=%s,", k, r.NodeSelector[k])
+	if len(r.NodeSelector) > 0 {
+		keys := make([]string, 0, len(r.NodeSelector))
+		for k := range r.NodeSelector {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			b = append(b, "|s:"...)
+			b = append(b, k...)
+			b = append(b, '=')
+			b = append(b, r.NodeSelector[k]...)
+		}
 	}
-	b.WriteByte('|')
 	for _, t := range r.Tolerations {
-		fmt.Fprintf(&b, "%s:%s:%s:%s,", t.Key, t.Operator, t.Value, t.Effect)
+		b = fmt.Appendf(b, "|t:%s:%s:%s:%s", t.Key, t.Operator, t.Value, t.Effect)
 	}
 	if len(r.AvoidGPUs) > 0 || len(r.AvoidNodes) > 0 {
-		fmt.Fprintf(&b, "|%s", r.Key)
+		b = append(b, "|job:"...)
+		b = append(b, r.Key.String()...)
 	}
-	return b.String()
+	return string(b)
 }
 
 func equalRequests(a, b *Request) bool {
