@@ -35,6 +35,10 @@ func TestManagerRefusesBadControllerFlags(t *testing.T) {
 		"--model-source-check-timeout":    {"--model-source-check-timeout=0s"},
 		"--model-source-recheck-interval": {"--model-source-recheck-interval=-1m"},
 		"--gpunode-heartbeat-stale-after": {"--gpunode-heartbeat-stale-after=-1s"},
+		"--scheduling-policy":             {"--scheduling-policy=random"},
+		"--kube-api-qps":                  {"--kube-api-qps=0"},
+		"--kube-api-burst":                {"--kube-api-burst=0"},
+		"--scheduling-workers":            {"--scheduling-workers=0"},
 	} {
 		opts, err := parseFlags(args...)
 		if err != nil {
@@ -51,6 +55,9 @@ func TestManagerRefusesBadControllerFlags(t *testing.T) {
 	}
 	if err := defaults.controllers.validate(); err != nil {
 		t.Errorf("the defaults are refused: %v", err)
+	}
+	if err := defaults.scheduling.validate(); err != nil {
+		t.Errorf("the scheduling defaults are refused: %v", err)
 	}
 }
 
