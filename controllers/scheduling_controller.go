@@ -253,7 +253,7 @@ func (r *SchedulingReconciler) jobsForModel(ctx context.Context, o client.Object
 	return reqs
 }
 
-// NeedLeaderElection: only the leader decides placements.
+// NeedLeaderElection reports true: only the leader decides placements.
 func (r *SchedulingReconciler) NeedLeaderElection() bool { return true }
 
 // Start rebuilds the scheduler's state from the cache (every GPUNode, Node

@@ -403,12 +403,12 @@ func placementNodes(ps []Placement) []string {
 
 // parseCC turns "8.6" into 806; -1 when it does not parse.
 func parseCC(s string) int {
-	maj, min, ok := strings.Cut(s, ".")
+	maj, minor, ok := strings.Cut(s, ".")
 	if !ok {
 		return -1
 	}
 	a, err1 := strconv.Atoi(maj)
-	b, err2 := strconv.Atoi(min)
+	b, err2 := strconv.Atoi(minor)
 	if err1 != nil || err2 != nil {
 		return -1
 	}
