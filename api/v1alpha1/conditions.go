@@ -84,6 +84,12 @@ const (
 	ReasonNoGPUWithEnoughMemory = "NoGPUWithEnoughMemory"
 	// ReasonNoMatchingGPU: no GPU matches the kernel's product or compute capability.
 	ReasonNoMatchingGPU = "NoMatchingGPU"
+	// ReasonNoReadyNode: no GPU node can take jobs (none reports, or all are
+	// NotReady, cordoned or without a fresh node agent heartbeat).
+	ReasonNoReadyNode = "NoReadyNode"
+	// ReasonNoMatchingNode: no ready GPU node matches the kernel's
+	// nodeSelector and tolerates its taints.
+	ReasonNoMatchingNode = "NoMatchingNode"
 	// ReasonPlaced: a node and GPUs were chosen.
 	ReasonPlaced = "Placed"
 	// ReasonPodCreated: the runtime pod was created.

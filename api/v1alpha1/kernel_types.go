@@ -88,6 +88,19 @@ type KernelSpec struct {
 	// +kubebuilder:default={count: 1}
 	GPU KernelGPU `json:"gpu,omitempty"`
 
+	// nodeSelector restricts the kernel's replicas to nodes with these
+	// labels, e.g. a GPU pool's label.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=32
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+
+	// tolerations let the kernel's replicas run on nodes with matching
+	// taints (GPU pools are commonly tainted); the job pods carry them too.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
+
 	// resources are the CPU and memory each replica's pod requests.
 	// +optional
 	Resources *KernelResources `json:"resources,omitempty"`
@@ -106,18 +119,6 @@ type KernelSpec struct {
 	// +optional
 	// +kubebuilder:default={}
 	Timeouts KernelTimeouts `json:"timeouts,omitempty"`
-
-	// nodeSelector restricts the Kernel's jobs to nodes with these labels.
-	// +optional
-	// +kubebuilder:validation:MaxProperties=32
-	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
-
-	// tolerations are copied into the Kernel's job pods, so they run on
-	// tainted GPU pools.
-	// +optional
-	// +listType=atomic
-	// +kubebuilder:validation:MaxItems=32
-	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
 }
 
 // KernelRuntime is the container image and engine of a kernel.

@@ -40,6 +40,10 @@ func TestManagerRefusesBadControllerFlags(t *testing.T) {
 		"--node-failure-grace":            {"--node-failure-grace=0s"},
 		"--image-pull-grace":              {"--image-pull-grace=-1s"},
 		"--result-url":                    {"--result-url=http://aivm.example/v1/results"},
+		"--scheduling-policy":             {"--scheduling-policy=random"},
+		"--kube-api-qps":                  {"--kube-api-qps=0"},
+		"--kube-api-burst":                {"--kube-api-burst=0"},
+		"--scheduling-workers":            {"--scheduling-workers=0"},
 	} {
 		opts, err := parseFlags(args...)
 		if err != nil {
@@ -56,6 +60,9 @@ func TestManagerRefusesBadControllerFlags(t *testing.T) {
 	}
 	if err := defaults.controllers.validate(); err != nil {
 		t.Errorf("the defaults are refused: %v", err)
+	}
+	if err := defaults.scheduling.validate(); err != nil {
+		t.Errorf("the scheduling defaults are refused: %v", err)
 	}
 }
 

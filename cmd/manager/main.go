@@ -47,6 +47,7 @@ type options struct {
 	leaderElect             bool
 	leaderElectionNamespace string
 	controllers             controllerOptions
+	scheduling              schedulingOptions
 }
 
 func main() {
@@ -76,6 +77,7 @@ func (o *options) bindFlags(fs *flag.FlagSet, zapOpts *zap.Options) {
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader so only one manager replica reconciles at a time.")
 	fs.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the manager's namespace).")
 	o.controllers.bindFlags(fs)
+	o.scheduling.bindFlags(fs)
 	zapOpts.BindFlags(fs)
 }
 
@@ -94,7 +96,10 @@ func run(ctx context.Context, cfg *rest.Config, opts options) error {
 	if err := opts.controllers.validate(); err != nil {
 		return err
 	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	if err := opts.scheduling.validate(); err != nil {
+		return err
+	}
+	mgr, err := ctrl.NewManager(opts.scheduling.withRate(cfg), ctrl.Options{
 		Scheme:                  scheme.New(),
 		Metrics:                 metricsserver.Options{BindAddress: opts.metricsAddr},
 		HealthProbeBindAddress:  opts.probeAddr,
@@ -107,6 +112,9 @@ func run(ctx context.Context, cfg *rest.Config, opts options) error {
 		return fmt.Errorf("create manager: %w", err)
 	}
 	if err := setupControllers(mgr, opts); err != nil {
+		return err
+	}
+	if err := setupScheduling(mgr, opts); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

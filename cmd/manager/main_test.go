@@ -45,6 +45,7 @@ func TestManagerRunsControllers(t *testing.T) {
 	var opts options
 	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
 	opts.controllers.bindFlags(fs)
+	opts.scheduling.bindFlags(fs)
 	if err := fs.Parse(nil); err != nil {
 		t.Fatal(err)
 	}
