@@ -15,7 +15,8 @@ limitations under the License.
 */
 
 // Command manager runs the aivm-operator controllers: Models, Kernels,
-// InferenceJobs, GPUNode housekeeping and the chain reporter.
+// InferenceJobs, GPUNode housekeeping, the result endpoint and the chain
+// reporter.
 package main
 
 import (
@@ -41,6 +42,7 @@ type options struct {
 	leaderElect             bool
 	leaderElectionNamespace string
 	controllers             controllerOptions
+	results                 resultOptions
 }
 
 func main() {
@@ -70,12 +72,16 @@ func (o *options) bindFlags(fs *flag.FlagSet, zapOpts *zap.Options) {
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader so only one manager replica reconciles at a time.")
 	fs.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the manager's namespace).")
 	o.controllers.bindFlags(fs)
+	o.results.bindFlags(fs)
 	zapOpts.BindFlags(fs)
 }
 
 // run starts the manager on cfg and blocks until ctx ends or it fails.
 func run(ctx context.Context, cfg *rest.Config, opts options) error {
 	if err := opts.controllers.validate(); err != nil {
+		return err
+	}
+	if err := opts.results.validate(); err != nil {
 		return err
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
@@ -88,6 +94,10 @@ func run(ctx context.Context, cfg *rest.Config, opts options) error {
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
+	}
+	// The provider key is loaded once here, before the reporter uses it.
+	if _, _, err := setupResults(mgr, &opts); err != nil {
+		return err
 	}
 	if err := setupControllers(mgr, opts); err != nil {
 		return err
