@@ -40,7 +40,7 @@ func hexOf(s string) string {
 func record(uid string) *aivmv1.ResultRecord {
 	return &aivmv1.ResultRecord{
 		JobUid:       uid,
-		KernelDigest: "sha256:" + hexOf("kernel"),
+		KernelDigest: hexOf("kernel"),
 		ModelDigest:  hexOf("model"),
 		InputDigest:  hexOf("in " + uid),
 		OutputDigest: hexOf("out " + uid),

@@ -186,6 +186,19 @@ type Placement struct {
 	// placedTime is when the placement was decided.
 	// +optional
 	PlacedTime *metav1.Time `json:"placedTime,omitempty"`
+	// kernelDigest is the Kernel's status.kernelDigest when the placement
+	// was decided, written by the scheduler with the placement. The result
+	// endpoint requires a posted result to name it (empty: the Kernel's
+	// current digest is required).
+	// +optional
+	// +kubebuilder:validation:MaxLength=71
+	KernelDigest string `json:"kernelDigest,omitempty"`
+	// modelDigest is the Kernel's status.modelDigest when the placement was
+	// decided, written by the scheduler with the placement; checked like
+	// kernelDigest.
+	// +optional
+	// +kubebuilder:validation:MaxLength=71
+	ModelDigest string `json:"modelDigest,omitempty"`
 	// outcome is how this placement's pod ended: empty while it is pending or
 	// running. Written by the job controller.
 	// +optional
@@ -267,7 +280,9 @@ type MemberResult struct {
 	ReceivedTime *metav1.Time `json:"receivedTime,omitempty"`
 }
 
-// JobResult is the verified result of a job.
+// JobResult is the verified result of a job. Its four digests are in the
+// signed record's canonical form: 64 lowercase hex digits, no "sha256:"
+// prefix (docs/result-endpoint.md).
 type JobResult struct {
 	// outputDigest is the lowercase hex sha256 of the output bytes.
 	// +optional
@@ -277,8 +292,10 @@ type JobResult struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
 	InputDigest string `json:"inputDigest,omitempty"`
-	// kernelDigest is the Kernel's status.kernelDigest when the result was
-	// accepted: the identity of what ran, part of the signed record.
+	// kernelDigest is the Kernel's kernelDigest the result ran with, as 64
+	// lowercase hex digits: the identity of what ran, part of the signed
+	// record. (Results written before the canonical form may carry the
+	// "sha256:" prefix.)
 	// +optional
 	// +kubebuilder:validation:MaxLength=71
 	KernelDigest string `json:"kernelDigest,omitempty"`
@@ -287,9 +304,34 @@ type JobResult struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
 	ModelDigest string `json:"modelDigest,omitempty"`
-	// outputConfigMapRef names the ConfigMap holding the output (key "output").
+	// outputConfigMapRef names the ConfigMap holding the output; outputKey
+	// is the key.
 	// +optional
 	OutputConfigMapRef *LocalObjectReference `json:"outputConfigMapRef,omitempty"`
+	// outputKey is the key of outputConfigMapRef holding the agreed output
+	// ("sha256-" + outputDigest: agreeing members share one copy).
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	OutputKey string `json:"outputKey,omitempty"`
+	// attempt is the attempt whose members produced the result.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	Attempt int32 `json:"attempt,omitempty"`
+	// agreedMembers are the committee members that posted the agreed output,
+	// ascending.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	AgreedMembers []int32 `json:"agreedMembers,omitempty"`
+	// dissenters are the members whose accepted output differed when the
+	// result was decided, ascending.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	Dissenters []int32 `json:"dissenters,omitempty"`
+	// decidedTime is when the result was decided.
+	// +optional
+	DecidedTime *metav1.Time `json:"decidedTime,omitempty"`
 	// inputTokens is the number of prompt tokens.
 	// +optional
 	InputTokens int64 `json:"inputTokens,omitempty"`

@@ -464,6 +464,20 @@ func (in *JobResult) DeepCopyInto(out *JobResult) {
 		*out = new(LocalObjectReference)
 		**out = **in
 	}
+	if in.AgreedMembers != nil {
+		in, out := &in.AgreedMembers, &out.AgreedMembers
+		*out = make([]int32, len(*in))
+		copy(*out, *in)
+	}
+	if in.Dissenters != nil {
+		in, out := &in.Dissenters, &out.Dissenters
+		*out = make([]int32, len(*in))
+		copy(*out, *in)
+	}
+	if in.DecidedTime != nil {
+		in, out := &in.DecidedTime, &out.DecidedTime
+		*out = (*in).DeepCopy()
+	}
 	if in.Receipt != nil {
 		in, out := &in.Receipt, &out.Receipt
 		*out = new(Receipt)

@@ -18,7 +18,7 @@ func ExampleSign() {
 	}
 	rec := &aivmv1.ResultRecord{
 		JobUid:       "6f1c0d2e-8a4b-4c3d-9e2f-1a2b3c4d5e6f",
-		KernelDigest: "sha256:" + strings.Repeat("ab", 32),
+		KernelDigest: strings.Repeat("ab", 32),
 		ModelDigest:  strings.Repeat("cd", 32),
 		InputDigest:  strings.Repeat("01", 32),
 		OutputDigest: strings.Repeat("02", 32),
@@ -46,7 +46,7 @@ func ExampleSign() {
 	// canonical encoding.
 
 	// Output:
-	// leaf: d56739e58c871fc6322eb231b131ad2fa19aff03da7629603faa0f4dffe3ec81
+	// leaf: 66aad81319e6186dfcea1a60a2f3f7dcaf1fbd8eafe0e08c00733a4ea1ba85e6
 	// signer: nesa1l3e9pgs3mmwuwrh95fecme0s0qtn2880t03fxg
 	// verified: true
 }

@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
@@ -49,14 +50,35 @@ const MaxJobUIDLen = 128
 // SignatureSize is the length of a receipt signature.
 const SignatureSize = 64
 
-// digestPattern accepts a lowercase hex sha256, optionally prefixed "sha256:".
-var digestPattern = regexp.MustCompile(`^(sha256:)?[0-9a-f]{64}$`)
+// digestPattern accepts a digest in the record's canonical form: a
+// lowercase hex sha256 without prefix.
+var digestPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// inputDigestPattern is what CanonicalDigest converts from.
+var inputDigestPattern = regexp.MustCompile(`^(sha256:)?[0-9a-fA-F]{64}$`)
+
+// DigestPrefix is the prefix digests carry elsewhere (the runtime's
+// envelope, a Kernel's status.kernelDigest) and never in a record.
+const DigestPrefix = "sha256:"
+
+// CanonicalDigest returns d in the record's one form, 64 lowercase hex
+// digits without the "sha256:" prefix, converting from "sha256:<hex>" or
+// upper-case hex. A record holds only this form, so one result has one
+// leaf hash; callers convert at the boundary where a digest enters a
+// record or a job's status.result.
+func CanonicalDigest(d string) (string, error) {
+	if !inputDigestPattern.MatchString(d) {
+		return "", fmt.Errorf("receipt: digest %q is not a sha256 (64 hex digits, optionally prefixed sha256:)", d)
+	}
+	return strings.ToLower(strings.TrimPrefix(d, DigestPrefix)), nil
+}
 
 // ErrInvalidSignature is returned when a signature does not verify.
 var ErrInvalidSignature = errors.New("receipt: signature does not verify")
 
 // ValidateRecord checks a record's fields: a job UID and four sha256
-// digests, each lowercase hex, optionally prefixed "sha256:".
+// digests, each in canonical form (64 lowercase hex digits, no prefix; see
+// CanonicalDigest).
 func ValidateRecord(r *aivmv1.ResultRecord) error {
 	if r == nil {
 		return errors.New("receipt: record is missing")
@@ -76,7 +98,7 @@ func ValidateRecord(r *aivmv1.ResultRecord) error {
 		{"outputDigest", r.GetOutputDigest()},
 	} {
 		if !digestPattern.MatchString(d.value) {
-			return fmt.Errorf("receipt: %s %q is not a lowercase hex sha256 (optionally prefixed sha256:)", d.name, d.value)
+			return fmt.Errorf("receipt: %s %q is not a canonical digest (64 lowercase hex digits without the sha256: prefix; see CanonicalDigest)", d.name, d.value)
 		}
 	}
 	return nil

@@ -29,7 +29,7 @@ func hexOf(s string) string {
 func record(uid string) *aivmv1.ResultRecord {
 	return &aivmv1.ResultRecord{
 		JobUid:       uid,
-		KernelDigest: "sha256:" + hexOf("kernel"),
+		KernelDigest: hexOf("kernel"),
 		ModelDigest:  hexOf("model"),
 		InputDigest:  hexOf("input " + uid),
 		OutputDigest: hexOf("output " + uid),
@@ -145,6 +145,8 @@ func TestValidateRecord(t *testing.T) {
 		"other algorithm":    func(r *aivmv1.ResultRecord) { r.KernelDigest = "sha512:" + hexOf("k") },
 		"empty output":       func(r *aivmv1.ResultRecord) { r.OutputDigest = "" },
 		"digest with suffix": func(r *aivmv1.ResultRecord) { r.OutputDigest += "\n" },
+		// The prefixed form would give the same result a second leaf hash.
+		"prefixed digest": func(r *aivmv1.ResultRecord) { r.KernelDigest = DigestPrefix + r.KernelDigest },
 	}
 	for name, mutate := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -363,4 +365,21 @@ func cpuTime(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestCanonicalDigest: both spellings of a digest convert to the one form a
+// record holds, so they give one leaf hash; anything else is refused.
+func TestCanonicalDigest(t *testing.T) {
+	hex := hexOf("x")
+	for _, in := range []string{hex, DigestPrefix + hex, strings.ToUpper(hex), DigestPrefix + strings.ToUpper(hex)} {
+		got, err := CanonicalDigest(in)
+		if err != nil || got != hex {
+			t.Errorf("CanonicalDigest(%q) = %q, %v; want %q", in, got, err, hex)
+		}
+	}
+	for _, in := range []string{"", hex[:63], "sha512:" + hex, hex + " ", "sha256:", "SHA256:" + hex} {
+		if got, err := CanonicalDigest(in); err == nil {
+			t.Errorf("CanonicalDigest(%q) = %q, want an error", in, got)
+		}
+	}
 }

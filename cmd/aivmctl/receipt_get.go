@@ -178,13 +178,23 @@ func jobReceipt(ctx context.Context, c client.Reader, job *aivmv1alpha1.Inferenc
 	}
 	rec := &aivmv1.ResultRecord{
 		JobUid:       string(job.UID),
-		KernelDigest: kernelDigest,
-		ModelDigest:  modelDigest,
-		InputDigest:  res.InputDigest,
-		OutputDigest: res.OutputDigest,
 		InputTokens:  uint64(res.InputTokens),
 		OutputTokens: uint64(res.OutputTokens),
 		DurationMs:   uint64(res.DurationMillis),
+	}
+	// The Kernel's status and older results carry "sha256:"-prefixed
+	// digests; the record holds the canonical form only.
+	for _, d := range []struct {
+		dst  *string
+		name string
+		src  string
+	}{{&rec.KernelDigest, "kernelDigest", kernelDigest}, {&rec.ModelDigest, "modelDigest", modelDigest},
+		{&rec.InputDigest, "inputDigest", res.InputDigest}, {&rec.OutputDigest, "outputDigest", res.OutputDigest}} {
+		c, err := receipt.CanonicalDigest(d.src)
+		if err != nil {
+			return nil, fmt.Errorf("InferenceJob %s: status.result %s: %w", id, d.name, err)
+		}
+		*d.dst = c
 	}
 	leaf, err := receipt.LeafHash(rec)
 	if err != nil {

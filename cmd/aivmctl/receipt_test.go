@@ -68,7 +68,7 @@ func testKey(t *testing.T) *keys.Key {
 
 // testRecord returns a valid result record for jobUID; n varies its output.
 func testRecord(jobUID string, n int) *aivmv1.ResultRecord {
-	return &aivmv1.ResultRecord{JobUid: jobUID, KernelDigest: "sha256:" + sha("k"),
+	return &aivmv1.ResultRecord{JobUid: jobUID, KernelDigest: sha("k"),
 		ModelDigest: sha("m"), InputDigest: sha("i"), OutputDigest: sha(fmt.Sprint("o", n)), InputTokens: 3, OutputTokens: 4, DurationMs: 5}
 }
 

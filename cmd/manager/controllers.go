@@ -98,8 +98,10 @@ func (o *controllerOptions) validate() error {
 	return nil
 }
 
-// setupControllers registers every reconciler with the manager.
-func setupControllers(mgr ctrl.Manager, opts options) error {
+// setupControllers registers every reconciler with the manager. ca is the
+// result endpoint's CA bundle, which job pods trust (nil: the endpoint is
+// disabled and pods get no bundle).
+func setupControllers(mgr ctrl.Manager, opts options, ca controllers.CABundleSource) error {
 	checker, err := artifact.NewChecker(
 		artifact.WithHFBaseURL(opts.controllers.hfBaseURL),
 		artifact.WithHTTPClient(&http.Client{Timeout: opts.controllers.sourceCheckTimeout}),
@@ -129,8 +131,6 @@ func setupControllers(mgr ctrl.Manager, opts options) error {
 		return err
 	}
 	binding, _ := controllers.ParseGPUBinding(opts.controllers.jobs.gpuBinding) // checked by validate
-	// The result endpoint's certificate manager supplies the CA bundle
-	// (controllers.WithCABundle) once it is wired here.
 	if err := controllers.NewInferenceJobReconciler(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetEventRecorder("inferencejob-controller"),
 		controllers.WithRuntimeImage(opts.controllers.jobs.runtimeImage),
 		controllers.WithGPUBinding(binding),
@@ -138,6 +138,7 @@ func setupControllers(mgr ctrl.Manager, opts options) error {
 		controllers.WithImagePullGrace(opts.controllers.jobs.imagePullGrace),
 		controllers.WithResultURL(opts.controllers.jobs.resultURL),
 		controllers.WithReporting(opts.controllers.chain.Enabled),
+		controllers.WithCABundle(ca),
 	).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the InferenceJob controller: %w", err)
 	}

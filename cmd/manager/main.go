@@ -15,7 +15,8 @@ limitations under the License.
 */
 
 // Command manager runs the aivm-operator controllers: Models, Kernels,
-// InferenceJobs, GPUNode housekeeping and the chain reporter.
+// InferenceJobs, GPUNode housekeeping, the result endpoint and the chain
+// reporter.
 package main
 
 import (
@@ -48,6 +49,7 @@ type options struct {
 	leaderElectionNamespace string
 	controllers             controllerOptions
 	scheduling              schedulingOptions
+	results                 resultOptions
 }
 
 func main() {
@@ -78,6 +80,7 @@ func (o *options) bindFlags(fs *flag.FlagSet, zapOpts *zap.Options) {
 	fs.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the manager's namespace).")
 	o.controllers.bindFlags(fs)
 	o.scheduling.bindFlags(fs)
+	o.results.bindFlags(fs)
 	zapOpts.BindFlags(fs)
 }
 
@@ -99,6 +102,9 @@ func run(ctx context.Context, cfg *rest.Config, opts options) error {
 	if err := opts.scheduling.validate(); err != nil {
 		return err
 	}
+	if err := opts.results.validate(); err != nil {
+		return err
+	}
 	mgr, err := ctrl.NewManager(opts.scheduling.withRate(cfg), ctrl.Options{
 		Scheme:                  scheme.New(),
 		Metrics:                 metricsserver.Options{BindAddress: opts.metricsAddr},
@@ -111,7 +117,16 @@ func run(ctx context.Context, cfg *rest.Config, opts options) error {
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
 	}
-	if err := setupControllers(mgr, opts); err != nil {
+	// The provider key is loaded once here, before the reporter uses it.
+	_, certs, err := setupResults(mgr, &opts)
+	if err != nil {
+		return err
+	}
+	var ca controllers.CABundleSource
+	if certs != nil {
+		ca = certs
+	}
+	if err := setupControllers(mgr, opts, ca); err != nil {
 		return err
 	}
 	if err := setupScheduling(mgr, opts); err != nil {

@@ -257,6 +257,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, job *aivmv1alpha1.Infe
 // message to show; an error is for a retry.
 func (r *Reconciler) record(ctx context.Context, job *aivmv1alpha1.InferenceJob) (*aivmv1.ResultRecord, string, string, error) {
 	res := job.Status.Result
+	var err error
 	kernelDigest, modelDigest := res.KernelDigest, res.ModelDigest
 	if kernelDigest == "" || modelDigest == "" {
 		// Results accepted before the digests were recorded in the result:
@@ -279,13 +280,19 @@ func (r *Reconciler) record(ctx context.Context, job *aivmv1alpha1.InferenceJob)
 	}
 	rec := &aivmv1.ResultRecord{
 		JobUid:       string(job.UID),
-		KernelDigest: kernelDigest,
-		ModelDigest:  modelDigest,
-		InputDigest:  res.InputDigest,
-		OutputDigest: res.OutputDigest,
 		InputTokens:  uint64(res.InputTokens),
 		OutputTokens: uint64(res.OutputTokens),
 		DurationMs:   uint64(res.DurationMillis),
+	}
+	// The Kernel's status and older results carry "sha256:"-prefixed
+	// digests; the record holds the canonical form only.
+	for _, d := range []struct {
+		dst *string
+		src string
+	}{{&rec.KernelDigest, kernelDigest}, {&rec.ModelDigest, modelDigest}, {&rec.InputDigest, res.InputDigest}, {&rec.OutputDigest, res.OutputDigest}} {
+		if *d.dst, err = receipt.CanonicalDigest(d.src); err != nil {
+			return nil, ReasonInvalidReceipt, err.Error(), nil
+		}
 	}
 	leaf, err := receipt.LeafHash(rec)
 	if err != nil {

@@ -87,6 +87,16 @@ func digest(s string) string {
 	return hex.EncodeToString(h[:])
 }
 
+// canonical is d in the record's digest form.
+func canonical(t *testing.T, d string) string {
+	t.Helper()
+	c, err := receipt.CanonicalDigest(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // newKernel creates the Kernel "tiny" with a digest in its status.
 func newKernel(t *testing.T, ns string) *aivmv1alpha1.Kernel {
 	t.Helper()
@@ -140,7 +150,7 @@ func newSucceededJob(t *testing.T, ns string, kernel *aivmv1alpha1.Kernel, o job
 	})
 	if !o.noResult {
 		rec := &aivmv1.ResultRecord{
-			JobUid: string(job.UID), KernelDigest: kernel.Status.KernelDigest, ModelDigest: kernel.Status.ModelDigest,
+			JobUid: string(job.UID), KernelDigest: canonical(t, kernel.Status.KernelDigest), ModelDigest: canonical(t, kernel.Status.ModelDigest),
 			InputDigest: digest("hello"), OutputDigest: digest("world " + job.Name),
 			InputTokens: 1, OutputTokens: 2, DurationMs: 30,
 		}
@@ -431,7 +441,7 @@ func TestResultDigestsOutliveTheKernel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stored.GetResult().GetKernelDigest() != ran.Status.KernelDigest || stored.GetResult().GetModelDigest() != ran.Status.ModelDigest {
+	if stored.GetResult().GetKernelDigest() != canonical(t, ran.Status.KernelDigest) || stored.GetResult().GetModelDigest() != canonical(t, ran.Status.ModelDigest) {
 		t.Fatalf("chain holds kernel %q model %q, want the digests recorded in the result", stored.GetResult().GetKernelDigest(), stored.GetResult().GetModelDigest())
 	}
 }

@@ -55,6 +55,10 @@ type Config struct {
 	KeyPath string
 	// HDPath is the derivation path for a mnemonic.
 	HDPath string
+	// Key is the provider key when the caller loaded it already (the
+	// manager loads it once, for the result endpoint's signer too); when
+	// nil, Setup loads KeyPath.
+	Key *keys.Key
 	// OutboxDir holds the durable outbox; put it on a persistent volume.
 	OutboxDir string
 	// RetainBlocks prunes committed results from the outbox after that many
@@ -116,9 +120,11 @@ func Setup(mgr ctrl.Manager, cfg Config) (ResultReporter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("chain reporter: %w", err)
 	}
-	key, err := keys.Load(cfg.KeyPath, cfg.HDPath)
-	if err != nil {
-		return nil, fmt.Errorf("chain reporter: provider key: %w", err)
+	key := cfg.Key
+	if key == nil {
+		if key, err = keys.Load(cfg.KeyPath, cfg.HDPath); err != nil {
+			return nil, fmt.Errorf("chain reporter: provider key: %w", err)
+		}
 	}
 	address, err := key.Address(cfg.Prefix)
 	if err != nil {
@@ -273,4 +279,21 @@ func RegistrationFromCluster(c client.Reader, base *aivmv1.MsgRegisterProvider) 
 		}
 		return msg, nil
 	}
+}
+
+// LoadProviderKey loads the provider key once for the whole manager: when
+// reporting is on (a missing key is an error), or when a key is mounted at
+// KeyPath with reporting off (results are then signed but not reported).
+// It returns nil when reporting is off and nothing is at KeyPath.
+func LoadProviderKey(cfg Config) (*keys.Key, error) {
+	if !cfg.Enabled {
+		if _, err := os.Stat(cfg.KeyPath); errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+	}
+	key, err := keys.Load(cfg.KeyPath, cfg.HDPath)
+	if err != nil {
+		return nil, fmt.Errorf("provider key: %w", err)
+	}
+	return key, nil
 }

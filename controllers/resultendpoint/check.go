@@ -1,0 +1,182 @@
+/*
+Copyright 2026 The aivm-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package resultendpoint
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	aivmv1alpha1 "github.com/aivm-dev/aivm-operator/api/v1alpha1"
+	"github.com/aivm-dev/aivm-operator/chain-client/receipt"
+	"github.com/aivm-dev/aivm-operator/runtime-image/envelope"
+)
+
+// checked is a post whose every checkable claim held, with its digests in
+// the record's canonical form (receipt.CanonicalDigest).
+type checked struct {
+	env          *envelope.Envelope
+	pod          string
+	outputDigest string
+	inputDigest  string
+	kernelDigest string
+	modelDigest  string
+}
+
+// +kubebuilder:rbac:groups=aivm.dev,resources=inferencejobs,verbs=get;list;watch
+// +kubebuilder:rbac:groups=aivm.dev,resources=kernels,verbs=get;list;watch
+
+// authorize accepts only the current attempt's pod of the job the envelope
+// names: same namespace as the token's service account, same job UID, the
+// current attempt, and a placement of that attempt and member recording
+// the token's pod by name and UID.
+func (s *Server) authorize(ctx context.Context, id identity, env *envelope.Envelope) (*aivmv1alpha1.InferenceJob, *aivmv1alpha1.Placement, error) {
+	if id.namespace != env.Namespace {
+		return nil, nil, refuse(http.StatusForbidden, ReasonNotCurrentPod, "the token's service account is not in namespace %s", env.Namespace)
+	}
+	job := &aivmv1alpha1.InferenceJob{}
+	if err := s.reader.Get(ctx, client.ObjectKey{Namespace: env.Namespace, Name: env.Job}, job); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil, refuse(http.StatusForbidden, ReasonNotCurrentPod, "InferenceJob %s/%s does not exist", env.Namespace, env.Job)
+		}
+		return nil, nil, fmt.Errorf("get InferenceJob %s/%s: %w", env.Namespace, env.Job, err)
+	}
+	if string(job.UID) != env.JobUID {
+		return nil, nil, refuse(http.StatusForbidden, ReasonNotCurrentPod, "jobUID %s is not the UID of InferenceJob %s/%s", env.JobUID, env.Namespace, env.Job)
+	}
+	if env.Attempt != job.Status.Attempts {
+		return nil, nil, refuse(http.StatusForbidden, ReasonStaleAttempt, "attempt %d is not the job's current attempt %d", env.Attempt, job.Status.Attempts)
+	}
+	var target *aivmv1alpha1.Placement
+	for i := range job.Status.Placements {
+		p := &job.Status.Placements[i]
+		if p.Attempt == env.Attempt && p.Member == env.Member {
+			target = p
+		}
+	}
+	if target == nil || target.PodUID == "" || target.PodUID != id.podUID || target.Pod != id.podName {
+		return nil, nil, refuse(http.StatusForbidden, ReasonNotCurrentPod, "pod %s is not the pod of %s", id.podName, attemptLabel(env.Attempt, env.Member))
+	}
+	if target.Outcome == aivmv1alpha1.PlacementFailed {
+		return nil, nil, refuse(http.StatusForbidden, ReasonNotCurrentPod, "%s already failed (%s)", attemptLabel(env.Attempt, env.Member), target.Reason)
+	}
+	if meta.IsStatusConditionTrue(job.Status.Conditions, aivmv1alpha1.ConditionFailed) {
+		return nil, nil, refuse(http.StatusConflict, ReasonJobFinished, "the job has failed")
+	}
+	return job, target, nil
+}
+
+// check recomputes the output and input digests and requires the kernel
+// and model digests the job was placed with.
+func (s *Server) check(ctx context.Context, job *aivmv1alpha1.InferenceJob, p *aivmv1alpha1.Placement, env *envelope.Envelope) (*checked, error) {
+	c := &checked{env: env, pod: p.Pod}
+	var err error
+	c.outputDigest, _ = receipt.CanonicalDigest(envelope.Digest([]byte(env.Output)))
+	if err := claim("output", env.Digests.Output, c.outputDigest); err != nil {
+		return nil, err
+	}
+	input, err := s.readInput(ctx, job)
+	if err != nil {
+		return nil, err
+	}
+	c.inputDigest, _ = receipt.CanonicalDigest(envelope.Digest(input))
+	if err := claim("input", env.Digests.Input, c.inputDigest); err != nil {
+		return nil, err
+	}
+	kernelDigest, modelDigest := p.KernelDigest, p.ModelDigest
+	if kernelDigest == "" || modelDigest == "" {
+		// Placements recorded without digests: the Kernel's current ones.
+		kernel := &aivmv1alpha1.Kernel{}
+		if err := s.reader.Get(ctx, client.ObjectKey{Namespace: job.Namespace, Name: job.Spec.KernelRef.Name}, kernel); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil, refuse(http.StatusConflict, ReasonDigestMismatch, "Kernel %s is gone; its digests cannot be checked", job.Spec.KernelRef.Name)
+			}
+			return nil, fmt.Errorf("get Kernel %s/%s: %w", job.Namespace, job.Spec.KernelRef.Name, err)
+		}
+		kernelDigest, modelDigest = kernel.Status.KernelDigest, kernel.Status.ModelDigest
+	}
+	if c.kernelDigest, err = receipt.CanonicalDigest(kernelDigest); err != nil {
+		return nil, refuse(http.StatusConflict, ReasonDigestMismatch, "the job's kernel digest is unknown")
+	}
+	if c.modelDigest, err = receipt.CanonicalDigest(modelDigest); err != nil {
+		return nil, refuse(http.StatusConflict, ReasonDigestMismatch, "the job's model digest is unknown")
+	}
+	if err := claim("kernel", env.Digests.Kernel, c.kernelDigest); err != nil {
+		return nil, err
+	}
+	if err := claim("model", env.Digests.Model, c.modelDigest); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// claim refuses a posted digest that is not want (canonical form).
+func claim(what, posted, want string) error {
+	got, err := receipt.CanonicalDigest(posted)
+	if err != nil || got != want {
+		return refuse(http.StatusBadRequest, ReasonDigestMismatch, "%s digest %q is not the %s's digest sha256:%s", what, posted, what, want)
+	}
+	return nil
+}
+
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+
+// readInput returns the job's input bytes exactly as the job holds them:
+// the inline text, or the referenced ConfigMap or Secret key. The bytes
+// are only hashed, never logged.
+func (s *Server) readInput(ctx context.Context, job *aivmv1alpha1.InferenceJob) ([]byte, error) {
+	in := job.Spec.Input
+	switch {
+	case in.Text != nil:
+		return []byte(*in.Text), nil
+	case in.ConfigMapKeyRef != nil:
+		cm := &corev1.ConfigMap{}
+		if err := s.reader.Get(ctx, client.ObjectKey{Namespace: job.Namespace, Name: in.ConfigMapKeyRef.Name}, cm); err != nil {
+			return nil, inputErr(err, "ConfigMap", in.ConfigMapKeyRef.Name)
+		}
+		if v, ok := cm.Data[in.ConfigMapKeyRef.Key]; ok {
+			return []byte(v), nil
+		}
+		if v, ok := cm.BinaryData[in.ConfigMapKeyRef.Key]; ok {
+			return v, nil
+		}
+		return nil, refuse(http.StatusConflict, ReasonDigestMismatch, "ConfigMap %s has no key %s; the input cannot be checked", in.ConfigMapKeyRef.Name, in.ConfigMapKeyRef.Key)
+	case in.SecretKeyRef != nil:
+		sec := &corev1.Secret{}
+		if err := s.reader.Get(ctx, client.ObjectKey{Namespace: job.Namespace, Name: in.SecretKeyRef.Name}, sec); err != nil {
+			return nil, inputErr(err, "Secret", in.SecretKeyRef.Name)
+		}
+		if v, ok := sec.Data[in.SecretKeyRef.Key]; ok {
+			return v, nil
+		}
+		return nil, refuse(http.StatusConflict, ReasonDigestMismatch, "Secret %s has no key %s; the input cannot be checked", in.SecretKeyRef.Name, in.SecretKeyRef.Key)
+	}
+	return nil, refuse(http.StatusConflict, ReasonDigestMismatch, "the job has no input")
+}
+
+func inputErr(err error, kind, name string) error {
+	if apierrors.IsNotFound(err) {
+		return refuse(http.StatusConflict, ReasonDigestMismatch, "%s %s holding the input is gone; the input cannot be checked", kind, name)
+	}
+	return fmt.Errorf("get input %s %s: %w", kind, name, err)
+}

@@ -1,0 +1,229 @@
+/*
+Copyright 2026 The aivm-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package resultendpoint is the manager's HTTPS result endpoint: job pods
+// post their result envelope (runtime-image/envelope) to POST /v1/results
+// with a projected service-account token. The endpoint authenticates the
+// token (TokenReview, audience aivm.dev/result), accepts the post only from
+// the current attempt's pod of that job, recomputes every digest it can,
+// stores the output in the ConfigMap <job>-result and writes
+// status.memberResults and, once the committee agrees, status.result with a
+// signed receipt. See docs/result-endpoint.md.
+package resultendpoint
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/aivm-dev/aivm-operator/chain-client/aivmv1"
+	"github.com/aivm-dev/aivm-operator/chain-client/receipt"
+)
+
+// Path is where results are posted.
+const Path = "/v1/results"
+
+// Audience is the token audience the endpoint requires.
+const Audience = "aivm.dev/result"
+
+// DefaultBindAddress is the endpoint's default listen address.
+const DefaultBindAddress = ":9443"
+
+// Timeouts of the HTTP server: a slow client cannot hold a connection.
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 60 * time.Second
+	writeTimeout      = 60 * time.Second
+	shutdownTimeout   = 10 * time.Second
+)
+
+// Signer signs result records as the provider (receipt.KeySigner and the
+// chain client satisfy it).
+type Signer interface {
+	SignReceipt(r *aivmv1.ResultRecord) (*receipt.Receipt, error)
+}
+
+// CertSource serves the endpoint's TLS certificate.
+type CertSource interface {
+	GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error)
+}
+
+// Server is the result endpoint. It is a manager Runnable that runs on every
+// replica (no leader election): any replica behind the Service accepts.
+type Server struct {
+	client client.Client
+	reader client.Reader
+	signer Signer
+	certs  CertSource
+	clock  clock.PassiveClock
+	log    logr.Logger
+	addr   string
+
+	// listening is closed once the listener is bound (tests read Addr then).
+	listening chan struct{}
+	bound     net.Addr
+}
+
+// Option configures a Server.
+type Option func(*Server)
+
+// WithSigner signs results with s (none: results carry no receipt).
+func WithSigner(s Signer) Option { return func(srv *Server) { srv.signer = s } }
+
+// WithClock sets the clock of receivedTime and decidedTime.
+func WithClock(c clock.PassiveClock) Option { return func(srv *Server) { srv.clock = c } }
+
+// WithLogger sets the logger.
+func WithLogger(l logr.Logger) Option { return func(srv *Server) { srv.log = l } }
+
+// NewServer returns an endpoint listening on addr with certificates from
+// certs. c writes (ConfigMaps, job status, TokenReviews); reader reads jobs,
+// Kernels and inputs uncached, so a check never acts on a stale placement
+// and user Secrets are never cached.
+func NewServer(c client.Client, reader client.Reader, certs CertSource, addr string, opts ...Option) *Server {
+	s := &Server{client: c, reader: reader, certs: certs, addr: addr, clock: clock.RealClock{}, log: logr.Discard(), listening: make(chan struct{})}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// NeedLeaderElection is false: every replica serves.
+func (s *Server) NeedLeaderElection() bool { return false }
+
+// Addr is the bound address once Start listens (nil before).
+func (s *Server) Addr() net.Addr {
+	<-s.listening
+	return s.bound
+}
+
+// Start serves HTTPS until ctx ends.
+func (s *Server) Start(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		return fmt.Errorf("result endpoint: listen on %s: %w", s.addr, err)
+	}
+	s.bound = ln.Addr()
+	close(s.listening)
+	mux := http.NewServeMux()
+	mux.Handle(Path, s)
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: s.certs.GetCertificate},
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	s.log.Info("Serving results", "address", s.bound.String())
+	select {
+	case err := <-errc:
+		return fmt.Errorf("result endpoint: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("result endpoint: shut down: %w", err)
+	}
+	return nil
+}
+
+// refusal is a post the endpoint turns away, with the HTTP status and the
+// reason the runtime maps.
+type refusal struct {
+	code    int
+	reason  string
+	message string
+}
+
+func (r *refusal) Error() string { return r.reason + ": " + r.message }
+
+func refuse(code int, reason, format string, args ...any) *refusal {
+	return &refusal{code: code, reason: reason, message: fmt.Sprintf(format, args...)}
+}
+
+// response is the JSON body of every answer.
+type response struct {
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+}
+
+// ServeHTTP handles POST /v1/results.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	code, reason, msg := http.StatusOK, ReasonAccepted, "Result accepted"
+	if err := s.handle(r.Context(), w, r); err != nil {
+		var rf *refusal
+		if errors.As(err, &rf) {
+			code, reason, msg = rf.code, rf.reason, rf.message
+		} else {
+			// API errors: the runtime may retry a 5xx.
+			code, reason, msg = http.StatusServiceUnavailable, ReasonInternal, "The result could not be stored; retry"
+			s.log.Error(err, "Result not stored")
+		}
+	}
+	observe(reason, time.Since(start))
+	if code != http.StatusOK {
+		s.log.V(1).Info("Result refused", "reason", reason, "message", msg)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(response{Reason: reason, Message: msg})
+}
+
+// handle authenticates, checks and stores one post.
+func (s *Server) handle(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return refuse(http.StatusMethodNotAllowed, ReasonBadRequest, "use POST")
+	}
+	id, err := s.authenticate(ctx, r)
+	if err != nil {
+		return err
+	}
+	env, err := decode(w, r)
+	if err != nil {
+		return err
+	}
+	job, target, err := s.authorize(ctx, id, env)
+	if err != nil {
+		return err
+	}
+	checked, err := s.check(ctx, job, target, env)
+	if err != nil {
+		return err
+	}
+	return s.accept(ctx, job, checked)
+}
+
+// attemptLabel formats an attempt/member pair for messages.
+func attemptLabel(attempt, member int32) string {
+	return "attempt " + strconv.Itoa(int(attempt)) + " member " + strconv.Itoa(int(member))
+}
+
