@@ -14,7 +14,6 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-
 // Package csi is the node plugin of the models.aivm.dev CSI driver: it serves
 // Models to job pods as read-only inline ephemeral volumes, so job pods pass
 // Pod Security "restricted" (which forbids hostPath) and never hold a model
