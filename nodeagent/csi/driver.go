@@ -89,6 +89,11 @@ func NewDriver(opts DriverOptions) (*Driver, error) {
 func (d *Driver) Reconcile(ctx context.Context) error {
 	log := d.opts.Log
 	recs, listErr := d.records.list()
+	if listErr != nil {
+		// One unreadable record must not keep the driver from serving
+		// every other volume; it stays on disk for a person to look at.
+		log.Error(listErr, "Skipping volume records that cannot be read")
+	}
 	points, err := mountPoints(d.opts.mountInfo)
 	if err != nil {
 		return err
@@ -113,7 +118,7 @@ func (d *Driver) Reconcile(ctx context.Context) error {
 		}
 		log.Info("Released a volume whose mount is gone", "volume", r.VolumeID, "model", r.model().String(), "target", r.TargetPath)
 	}
-	if err := errors.Join(append(errs, listErr)...); err != nil {
+	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("reconcile published volumes: %w", err)
 	}
 	d.ready.Store(true)
