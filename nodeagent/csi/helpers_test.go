@@ -340,3 +340,7 @@ func newSecret(t *testing.T, ns, name, token string) {
 		t.Fatal(err)
 	}
 }
+
+func (v volume) model() ModelRef {
+	return ModelRef{Namespace: v.attrs[AttrModelNamespace], Name: v.attrs[AttrModelName], Digest: v.attrs[AttrModelDigest]}
+}

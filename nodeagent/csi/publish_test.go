@@ -20,9 +20,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	csipb "github.com/container-storage-interface/spec/lib/go/csi"
@@ -285,4 +288,52 @@ func maps(in map[string]string, key, value string) map[string]string {
 	}
 	out[key] = value
 	return out
+}
+
+// TestFetchOutlivesCall: a call that times out while the Model downloads
+// (the kubelet gives up after two minutes) leaves the download running, and
+// the retry is served from it without a second download.
+func TestFetchOutlivesCall(t *testing.T) {
+	requireMount(t)
+	weights := []byte("large weights, slowly")
+	started, release := make(chan struct{}), make(chan struct{})
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hits.Add(1) == 1 {
+			close(started)
+		}
+		<-release
+		_, _ = w.Write(weights)
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	m := newModel(t, newNamespace(t), "slow", srv.URL+"/slow.gguf", digestOf(weights))
+	n := newNode(t)
+	v := newVolume(t, m)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { <-started; cancel() }() // the call ends while the download runs
+	_, err := n.snapshots.Ensure(ctx, v.model())
+	if code, reason := classify(err); code != codes.DeadlineExceeded || reason != reasonFetchTimeout {
+		t.Fatalf("ensure cut short: %v (%s %s), want DeadlineExceeded %s", err, code, reason, reasonFetchTimeout)
+	}
+	close(release)
+	if err := n.publish(v); err != nil {
+		t.Fatalf("retried publish: %v", err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(v.target, "slow.gguf")); !bytes.Equal(got, weights) {
+		t.Errorf("model file: %q", got)
+	}
+	if h := hits.Load(); h != 1 {
+		t.Errorf("%d downloads, want the retry to join the first", h)
+	}
+	if err := n.unpublish(v); err != nil {
+		t.Fatal(err)
+	}
 }
