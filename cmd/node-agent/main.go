@@ -77,6 +77,8 @@ type options struct {
 	hfBaseURL           string
 	prefetchConcurrency int
 	cacheSyncInterval   time.Duration
+
+	csi csiOptions
 }
 
 func main() {
@@ -109,6 +111,7 @@ func (o *options) bindFlags(fs *flag.FlagSet, zapOpts *zap.Options) {
 	fs.StringVar(&o.hfBaseURL, "hf-base-url", artifact.DefaultHFBaseURL, "Hugging Face compatible endpoint (or mirror) that hf:// model sources resolve against.")
 	fs.IntVar(&o.prefetchConcurrency, "prefetch-concurrency", nodeagent.DefaultPrefetchConcurrency, "Most models fetched at once.")
 	fs.DurationVar(&o.cacheSyncInterval, "cache-sync-interval", nodeagent.DefaultCacheSyncInterval, "Time between two looks for models to prefetch and two cache garbage collections, besides those a Model change starts.")
+	o.csi.bindFlags(fs)
 	fs.BoolVar(&o.once, "once", false, "Poll once, print the inventory as JSON and exit, without contacting the API server.")
 	config.RegisterFlags(fs)
 	zapOpts.BindFlags(fs)
@@ -214,6 +217,18 @@ func run(ctx context.Context, o options, log logr.Logger, stdout io.Writer) erro
 		defer func() { cancel(); <-cmDone }()
 		agentOpts.CacheErrors, agentOpts.Wake = cm, cm.Changed()
 	}
+	csiCtx, stopCSI := context.WithCancel(ctx)
+	csiDone, err := startCSI(csiCtx, o, c, log.WithName("csi"))
+	if err != nil {
+		stopCSI()
+		return err
+	}
+	defer func() {
+		stopCSI()
+		if csiDone != nil {
+			<-csiDone
+		}
+	}()
 	agent, err := nodeagent.NewAgent(disc, pub, agentOpts)
 	if err != nil {
 		return err
@@ -265,7 +280,7 @@ func (o options) validate() error {
 	if o.cacheSyncInterval < time.Second {
 		return fmt.Errorf("--cache-sync-interval %s is below the 1s minimum", o.cacheSyncInterval)
 	}
-	return nil
+	return o.csi.validate(o.modelCacheDir)
 }
 
 // managesCache reports whether the agent runs a cache manager.

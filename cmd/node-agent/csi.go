@@ -1,0 +1,89 @@
+/*
+Copyright 2026 The aivm-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+
+	"github.com/go-logr/logr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/aivm-dev/aivm-operator/artifact"
+	"github.com/aivm-dev/aivm-operator/nodeagent/csi"
+)
+
+// csiOptions are the flags of the models.aivm.dev CSI node plugin.
+type csiOptions struct {
+	endpoint        string
+	stateDir        string
+	registrationDir string
+}
+
+func (o *csiOptions) bindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.endpoint, "csi-endpoint", "", "Unix socket serving the "+csi.DriverName+" CSI node plugin, at the same path the kubelet sees "+
+		"(/var/lib/kubelet/plugins/"+csi.DriverName+"/csi.sock); empty serves no CSI driver.")
+	fs.StringVar(&o.stateDir, "csi-state-dir", "/var/lib/aivm/csi", "Host directory recording published model volumes, so their pins outlive an agent restart.")
+	fs.StringVar(&o.registrationDir, "kubelet-registration-dir", "/var/lib/kubelet/plugins_registry", "The kubelet's plugin registration directory; empty leaves registration to a node-driver-registrar sidecar.")
+}
+
+func (o csiOptions) validate(modelCacheDir string) error {
+	if o.endpoint == "" {
+		return nil
+	}
+	if modelCacheDir == "" {
+		return errors.New("--csi-endpoint needs --model-cache-dir: volumes are served from the model cache")
+	}
+	if o.stateDir == "" {
+		return errors.New("--csi-endpoint needs --csi-state-dir")
+	}
+	return nil
+}
+
+// startCSI serves the CSI node plugin until ctx is done; done is closed
+// after it stopped. Models and their credentials Secrets are read through
+// reader, straight from the API server. It returns nil done when the
+// driver is off.
+func startCSI(ctx context.Context, o options, reader client.Reader, log logr.Logger) (done <-chan struct{}, err error) {
+	if o.csi.endpoint == "" {
+		return nil, nil
+	}
+	store, err := openWritableCache(o.modelCacheDir, log.WithName("cache"))
+	if err != nil {
+		return nil, err
+	}
+	fetcher, err := artifact.NewFetcher(store, artifact.WithHFBaseURL(o.hfBaseURL), artifact.WithLogger(log.WithName("fetch")))
+	if err != nil {
+		return nil, fmt.Errorf("--hf-base-url: %w", err)
+	}
+	snapshots := csi.NewCacheSnapshots(ctx, fetcher, reader)
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		err := csi.Serve(ctx, csi.Options{
+			DriverOptions:   csi.DriverOptions{NodeID: o.nodeName, StateDir: o.csi.stateDir, Snapshots: snapshots, Log: log},
+			Endpoint:        o.csi.endpoint,
+			RegistrationDir: o.csi.registrationDir,
+		})
+		if err != nil {
+			log.Error(err, "CSI driver stopped; pods on this node cannot mount models")
+		}
+	}()
+	return finished, nil
+}
