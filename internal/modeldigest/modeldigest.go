@@ -215,17 +215,22 @@ func ValidatePath(p string) error {
 // under: the last segment of the uri's path (of the file part for hf://),
 // without query or fragment; "model" when there is none.
 func BaseName(uri string) string {
-	s := uri
-	if rest, ok := strings.CutPrefix(s, "hf://"); ok {
+	var p string
+	if rest, ok := strings.CutPrefix(uri, "hf://"); ok {
 		if i := strings.LastIndexByte(rest, '@'); i >= 0 {
 			rest = rest[:i]
 		}
-		s = rest
+		if strings.Count(rest, "/") >= 2 {
+			p = rest
+		}
 	} else if u, err := url.Parse(uri); err == nil {
-		s = u.Host + u.Path
+		p = u.Path
 	}
-	b := path.Base(s)
-	if i := strings.IndexByte(s, '/'); i < 0 || b == "." || b == "/" || b == ".." || b == "" || ValidatePath(b) != nil {
+	if p == "" || strings.HasSuffix(p, "/") {
+		return "model"
+	}
+	b := path.Base(p)
+	if ValidatePath(b) != nil {
 		return "model"
 	}
 	return b
