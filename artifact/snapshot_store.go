@@ -26,7 +26,9 @@ import (
 	"slices"
 	"time"
 
+	"github.com/go-logr/logr"
 	"golang.org/x/sys/unix"
+	"k8s.io/utils/clock"
 
 	"github.com/aivm-dev/aivm-operator/internal/modeldigest"
 )
@@ -296,4 +298,41 @@ func (c *Cache) RemoveSnapshot(digest string) error {
 		return fmt.Errorf("remove snapshot %s: %w", d, err)
 	}
 	return nil
+}
+
+// CachedDigests answers "what is here" for the cache rooted at dir without
+// creating or changing anything (the node agent may mount it read-only):
+// the digests of complete snapshots (modelDigests), then those of regular,
+// verified blobs that name no snapshot, each list sorted. Stray files,
+// directories and symlinks count for nothing. A cache that does not exist
+// yet holds nothing.
+func CachedDigests(dir string) ([]string, error) {
+	if dir == "" {
+		return nil, nil
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("cache directory %q: %w", dir, err)
+	}
+	c := &Cache{dir: abs, clock: clock.RealClock{}, log: logr.Discard(), link: os.Link}
+	var out []string
+	seen := map[string]bool{}
+	snaps, err := c.ListSnapshots()
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	for _, s := range snaps {
+		out = append(out, s.Digest)
+		seen[s.Digest] = true
+	}
+	blobs, err := c.List()
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	for _, b := range blobs {
+		if !seen[b.Digest] {
+			out = append(out, b.Digest)
+		}
+	}
+	return out, nil
 }
