@@ -26,6 +26,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -51,6 +52,8 @@ type Cache struct {
 	dir   string
 	clock clock.Clock
 	log   logr.Logger
+	// link makes dst a hard link to src; tests replace it to force copies.
+	link func(src, dst string) error
 }
 
 // CacheOption configures a Cache.
@@ -72,11 +75,11 @@ func OpenCache(dir string, opts ...CacheOption) (*Cache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cache directory %q: %w", dir, err)
 	}
-	c := &Cache{dir: abs, clock: clock.RealClock{}, log: logr.Discard()}
+	c := &Cache{dir: abs, clock: clock.RealClock{}, log: logr.Discard(), link: os.Link}
 	for _, o := range opts {
 		o(c)
 	}
-	for _, sub := range []string{blobDir, tmpDir, lockDir} {
+	for _, sub := range []string{blobDir, tmpDir, lockDir, snapshotDir, manifestDir, holderDir} {
 		if err := os.MkdirAll(filepath.Join(abs, sub), 0o755); err != nil {
 			return nil, fmt.Errorf("create cache directory: %w", err)
 		}
@@ -269,11 +272,16 @@ func (c *Cache) Verify(digest string) error {
 type GCResult struct {
 	// Evicted lists the blobs removed, least recently used first.
 	Evicted []Entry
-	// SkippedInUse lists digests that would have been evicted but are pinned.
+	// EvictedSnapshots lists the digests of the snapshots removed, least
+	// recently used first.
+	EvictedSnapshots []string
+	// SkippedInUse lists digests (of blobs or snapshots) that would have
+	// been evicted but are pinned.
 	SkippedInUse []string
 	// Kept lists digests that would have been evicted but GCOptions.Keep kept.
 	Kept []string
-	// RemovedPartials counts abandoned partial downloads removed.
+	// RemovedPartials counts abandoned partial downloads and snapshot
+	// builds removed.
 	RemovedPartials int
 	// BytesBefore and BytesAfter are the cache's size around the collection.
 	BytesBefore, BytesAfter int64
@@ -285,12 +293,24 @@ type GCOptions struct {
 	// progress included.
 	MaxBytes int64
 	// Keep, when set, names digests never to evict even when unpinned (for
-	// example Models with cachePolicy Pinned).
+	// example Models with cachePolicy Pinned). It is asked about snapshot
+	// digests (modelDigests) and blob digests.
 	Keep func(digest string) bool
 }
 
-// GC removes abandoned partial downloads and then evicts the least recently
-// used blobs until the cache holds at most opts.MaxBytes. Pinned blobs and
+// gcUnit is a snapshot or a blob no snapshot uses: what GC evicts.
+type gcUnit struct {
+	digest   string
+	lastUsed time.Time
+	snapshot *Snapshot
+	blob     Entry
+}
+
+// GC removes abandoned partial downloads and snapshot builds, and then
+// evicts the least recently used snapshots and blobs until the cache holds
+// at most opts.MaxBytes. A blob that a remaining snapshot uses is never
+// evicted; removing a snapshot frees the blobs only it used, which are then
+// evicted in their turn. Pinned snapshots and blobs (Pin, PinSnapshot) and
 // those opts.Keep names are never evicted, so the cache may stay above the
 // limit when they alone exceed it.
 func (c *Cache) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
@@ -308,39 +328,75 @@ func (c *Cache) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 	if err != nil {
 		return res, err
 	}
+	snaps, err := c.ListSnapshots()
+	if err != nil {
+		return res, err
+	}
 	total := partialBytes
+	blobs := map[string]Entry{}
 	for _, e := range entries {
 		total += e.Size
+		blobs[e.Digest] = e
+	}
+	users := map[string]int{} // blob digest -> snapshots using it
+	var units []gcUnit
+	for i := range snaps {
+		s := &snaps[i]
+		total += s.OwnBytes
+		for _, d := range snapshotBlobs(s) {
+			users[d]++
+		}
+		units = append(units, gcUnit{digest: s.Digest, lastUsed: s.LastUsed, snapshot: s})
+	}
+	for _, e := range entries {
+		if users[e.Digest] == 0 {
+			units = append(units, gcUnit{digest: e.Digest, lastUsed: e.LastUsed, blob: e})
+		}
 	}
 	res.BytesBefore = total + removedBytes
-	sort.SliceStable(entries, func(i, j int) bool {
-		if !entries[i].LastUsed.Equal(entries[j].LastUsed) {
-			return entries[i].LastUsed.Before(entries[j].LastUsed)
-		}
-		return entries[i].Digest < entries[j].Digest
-	})
-	for _, e := range entries {
-		if total <= maxBytes {
-			break
-		}
+	for i := 0; i < len(units) && total > maxBytes; i++ {
+		// Sort what is left: an evicted snapshot appends the blobs it freed.
+		rest := units[i:]
+		sort.SliceStable(rest, func(a, b int) bool {
+			if !rest[a].lastUsed.Equal(rest[b].lastUsed) {
+				return rest[a].lastUsed.Before(rest[b].lastUsed)
+			}
+			return rest[a].digest < rest[b].digest
+		})
 		if err := ctx.Err(); err != nil {
 			res.BytesAfter = total
 			return res, err
 		}
-		if opts.Keep != nil && opts.Keep(e.Digest) {
-			res.Kept = append(res.Kept, e.Digest)
+		u := units[i]
+		if opts.Keep != nil && opts.Keep(u.digest) {
+			res.Kept = append(res.Kept, u.digest)
 			continue
 		}
-		err := c.Remove(e.Digest)
+		if u.snapshot == nil {
+			freed, err := c.evictBlob(u.blob, &res)
+			if err != nil {
+				res.BytesAfter = total
+				return res, err
+			}
+			total -= freed
+			continue
+		}
+		err := c.RemoveSnapshot(u.digest)
 		switch {
 		case err == nil:
-			total -= e.Size
-			res.Evicted = append(res.Evicted, e)
-			c.log.Info("Evicted cached artifact", "digest", e.Digest, "bytes", e.Size, "lastUsed", e.LastUsed)
+			total -= u.snapshot.OwnBytes
+			res.EvictedSnapshots = append(res.EvictedSnapshots, u.digest)
+			c.log.Info("Evicted model snapshot", "digest", u.digest, "files", len(u.snapshot.Files), "lastUsed", u.snapshot.LastUsed)
+			for _, d := range snapshotBlobs(u.snapshot) {
+				users[d]--
+				if e, ok := blobs[d]; ok && users[d] == 0 {
+					units = append(units, gcUnit{digest: d, lastUsed: e.LastUsed, blob: e})
+				}
+			}
 		case errors.Is(err, ErrInUse):
-			res.SkippedInUse = append(res.SkippedInUse, e.Digest)
+			res.SkippedInUse = append(res.SkippedInUse, u.digest)
 		case errors.Is(err, ErrNotCached):
-			total -= e.Size // removed by someone else meanwhile
+			total -= u.snapshot.OwnBytes // removed by someone else meanwhile
 		default:
 			res.BytesAfter = total
 			return res, err
@@ -348,6 +404,34 @@ func (c *Cache) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 	}
 	res.BytesAfter = total
 	return res, nil
+}
+
+// evictBlob removes one blob no snapshot uses and returns the bytes freed.
+func (c *Cache) evictBlob(e Entry, res *GCResult) (int64, error) {
+	err := c.Remove(e.Digest)
+	switch {
+	case err == nil:
+		res.Evicted = append(res.Evicted, e)
+		c.log.Info("Evicted cached artifact", "digest", e.Digest, "bytes", e.Size, "lastUsed", e.LastUsed)
+		return e.Size, nil
+	case errors.Is(err, ErrInUse):
+		res.SkippedInUse = append(res.SkippedInUse, e.Digest)
+		return 0, nil
+	case errors.Is(err, ErrNotCached):
+		return e.Size, nil // removed by someone else meanwhile
+	default:
+		return 0, err
+	}
+}
+
+// snapshotBlobs returns the distinct blob digests a snapshot's files use.
+func snapshotBlobs(s *Snapshot) []string {
+	out := make([]string, 0, len(s.Files))
+	for _, f := range s.Files {
+		out = append(out, f.SHA256)
+	}
+	sort.Strings(out)
+	return slices.Compact(out)
 }
 
 // gcPartials removes partial downloads no process is writing (their fetch
@@ -360,6 +444,16 @@ func (c *Cache) gcPartials() (liveBytes, removedBytes int64, removed int, err er
 	}
 	for _, de := range des {
 		name := de.Name()
+		if de.IsDir() {
+			ok, err := c.gcSnapshotBuild(name)
+			if err != nil {
+				return 0, removedBytes, removed, err
+			}
+			if ok {
+				removed++
+			}
+			continue
+		}
 		d, ok := strings.CutSuffix(name, partialEx)
 		if !ok {
 			continue
@@ -388,4 +482,26 @@ func (c *Cache) gcPartials() (liveBytes, removedBytes int64, removed int, err er
 		removedBytes += info.Size()
 	}
 	return liveBytes, removedBytes, removed, nil
+}
+
+// gcSnapshotBuild removes the temporary directory of a snapshot build that
+// no process is running (its snapshot lock is free), left by a crash.
+func (c *Cache) gcSnapshotBuild(name string) (bool, error) {
+	rest, ok := strings.CutPrefix(name, snapshotTmpPrefix)
+	if !ok || len(rest) < 64 {
+		return false, nil
+	}
+	d := rest[:64]
+	if pd, err := ParseDigest(d); err != nil || pd != d {
+		return false, nil
+	}
+	l, ok, err := tryLock(c.snapshotLockPath(d), unix.LOCK_EX)
+	if err != nil || !ok {
+		return false, err
+	}
+	defer func() { _ = l.unlock() }()
+	if err := removeReadOnlyTree(filepath.Join(c.dir, tmpDir, name)); err != nil {
+		return false, fmt.Errorf("remove abandoned snapshot build: %w", err)
+	}
+	return true, nil
 }

@@ -29,6 +29,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
+	"github.com/aivm-dev/aivm-operator/internal/modeldigest"
 )
 
 // Reasons ErrorReason returns beyond the API's condition reasons.
@@ -47,6 +48,36 @@ func ModelRequest(m *v1alpha1.Model, token Token) Request {
 		req.Size = *m.Spec.SizeBytes
 	}
 	return req
+}
+
+// ModelSnapshotSpec returns the SnapshotSpec that materializes a Model:
+// its file set, or for a single-file Model one file under the base name of
+// its uri. token is the bearer token from the Model's credentials Secret, or
+// zero. The spec's Digest is the Model's modelDigest.
+func ModelSnapshotSpec(m *v1alpha1.Model, token Token) (SnapshotSpec, error) {
+	digest, err := modeldigest.Of(&m.Spec)
+	if err != nil {
+		return SnapshotSpec{}, fmt.Errorf("model %s/%s: %w", m.Namespace, m.Name, err)
+	}
+	spec := SnapshotSpec{Digest: digest, BaseURI: m.Spec.BaseURI, Token: token}
+	if len(m.Spec.Files) == 0 {
+		req := ModelRequest(m, token)
+		size := int64(-1)
+		if m.Spec.SizeBytes != nil {
+			size = *m.Spec.SizeBytes
+		}
+		spec.Files = []SnapshotFile{{Path: modeldigest.BaseName(m.Spec.URI), Digest: m.Spec.SHA256, Size: req.Size, ManifestSize: size, URI: m.Spec.URI}}
+		return spec, nil
+	}
+	spec.Files = make([]SnapshotFile, len(m.Spec.Files))
+	for i, f := range m.Spec.Files {
+		sf := SnapshotFile{Path: f.Path, Digest: f.SHA256, ManifestSize: -1, URI: f.URI}
+		if f.SizeBytes != nil {
+			sf.Size, sf.ManifestSize = *f.SizeBytes, *f.SizeBytes
+		}
+		spec.Files[i] = sf
+	}
+	return spec, nil
 }
 
 // DefaultTokenKey is the Secret key read when a credentials reference names none.

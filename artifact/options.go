@@ -52,8 +52,10 @@ type config struct {
 	retryMax     time.Duration
 	maxRetries   int
 	stall        time.Duration
-	clock        clock.Clock
-	log          logr.Logger
+	// fileConcurrency bounds the parallel fetches of one snapshot.
+	fileConcurrency int
+	clock           clock.Clock
+	log             logr.Logger
 }
 
 // Option configures a Fetcher or a Checker.
@@ -83,6 +85,10 @@ func WithRetryBackoff(initial, maxWait time.Duration, maxRetries int) Option {
 // before it is abandoned and retried.
 func WithStallTimeout(d time.Duration) Option { return func(o *config) { o.stall = d } }
 
+// WithFileConcurrency sets how many files of one snapshot are fetched at
+// once (DefaultFileConcurrency by default).
+func WithFileConcurrency(n int) Option { return func(o *config) { o.fileConcurrency = n } }
+
 // WithClock sets the clock that times retry and lock waits.
 func WithClock(c clock.Clock) Option { return func(o *config) { o.clock = c } }
 
@@ -92,15 +98,16 @@ func WithLogger(l logr.Logger) Option { return func(o *config) { o.log = l } }
 
 func newConfig(opts []Option) (config, error) {
 	c := config{
-		client:       http.DefaultClient,
-		hfBase:       DefaultHFBaseURL,
-		maxTotal:     DefaultMaxTotalTime,
-		retryInitial: DefaultRetryInitial,
-		retryMax:     DefaultRetryMax,
-		maxRetries:   DefaultMaxRetries,
-		stall:        DefaultStallTimeout,
-		clock:        clock.RealClock{},
-		log:          logr.Discard(),
+		client:          http.DefaultClient,
+		hfBase:          DefaultHFBaseURL,
+		maxTotal:        DefaultMaxTotalTime,
+		retryInitial:    DefaultRetryInitial,
+		retryMax:        DefaultRetryMax,
+		maxRetries:      DefaultMaxRetries,
+		stall:           DefaultStallTimeout,
+		fileConcurrency: DefaultFileConcurrency,
+		clock:           clock.RealClock{},
+		log:             logr.Discard(),
 	}
 	for _, o := range opts {
 		o(&c)
@@ -123,6 +130,9 @@ func newConfig(opts []Option) (config, error) {
 	}
 	if c.stall <= 0 {
 		return c, fmt.Errorf("stall timeout %s is not positive", c.stall)
+	}
+	if c.fileConcurrency < 1 {
+		return c, fmt.Errorf("file concurrency %d is below 1", c.fileConcurrency)
 	}
 	if c.clock == nil {
 		return c, fmt.Errorf("clock is nil")

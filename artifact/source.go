@@ -22,6 +22,8 @@ import (
 	"path"
 	"sort"
 	"strings"
+
+	"github.com/aivm-dev/aivm-operator/internal/modeldigest"
 )
 
 // DefaultHFBaseURL is the Hugging Face endpoint hf:// sources resolve against
@@ -118,6 +120,12 @@ func resolveHF(raw string, u *url.URL, hfBase string) (*url.URL, error) {
 	if strings.Contains(revision, "..") {
 		return nil, fmt.Errorf("source %q: revision must not contain '..'", truncate(raw, 120))
 	}
+	return hfResolveURL(hfBase, parts[0], parts[1], revision, parts[2:])
+}
+
+// hfResolveURL returns <base>/<namespace>/<repo>/resolve/<revision>/<file
+// segments>, each segment escaped, as the hub serves a repository file.
+func hfResolveURL(hfBase, namespace, repo, revision string, file []string) (*url.URL, error) {
 	if hfBase == "" {
 		hfBase = DefaultHFBaseURL
 	}
@@ -125,18 +133,58 @@ func resolveHF(raw string, u *url.URL, hfBase string) (*url.URL, error) {
 	if err != nil || (base.Scheme != SchemeHTTPS && base.Scheme != SchemeHTTP) || base.Host == "" {
 		return nil, fmt.Errorf("hugging face base URL %q is not an http(s) URL", truncate(hfBase, 120))
 	}
-	segs := []string{parts[0], parts[1], "resolve", revision}
-	segs = append(segs, parts[2:]...)
+	segs := []string{namespace, repo, "resolve", revision}
+	segs = append(segs, file...)
+	return appendSegments(base, segs), nil
+}
+
+// appendSegments returns base with segs appended to its path, each escaped,
+// and without query or fragment.
+func appendSegments(base *url.URL, segs []string) *url.URL {
 	escaped := make([]string, len(segs))
 	for i, s := range segs {
 		escaped[i] = url.PathEscape(s)
 	}
 	out := *base
 	out.RawQuery, out.Fragment = "", ""
-	unescaped := strings.TrimSuffix(base.Path, "/") + "/" + strings.Join(segs, "/")
-	escapedPath := strings.TrimSuffix(base.EscapedPath(), "/") + "/" + strings.Join(escaped, "/")
-	out.Path, out.RawPath = unescaped, escapedPath
-	return &out, nil
+	out.Path = strings.TrimSuffix(base.Path, "/") + "/" + strings.Join(segs, "/")
+	out.RawPath = strings.TrimSuffix(base.EscapedPath(), "/") + "/" + strings.Join(escaped, "/")
+	return &out
+}
+
+// ResolveBase returns the URL a file set's file at path (relative, '/'
+// separated) is fetched from under base: https://, http:// or file:///
+// base directories get path appended (a base without a trailing '/' is
+// still a directory); hf://<namespace>/<repo>@<revision> resolves to
+// <hfBase>/<namespace>/<repo>/resolve/<revision>/<path>, the way the hub
+// serves a repository file (an LFS file's sha256 is its LFS oid).
+func ResolveBase(base, filePath, hfBase string) (*url.URL, error) {
+	if err := modeldigest.ValidatePath(filePath); err != nil {
+		return nil, err
+	}
+	segs := strings.Split(filePath, "/")
+	if rest, ok := strings.CutPrefix(base, "hf://"); ok {
+		const form = "want hf://<namespace>/<repo>@<revision>"
+		repoPart, revision, found := strings.Cut(rest, "@")
+		if !found || revision == "" || strings.Contains(revision, "..") || strings.ContainsAny(revision, "?#@") {
+			return nil, fmt.Errorf("base uri %q: %s", truncate(base, 120), form)
+		}
+		parts := strings.Split(repoPart, "/")
+		if len(parts) != 2 || parts[0] == "" || parts[1] == "" || parts[0] == "." || parts[0] == ".." || parts[1] == "." || parts[1] == ".." {
+			return nil, fmt.Errorf("base uri %q: %s", truncate(base, 120), form)
+		}
+		return hfResolveURL(hfBase, parts[0], parts[1], revision, segs)
+	}
+	u, err := ResolveSource(base, hfBase)
+	if err != nil {
+		return nil, fmt.Errorf("base uri: %w", err)
+	}
+	if u.Scheme == SchemeFile {
+		return &url.URL{Scheme: SchemeFile, Path: path.Join(u.Path, filePath)}, nil
+	}
+	out := appendSegments(u, segs)
+	out.RawQuery = u.RawQuery
+	return out, nil
 }
 
 // RedactURL renders u without user information and with every query value

@@ -17,11 +17,7 @@ limitations under the License.
 package nodeagent
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"slices"
 
 	"github.com/aivm-dev/aivm-operator/artifact"
@@ -30,36 +26,23 @@ import (
 // MaxCachedModels is the most digests a GPUNode lists; the API bounds the list.
 const MaxCachedModels = 1024
 
-// ScanModelCache lists the model digests present in a node-local cache laid
-// out as <dir>/sha256/<lowercase hex digest>, sorted. Anything else in that
-// directory (temporary files of a download in progress, other names) is
-// skipped. A cache that does not exist yet holds nothing. When more than
-// MaxCachedModels digests are present, the first MaxCachedModels are
-// returned with truncated set.
+// ScanModelCache lists what the node-local model cache at dir holds, by
+// the cache's own listing (artifact.CachedDigests): the modelDigests of
+// complete snapshots first, then the digests of verified blobs, so a
+// single-file Model (whose modelDigest is its sha256) counts once its blob
+// is cached and a file set once its snapshot is complete. Stray files,
+// directories and symlinks count for nothing. A cache that does not exist
+// yet holds nothing. When more than MaxCachedModels digests are present,
+// the first MaxCachedModels are returned (snapshots first) with truncated
+// set; the result is sorted.
 func ScanModelCache(dir string) (digests []string, truncated bool, err error) {
-	if dir == "" {
-		return nil, false, nil
-	}
-	entries, err := os.ReadDir(filepath.Join(dir, "sha256"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, false, nil
-	}
+	digests, err = artifact.CachedDigests(dir)
 	if err != nil {
 		return nil, false, fmt.Errorf("scan model cache: %w", err)
 	}
-	for _, e := range entries {
-		// Only names that are already canonical digests (64 lowercase hex).
-		if d, err := artifact.ParseDigest(e.Name()); err != nil || d != e.Name() {
-			continue
-		}
-		if t := e.Type(); t != 0 && !t.IsDir() && t&fs.ModeSymlink == 0 {
-			continue // sockets, pipes, devices
-		}
-		digests = append(digests, e.Name())
+	if len(digests) > MaxCachedModels {
+		digests, truncated = digests[:MaxCachedModels], true
 	}
 	slices.Sort(digests)
-	if len(digests) > MaxCachedModels {
-		return digests[:MaxCachedModels], true, nil
-	}
-	return digests, false, nil
+	return digests, truncated, nil
 }

@@ -39,7 +39,10 @@ limitations under the License.
 // strings "true" and "false". Length prefixes make the encoding unambiguous
 // whatever bytes the strings hold (newlines included). The fields are:
 //
-//	model.sha256                        Model spec.sha256, lowercase hex
+//	model.sha256                        the Model's modelDigest, lowercase hex:
+//	                                    spec.sha256 for a single file, the
+//	                                    sha256 of the canonical manifest for a
+//	                                    file set (internal/modeldigest)
 //	model.format                        Model spec.format ("safetensors" when empty)
 //	runtime.image                       spec.runtime.image, exactly as written
 //	runtime.engine                      spec.runtime.engine ("builtin" when empty)
@@ -71,8 +74,8 @@ limitations under the License.
 // the API server defaults it.
 //
 // Left out, because they do not decide the output: object names,
-// namespaces, UIDs and labels; the Model's URI, size, credentials, cache
-// and prefetch settings (the sha256 fixes the bytes); runtime port and
+// namespaces, UIDs and labels; the Model's URIs, credentials, cache and
+// prefetch settings (the modelDigest fixes the bytes); runtime port and
 // image pull policy; GPU memory, CPU and memory requests; timeouts. The
 // values behind configMapKeyRef and secretKeyRef environment variables are
 // not read: the identity records where they come from, not what they hold.
@@ -89,6 +92,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
+	"github.com/aivm-dev/aivm-operator/internal/modeldigest"
 )
 
 // Version is the first line of the encoding; a new encoding gets a new one.
@@ -115,8 +119,9 @@ func Encode(kernel *v1alpha1.KernelSpec, model *v1alpha1.ModelSpec) ([]byte, err
 	if kernel == nil || model == nil {
 		return nil, fmt.Errorf("kernel and model specs are required")
 	}
-	if !isLowerHex64(model.SHA256) {
-		return nil, fmt.Errorf("model sha256 %q is not 64 lowercase hexadecimal characters", model.SHA256)
+	modelDigest, err := modeldigest.Of(model)
+	if err != nil {
+		return nil, err
 	}
 	env, err := envItems(kernel.Runtime.Env)
 	if err != nil {
@@ -126,7 +131,9 @@ func Encode(kernel *v1alpha1.KernelSpec, model *v1alpha1.ModelSpec) ([]byte, err
 	e.b.WriteString(Version)
 	e.b.WriteByte('\n')
 
-	e.str("model.sha256", model.SHA256)
+	// The field keeps its v1 name: for a single-file Model the modelDigest
+	// is its sha256, so those digests did not change with file sets.
+	e.str("model.sha256", modelDigest)
 	e.str("model.format", orDefault(string(model.Format), string(v1alpha1.ModelFormatSafetensors)))
 
 	rt := kernel.Runtime
@@ -242,17 +249,4 @@ func sortedSet(in []string) [][]string {
 		out = append(out, []string{v})
 	}
 	return out
-}
-
-func isLowerHex64(s string) bool {
-	if len(s) != 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
 }
