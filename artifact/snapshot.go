@@ -257,10 +257,10 @@ func (f *Fetcher) fetchAll(ctx context.Context, files []plannedFile) error {
 			first, firstPath = err, files[i].path
 		}
 	}
-	switch {
-	case failed == 0:
+	switch failed {
+	case 0:
 		return nil
-	case failed == 1:
+	case 1:
 		return first
 	default:
 		return fmt.Errorf("%w (and %d more files failed)", first, failed-1)

@@ -219,7 +219,7 @@ func TestJobWaitsForKernel(t *testing.T) {
 	if c := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionAdmitted); !strings.Contains(c.Message, `"later"`) || got.Status.Attempts != 0 {
 		t.Errorf("message %q should name the kernel; attempts %d", c.Message, got.Status.Attempts)
 	}
-	k := e.kernel("later", false, func(k *v1alpha1.Kernel) {})
+	k := e.kernel("later", false, func(*v1alpha1.Kernel) {})
 	k.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonModelNotReady,
 		Message: "model tiny is not ready", LastTransitionTime: metav1.Now()}}
 	if err := k8sClient.Status().Update(context.Background(), k); err != nil {

@@ -45,8 +45,8 @@ func TestJobRetriesThenBackoffLimit(t *testing.T) {
 	e.place(job, e.node)
 	pod := e.pod("flaky-1")
 	e.kubelet(pod, corev1.PodFailed, exited(137, "OOMKilled", ""))
-	got := e.waitJob(job, placementEnded(1, 0, v1alpha1.PlacementFailed, v1alpha1.ReasonOOMKilled))
-	got = e.waitCond(job, v1alpha1.ConditionRunning, metav1.ConditionFalse, v1alpha1.ReasonBackoff)
+	e.waitJob(job, placementEnded(1, 0, v1alpha1.PlacementFailed, v1alpha1.ReasonOOMKilled))
+	got := e.waitCond(job, v1alpha1.ConditionRunning, metav1.ConditionFalse, v1alpha1.ReasonBackoff)
 	if got.Status.Attempts != 1 || ptr.Deref(placement(got, 1, 0).ExitCode, 0) != 137 {
 		t.Fatalf("attempts %d exit %v during the backoff, want 1 and 137", got.Status.Attempts, placement(got, 1, 0).ExitCode)
 	}
@@ -126,7 +126,7 @@ func TestJobSuspendResume(t *testing.T) {
 	}
 	e.waitPodGone("pause-1")
 	patchSpec(t, job, func(j *v1alpha1.InferenceJob) { j.Spec.Suspend = ptr.To(false) })
-	got = e.waitCond(job, v1alpha1.ConditionAdmitted, metav1.ConditionTrue, v1alpha1.ReasonAdmitted)
+	e.waitCond(job, v1alpha1.ConditionAdmitted, metav1.ConditionTrue, v1alpha1.ReasonAdmitted)
 	got = e.waitJob(job, func(j *v1alpha1.InferenceJob) error {
 		if j.Status.Attempts != 2 {
 			return fmt.Errorf("attempts %d, want 2 after the resume", j.Status.Attempts)
@@ -198,7 +198,7 @@ func TestJobNodeNotReady(t *testing.T) {
 	e.setNodeReady(e.node, corev1.ConditionFalse)
 	e.clock.Step(41 * time.Second)
 	e.poke(job)
-	got = e.waitJob(job, placementEnded(1, 0, v1alpha1.PlacementFailed, v1alpha1.ReasonNodeNotReady))
+	e.waitJob(job, placementEnded(1, 0, v1alpha1.PlacementFailed, v1alpha1.ReasonNodeNotReady))
 	e.waitJob(job, func(j *v1alpha1.InferenceJob) error {
 		if j.Status.Attempts != 2 {
 			return fmt.Errorf("attempts %d, want 2", j.Status.Attempts)
@@ -231,7 +231,7 @@ func TestJobTTL(t *testing.T) {
 	eventually(t, func() error {
 		for name, o := range map[string]client.Object{"short": &v1alpha1.InferenceJob{}, "short-result": &corev1.ConfigMap{}, "short-input": &corev1.ConfigMap{}} {
 			if err := k8sClient.Get(context.Background(), client.ObjectKey{Namespace: e.ns, Name: name}, o); !apierrors.IsNotFound(err) {
-				return fmt.Errorf("%s still there (%v)", name, err)
+				return fmt.Errorf("%s still there (%w)", name, err)
 			}
 		}
 		return nil

@@ -347,7 +347,7 @@ func (e *jobEnv) waitPodGone(name string) {
 		if apierrors.IsNotFound(err) || (err == nil && pod.DeletionTimestamp != nil) {
 			return nil
 		}
-		return fmt.Errorf("pod %s still there (%v)", name, err)
+		return fmt.Errorf("pod %s still there (%w)", name, err)
 	})
 }
 

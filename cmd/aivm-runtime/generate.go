@@ -66,7 +66,7 @@ func generate(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, err)
 	}
-	defer e.Close()
+	defer func() { _ = e.Close() }()
 	load := time.Since(start)
 	r, err := e.GenerateIDs(context.Background(), engine.Request{
 		Prompt: *prompt, MaxTokens: *maxTokens, Temperature: *temperature, TopP: *topP,

@@ -226,4 +226,3 @@ func (s *Server) handle(ctx context.Context, w http.ResponseWriter, r *http.Requ
 func attemptLabel(attempt, member int32) string {
 	return "attempt " + strconv.Itoa(int(attempt)) + " member " + strconv.Itoa(int(member))
 }
-

@@ -220,12 +220,6 @@ func (n *node) start() {
 	}
 }
 
-func (n *node) restart() {
-	n.t.Helper()
-	n.stop()
-	n.start()
-}
-
 // volume is one pod's inline volume.
 type volume struct {
 	id, target string

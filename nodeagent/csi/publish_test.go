@@ -298,7 +298,7 @@ func TestFetchOutlivesCall(t *testing.T) {
 	weights := []byte("large weights, slowly")
 	started, release := make(chan struct{}), make(chan struct{})
 	var hits atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		if hits.Add(1) == 1 {
 			close(started)
 		}

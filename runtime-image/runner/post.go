@@ -179,7 +179,7 @@ func (p *poster) once(ctx context.Context, body []byte) error {
 		// url.Error names the URL and the cause, never the header.
 		return &postError{err: err}
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	reply, _ := io.ReadAll(io.LimitReader(resp.Body, maxReplyBytes))
 	if resp.StatusCode == http.StatusOK {
 		return nil

@@ -277,7 +277,7 @@ func readInput(cfg Config) ([]byte, *failure) {
 	if err != nil {
 		return nil, fail(envelope.ExitBadInput, string(engine.KindBadInput), "input file: %w", err)
 	}
-	defer fh.Close()
+	defer func() { _ = fh.Close() }()
 	input, err := io.ReadAll(io.LimitReader(fh, maxInputBytes+1))
 	if err != nil {
 		return nil, fail(envelope.ExitBadInput, string(engine.KindBadInput), "reading the input file: %w", err)

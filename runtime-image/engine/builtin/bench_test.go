@@ -20,7 +20,7 @@ var (
 
 // gpt2Small builds GPT-2 small's shape (124M parameters, seeded, F32) in
 // memory once; writing 500 MB to disk per run would only measure the disk.
-func gpt2Small(b *testing.B) *model {
+func gpt2Small(testing.TB) *model {
 	smallOnce.Do(func() {
 		cfg := testmodel.GPT2Small
 		byName := map[string][]float32{}

@@ -37,11 +37,10 @@ type Options struct {
 
 // Engine is a loaded model. One Generate runs at a time.
 type Engine struct {
-	mu    sync.Mutex
-	m     *model
-	tok   *tokenizer.Tokenizer
-	file  *safetensors.File
-	files []string
+	mu   sync.Mutex
+	m    *model
+	tok  *tokenizer.Tokenizer
+	file *safetensors.File
 }
 
 var _ engine.Engine = (*Engine)(nil)
@@ -206,15 +205,15 @@ func (e *Engine) run(ctx context.Context, ids []int, req engine.Request) (Result
 			res.FinishReason = engine.FinishStop
 			break
 		}
-		if reason := out.add(e.tok.TokenBytes(id)); reason == engine.FinishMaxBytes {
+		reason := out.add(e.tok.TokenBytes(id))
+		if reason == engine.FinishMaxBytes {
 			res.FinishReason = reason
 			break
-		} else {
-			res.OutputIDs = append(res.OutputIDs, id)
-			if reason != "" {
-				res.FinishReason = reason
-				break
-			}
+		}
+		res.OutputIDs = append(res.OutputIDs, id)
+		if reason != "" {
+			res.FinishReason = reason
+			break
 		}
 		if len(res.OutputIDs) == req.MaxTokens {
 			res.FinishReason = engine.FinishLength

@@ -43,7 +43,7 @@ func TestSamplingBySeed(t *testing.T) {
 	e := openDefault(t)
 	req := engine.Request{Prompt: "Hello world", MaxTokens: 40, Temperature: 1, TopP: 0.95, Seed: 11}
 	a, b := gen(t, e, req), gen(t, e, req)
-	if !cmp.Equal(a, b, cmp.Comparer(func(x, y time.Duration) bool { return true })) {
+	if !cmp.Equal(a, b, cmp.Comparer(func(_, _ time.Duration) bool { return true })) {
 		t.Fatalf("seed 11 twice: %q and %q", a.Output, b.Output)
 	}
 	seen := map[string]bool{a.Output: true}

@@ -19,8 +19,8 @@ import (
 // the first chunk on the calling goroutine.
 func parallel(threads, n, align int, fn func(lo, hi int)) {
 	chunks := threads
-	if max := (n + align - 1) / align; chunks > max {
-		chunks = max
+	if most := (n + align - 1) / align; chunks > most {
+		chunks = most
 	}
 	if chunks <= 1 {
 		fn(0, n)

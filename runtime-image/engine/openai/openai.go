@@ -169,7 +169,7 @@ func (e *Engine) listModel(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxReplyOverhead))
 	if err != nil {
 		return "", err
@@ -246,7 +246,7 @@ func (e *Engine) Generate(ctx context.Context, r engine.Request) (engine.Respons
 	if err != nil {
 		return engine.Response{}, transportError(ctx, e.base, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	limit := int64(maxReplyOverhead)
 	if r.MaxOutputBytes > 0 {
 		limit += 6 * int64(r.MaxOutputBytes) // JSON may escape a byte as \u00XX

@@ -104,7 +104,7 @@ func refuse(w http.ResponseWriter, status int, reason, msg string) {
 		w.Header().Set("Retry-After", "1")
 	}
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(map[string]string{"reason": reason, "message": msg})
+	_ = json.NewEncoder(w).Encode(map[string]string{"reason": reason, "message": msg})
 }
 
 func (e *Endpoint) serve(w http.ResponseWriter, r *http.Request) {
@@ -143,7 +143,7 @@ func (e *Endpoint) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	e.envelopes = append(e.envelopes, env)
 	w.WriteHeader(http.StatusOK)
-	io.WriteString(w, `{}`)
+	_, _ = io.WriteString(w, `{}`)
 }
 
 // NewCA returns a fresh CA's PEM and a serving certificate it signed for

@@ -66,8 +66,8 @@ func (c Config) withDefaults() Config {
 	if c.DType == "" {
 		c.DType = "F32"
 	}
-	if min := len(Vocab()); c.VocabSize < min {
-		c.VocabSize = min
+	if least := len(Vocab()); c.VocabSize < least {
+		c.VocabSize = least
 	}
 	return c
 }

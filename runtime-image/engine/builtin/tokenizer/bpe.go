@@ -29,21 +29,19 @@ func New(vocab map[string]int, merges [][2]string, special []string) (*Tokenizer
 	if len(vocab) == 0 {
 		return nil, fmt.Errorf("vocabulary is empty")
 	}
-	max := -1
+	top := -1
 	for tok, id := range vocab {
 		if id < 0 {
 			return nil, fmt.Errorf("token %q has negative id %d", tok, id)
 		}
-		if id > max {
-			max = id
-		}
+		top = max(top, id)
 	}
-	if max >= 1<<24 {
-		return nil, fmt.Errorf("token id %d is implausibly large", max)
+	if top >= 1<<24 {
+		return nil, fmt.Errorf("token id %d is implausibly large", top)
 	}
 	t := &Tokenizer{
 		vocab:   vocab,
-		tokens:  make([]string, max+1),
+		tokens:  make([]string, top+1),
 		ranks:   make(map[[2]string]int, len(merges)),
 		special: map[int]bool{},
 		eot:     -1,
