@@ -24,6 +24,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	_ "github.com/aivm-dev/aivm-operator/runtime-image/engine/builtin" // registers "builtin"
 	_ "github.com/aivm-dev/aivm-operator/runtime-image/engine/openai" // registers "openai"
 	"github.com/aivm-dev/aivm-operator/runtime-image/runner"
 )
