@@ -25,7 +25,7 @@ import (
 	"syscall"
 
 	_ "github.com/aivm-dev/aivm-operator/runtime-image/engine/builtin" // registers "builtin"
-	_ "github.com/aivm-dev/aivm-operator/runtime-image/engine/openai" // registers "openai"
+	_ "github.com/aivm-dev/aivm-operator/runtime-image/engine/openai"  // registers "openai"
 	"github.com/aivm-dev/aivm-operator/runtime-image/runner"
 )
 

@@ -132,7 +132,7 @@ func TestRunWithTheBuiltinEngine(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = eng.Close() }()
-		want, err := eng.Generate(t.Context(), engine.Request{Prompt: "Hello world", MaxTokens: 12, Temperature: 0.8, TopP: 0.9, Seed: 7})
+	want, err := eng.Generate(t.Context(), engine.Request{Prompt: "Hello world", MaxTokens: 12, Temperature: 0.8, TopP: 0.9, Seed: 7})
 	if err != nil {
 		t.Fatal(err)
 	}
