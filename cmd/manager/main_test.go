@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	aivmv1alpha1 "github.com/aivm-dev/aivm-operator/api/v1alpha1"
 	"github.com/aivm-dev/aivm-operator/internal/testenv"
@@ -44,23 +45,15 @@ func TestManagerRunsControllers(t *testing.T) {
 	ctrl.SetLogger(logr.Discard())
 	var opts options
 	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
-	opts.controllers.bindFlags(fs)
-	opts.scheduling.bindFlags(fs)
+	opts.bindFlags(fs, &zap.Options{})
 	if err := fs.Parse(nil); err != nil {
 		t.Fatal(err)
 	}
 	opts.metricsAddr, opts.probeAddr = "0", "127.0.0.1:0"
+	opts.results.bindAddress = "127.0.0.1:0"
 
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, cfg, opts) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	})
-
+	defer cancel()
 	c, err := client.New(cfg, client.Options{Scheme: testenv.Scheme()})
 	if err != nil {
 		t.Fatal(err)
@@ -69,6 +62,17 @@ func TestManagerRunsControllers(t *testing.T) {
 	if err := c.Create(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
+	// The self-managed result certificate lives in the manager's namespace.
+	t.Setenv(PodNamespaceEnv, ns.Name)
+
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, cfg, opts) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	})
 	weights := filepath.Join(t.TempDir(), "w.gguf")
 	model := &aivmv1alpha1.Model{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "m"},
@@ -120,18 +124,19 @@ func TestManagerRunsControllers(t *testing.T) {
 			t.Fatal(err)
 		}
 		orphanErr := c.Get(ctx, client.ObjectKeyFromObject(orphan), orphan)
+		certErr := c.Get(ctx, client.ObjectKey{Namespace: ns.Name, Name: opts.results.certSecret}, &corev1.Secret{})
 		verified := meta.FindStatusCondition(model.Status.Conditions, aivmv1alpha1.ConditionVerified)
 		ready := meta.FindStatusCondition(kernel.Status.Conditions, aivmv1alpha1.ConditionReady)
 		if verified != nil && verified.Status == metav1.ConditionUnknown && verified.Reason == aivmv1alpha1.ReasonPendingVerification &&
 			ready != nil && ready.Status == metav1.ConditionTrue && kernel.Status.ModelDigest == model.Spec.SHA256 &&
-			kernel.Status.KernelDigest != "" && apierrors.IsNotFound(orphanErr) &&
+			kernel.Status.KernelDigest != "" && apierrors.IsNotFound(orphanErr) && certErr == nil &&
 			meta.IsStatusConditionTrue(job.Status.Conditions, aivmv1alpha1.ConditionAdmitted) && job.Status.Attempts == 1 {
 			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("controllers did not converge within 30s: want Model Verified=Unknown/PendingVerification, "+
-				"Kernel Ready=True with the model's digest and a kernel digest, orphan GPUNode deleted, job admitted; "+
-				"got model %+v kernel %+v orphan GPUNode: %v, job %+v", model.Status, kernel.Status, orphanErr, job.Status)
+				"Kernel Ready=True with the model's digest and a kernel digest, orphan GPUNode deleted, job admitted, result certificate Secret issued; "+
+				"got model %+v kernel %+v orphan GPUNode: %v, job %+v, certificate Secret: %v", model.Status, kernel.Status, orphanErr, job.Status, certErr)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

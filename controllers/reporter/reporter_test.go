@@ -328,7 +328,7 @@ func TestChainRejection(t *testing.T) {
 
 	// The other provider reports a result under the same job UID.
 	other := startChainClient(t, otherKey, chainRPC, nil)
-	rec := &aivmv1.ResultRecord{JobUid: string(job.UID), KernelDigest: kernel.Status.KernelDigest, ModelDigest: kernel.Status.ModelDigest,
+	rec := &aivmv1.ResultRecord{JobUid: string(job.UID), KernelDigest: canonical(t, kernel.Status.KernelDigest), ModelDigest: canonical(t, kernel.Status.ModelDigest),
 		InputDigest: digest("x"), OutputDigest: digest("y")}
 	if err := other.Enqueue(context.Background(), rec); err != nil {
 		t.Fatal(err)
