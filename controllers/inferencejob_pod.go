@@ -130,6 +130,10 @@ func PodName(job string, attempt, member int32, committee bool) string {
 // InputConfigMapName is the ConfigMap holding a job's inline input.
 func InputConfigMapName(job string) string { return shortName(job+"-input", 253) }
 
+// JobNameLabel is the value of a job's LabelJobName: the name, shortened
+// to a label value's 63 characters when longer.
+func JobNameLabel(job string) string { return shortName(job, 63) }
+
 // ResultConfigMapName is the ConfigMap the result endpoint stores a job's output in.
 func ResultConfigMapName(job string) string { return shortName(job+"-result", 253) }
 
@@ -229,7 +233,7 @@ func buildPod(job *v1alpha1.InferenceJob, kernel *v1alpha1.Kernel, p v1alpha1.Pl
 			Name:      name,
 			Namespace: job.Namespace,
 			Labels: map[string]string{
-				LabelJobName: shortName(job.Name, 63),
+				LabelJobName: JobNameLabel(job.Name),
 				LabelJobUID:  string(job.UID),
 				LabelAttempt: strconv.Itoa(int(p.Attempt)),
 				LabelMember:  strconv.Itoa(int(p.Member)),

@@ -33,12 +33,10 @@ import (
 
 	aivmv1alpha1 "github.com/aivm-dev/aivm-operator/api/v1alpha1"
 	"github.com/aivm-dev/aivm-operator/chain-client/aivmv1"
+	"github.com/aivm-dev/aivm-operator/controllers"
 	"github.com/aivm-dev/aivm-operator/internal/committee"
 	"github.com/aivm-dev/aivm-operator/internal/status"
 )
-
-// ResultConfigMapSuffix names a job's result ConfigMap: <job>-result.
-const ResultConfigMapSuffix = "-result"
 
 // OutputKey is the result ConfigMap key of an output with the canonical
 // digest d: content-addressed, so agreeing members share one copy and two
@@ -177,7 +175,7 @@ func (s *Server) result(job *aivmv1alpha1.InferenceJob, c *checked, dec committe
 	}
 	res := &aivmv1alpha1.JobResult{
 		OutputDigest: dec.Agreed, InputDigest: c.inputDigest, KernelDigest: c.kernelDigest, ModelDigest: c.modelDigest,
-		OutputConfigMapRef: &aivmv1alpha1.LocalObjectReference{Name: job.Name + ResultConfigMapSuffix},
+		OutputConfigMapRef: &aivmv1alpha1.LocalObjectReference{Name: controllers.ResultConfigMapName(job.Name)},
 		OutputKey:          lead.OutputKey,
 		InputTokens:        lead.InputTokens, OutputTokens: lead.OutputTokens, DurationMillis: lead.DurationMillis,
 		Attempt: lead.Attempt, AgreedMembers: dec.Members, Dissenters: dec.Dissenters, DecidedTime: &now,
@@ -204,13 +202,13 @@ func (s *Server) result(job *aivmv1alpha1.InferenceJob, c *checked, dec committe
 // grow by the output (its 1 MiB limit; only distinct outputs of a
 // committee can reach it): the digest is still recorded.
 func (s *Server) storeOutput(ctx context.Context, job *aivmv1alpha1.InferenceJob, key, output string) (bool, error) {
-	name := job.Name + ResultConfigMapSuffix
+	name := controllers.ResultConfigMapName(job.Name)
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cm := &corev1.ConfigMap{}
 		err := s.reader.Get(ctx, client.ObjectKey{Namespace: job.Namespace, Name: name}, cm)
 		if apierrors.IsNotFound(err) {
 			cm = &corev1.ConfigMap{
-				ObjectMeta: metav1.ObjectMeta{Namespace: job.Namespace, Name: name, Labels: map[string]string{"aivm.dev/job-name": job.Name}},
+				ObjectMeta: metav1.ObjectMeta{Namespace: job.Namespace, Name: name, Labels: map[string]string{controllers.LabelJobName: controllers.JobNameLabel(job.Name)}},
 				Data:       map[string]string{key: output},
 			}
 			if err := controllerutil.SetControllerReference(job, cm, s.client.Scheme()); err != nil {

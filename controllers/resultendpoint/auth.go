@@ -28,6 +28,7 @@ import (
 	"unicode/utf8"
 
 	authnv1 "k8s.io/api/authentication/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/aivm-dev/aivm-operator/runtime-image/envelope"
 )
@@ -37,6 +38,9 @@ const (
 	extraPodName = "authentication.kubernetes.io/pod-name"
 	extraPodUID  = "authentication.kubernetes.io/pod-uid"
 )
+
+// maxJobUIDBytes bounds the posted job UID (a UID is 36 bytes).
+const maxJobUIDBytes = 128
 
 // identity is who posted: the pod the token is bound to and its service
 // account.
@@ -111,6 +115,12 @@ func decode(w http.ResponseWriter, r *http.Request) (*envelope.Envelope, error) 
 		return nil, refuse(http.StatusBadRequest, ReasonBadRequest, "output is not valid UTF-8")
 	case env.Namespace == "" || env.Job == "" || env.JobUID == "":
 		return nil, refuse(http.StatusBadRequest, ReasonBadRequest, "namespace, job and jobUID are required")
+	case len(validation.IsDNS1123Label(env.Namespace)) > 0:
+		return nil, refuse(http.StatusBadRequest, ReasonBadRequest, "namespace %.100q is not a namespace name", env.Namespace)
+	case len(validation.IsDNS1123Subdomain(env.Job)) > 0:
+		return nil, refuse(http.StatusBadRequest, ReasonBadRequest, "job %.100q is not an InferenceJob name", env.Job)
+	case len(env.JobUID) > maxJobUIDBytes:
+		return nil, refuse(http.StatusBadRequest, ReasonBadRequest, "jobUID longer than %d bytes", maxJobUIDBytes)
 	case env.Attempt < 1 || env.Member < 0:
 		return nil, refuse(http.StatusBadRequest, ReasonBadRequest, "attempt must be at least 1 and member at least 0")
 	case env.InputTokens < 0 || env.OutputTokens < 0 || env.Timings.PromptMillis < 0 || env.Timings.GenerateMillis < 0 || env.Timings.TotalMillis < 0 || env.Timings.LoadMillis < 0:

@@ -44,14 +44,17 @@ import (
 
 // Lifetimes of the self-managed certificates. A serving certificate is
 // renewed when less than servingRenewBefore is left; the CA when it would
-// expire before a new serving certificate does. A replaced CA stays in the
-// bundle while it is valid, so clients holding the old bundle keep working
-// until the serving certificate changes.
+// expire before a new serving certificate does. The next CA is created and
+// published in the bundle caPublishAhead before it signs anything, so every
+// job pod (its CA ConfigMap follows the bundle) trusts it by the time the
+// serving certificate changes; a replaced CA stays in the bundle while it
+// is valid.
 const (
 	caValidity         = 5 * 365 * 24 * time.Hour
 	servingValidity    = 90 * 24 * time.Hour
 	servingRenewBefore = 30 * 24 * time.Hour
 	caRenewBefore      = servingValidity + servingRenewBefore
+	caPublishAhead     = 7 * 24 * time.Hour
 )
 
 // CertSyncInterval is how often the certificate Secret is read again: a
@@ -65,6 +68,10 @@ const (
 	KeyCAKey   = "ca.key"
 	KeyTLSCert = corev1.TLSCertKey
 	KeyTLSKey  = corev1.TLSPrivateKeyKey
+	// KeyCANextCert and KeyCANextKey hold the published next CA of a
+	// self-managed Secret until it replaces the current one.
+	KeyCANextCert = "ca-next.crt"
+	KeyCANextKey  = "ca-next.key"
 )
 
 // CertManager keeps the endpoint's serving certificate: from a user's
@@ -205,11 +212,15 @@ func (m *CertManager) load(sec *corev1.Secret) error {
 
 // needsRenewal is true when the self-managed Secret is unusable, its
 // serving certificate expires within servingRenewBefore or lacks a DNS
-// name, or its CA expires within caRenewBefore.
+// name, its CA expires within caRenewBefore, or the next CA is due to be
+// published and is not.
 func (m *CertManager) needsRenewal(sec *corev1.Secret) bool {
 	now := m.clock.Now()
 	ca, _, err := parseCA(sec.Data)
 	if err != nil || now.Add(caRenewBefore).After(ca.NotAfter) {
+		return true
+	}
+	if now.Add(caRenewBefore+caPublishAhead).After(ca.NotAfter) && !m.nextUsable(sec.Data, now) {
 		return true
 	}
 	leaf, err := firstCert(sec.Data[KeyTLSCert])
@@ -222,24 +233,47 @@ func (m *CertManager) needsRenewal(sec *corev1.Secret) bool {
 	return leaf.CheckSignatureFrom(ca) != nil
 }
 
-// issue returns new Secret data: the old CA when it is good for a whole
-// serving lifetime more, else a new one (the old one stays in the bundle
-// while valid), and a serving certificate signed by it.
+// nextUsable is true when data holds a next CA that is good for a whole
+// renewal period more.
+func (m *CertManager) nextUsable(data map[string][]byte, now time.Time) bool {
+	next, _, err := parseKeyPair(data[KeyCANextCert], data[KeyCANextKey])
+	return err == nil && now.Add(caRenewBefore+caPublishAhead).Before(next.NotAfter)
+}
+
+// issue returns new Secret data and a serving certificate signed by the
+// current CA. The current CA is kept while it is good for caRenewBefore
+// more; then the published next CA (or, without one, a new CA) replaces
+// it. Within caPublishAhead of that, a next CA is created and published.
+// The bundle is the current CA, the next one, and every other CA of the
+// old bundle that is still valid.
 func (m *CertManager) issue(old map[string][]byte) (map[string][]byte, error) {
 	now := m.clock.Now()
 	ca, caKey, err := parseCA(old)
-	var bundle []byte
+	next, nextKey, nextErr := parseKeyPair(old[KeyCANextCert], old[KeyCANextKey])
+	if nextErr == nil && !m.nextUsable(old, now) {
+		next, nextKey, nextErr = nil, nil, errors.New("next CA expires too soon")
+	}
 	if err != nil || now.Add(caRenewBefore).After(ca.NotAfter) {
-		if err == nil && now.Before(ca.NotAfter) {
-			bundle = pemCert(ca.Raw)
-		}
-		if ca, caKey, err = newCA(now); err != nil {
+		if nextErr == nil {
+			ca, caKey = next, nextKey
+		} else if ca, caKey, err = newCA(now); err != nil {
 			return nil, err
 		}
-	} else if rest := stillValid(old[KeyCACert], ca, now); rest != nil {
-		bundle = rest
+		next, nextKey, nextErr = nil, nil, errors.New("promoted")
 	}
-	bundle = append(pemCert(ca.Raw), bundle...)
+	if nextErr != nil && now.Add(caRenewBefore+caPublishAhead).After(ca.NotAfter) {
+		if next, nextKey, err = newCA(now); err != nil {
+			return nil, err
+		}
+		nextErr = nil
+	}
+	bundle := pemCert(ca.Raw)
+	keep := []*x509.Certificate{ca}
+	if nextErr == nil {
+		bundle = append(bundle, pemCert(next.Raw)...)
+		keep = append(keep, next)
+	}
+	bundle = append(bundle, stillValid(old[KeyCACert], keep, now)...)
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("generate serving key: %w", err)
@@ -261,16 +295,32 @@ func (m *CertManager) issue(old map[string][]byte) (map[string][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	caKeyDER, err := x509.MarshalECPrivateKey(caKey)
+	caKeyPEM, err := pemKey(caKey)
 	if err != nil {
 		return nil, err
 	}
-	return map[string][]byte{
+	data := map[string][]byte{
 		KeyCACert:  bundle,
-		KeyCAKey:   pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: caKeyDER}),
+		KeyCAKey:   caKeyPEM,
 		KeyTLSCert: pemCert(der),
 		KeyTLSKey:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
-	}, nil
+	}
+	if nextErr == nil {
+		nextKeyPEM, err := pemKey(nextKey)
+		if err != nil {
+			return nil, err
+		}
+		data[KeyCANextCert], data[KeyCANextKey] = pemCert(next.Raw), nextKeyPEM
+	}
+	return data, nil
+}
+
+func pemKey(k *ecdsa.PrivateKey) ([]byte, error) {
+	der, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), nil
 }
 
 // newCA creates a self-signed ECDSA P-256 CA.
@@ -299,11 +349,20 @@ func newCA(now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 
 // parseCA returns the Secret's signing CA (the first of ca.crt) and key.
 func parseCA(data map[string][]byte) (*x509.Certificate, *ecdsa.PrivateKey, error) {
-	ca, err := firstCert(data[KeyCACert])
+	return parseKeyPair(data[KeyCACert], data[KeyCAKey])
+}
+
+// parseKeyPair returns the first certificate of certPEM, a CA, and its
+// key from keyPEM.
+func parseKeyPair(certPEM, keyPEM []byte) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	ca, err := firstCert(certPEM)
 	if err != nil {
 		return nil, nil, err
 	}
-	b, _ := pem.Decode(data[KeyCAKey])
+	if !ca.IsCA {
+		return nil, nil, errors.New("not a CA certificate")
+	}
+	b, _ := pem.Decode(keyPEM)
 	if b == nil {
 		return nil, nil, errors.New("no CA key")
 	}
@@ -326,8 +385,8 @@ func firstCert(p []byte) (*x509.Certificate, error) {
 }
 
 // stillValid returns the PEM of the bundle's certificates other than
-// signing that are still valid at now.
-func stillValid(bundle []byte, signing *x509.Certificate, now time.Time) []byte {
+// those in keep that are still valid at now.
+func stillValid(bundle []byte, keep []*x509.Certificate, now time.Time) []byte {
 	var out []byte
 	for {
 		var b *pem.Block
@@ -336,7 +395,7 @@ func stillValid(bundle []byte, signing *x509.Certificate, now time.Time) []byte 
 			return out
 		}
 		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil || c.Equal(signing) || now.After(c.NotAfter) {
+		if err != nil || slices.ContainsFunc(keep, c.Equal) || now.After(c.NotAfter) {
 			continue
 		}
 		out = append(out, pemCert(c.Raw)...)

@@ -20,14 +20,18 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	aivmv1alpha1 "github.com/aivm-dev/aivm-operator/api/v1alpha1"
 	"github.com/aivm-dev/aivm-operator/chain-client/receipt"
+	"github.com/aivm-dev/aivm-operator/controllers"
 	"github.com/aivm-dev/aivm-operator/runtime-image/envelope"
 )
 
@@ -73,7 +77,10 @@ func (s *Server) authorize(ctx context.Context, id identity, env *envelope.Envel
 			target = p
 		}
 	}
-	if target == nil || target.PodUID == "" || target.PodUID != id.podUID || target.Pod != id.podName {
+	if target != nil && target.PodUID == "" && target.Outcome == "" {
+		return nil, nil, s.unrecorded(ctx, job, id, env)
+	}
+	if target == nil || target.PodUID != id.podUID || target.Pod != id.podName {
 		return nil, nil, refuse(http.StatusForbidden, ReasonNotCurrentPod, "pod %s is not the pod of %s", id.podName, attemptLabel(env.Attempt, env.Member))
 	}
 	if target.Outcome == aivmv1alpha1.PlacementFailed {
@@ -83,6 +90,37 @@ func (s *Server) authorize(ctx context.Context, id identity, env *envelope.Envel
 		return nil, nil, refuse(http.StatusConflict, ReasonJobFinished, "the job has failed")
 	}
 	return job, target, nil
+}
+
+// podNotRecordedRetry is the Retry-After of a post that arrived before the
+// job controller recorded its pod in the placement.
+const podNotRecordedRetry = 2 * time.Second
+
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+
+// unrecorded answers a post for a placement whose pod the job controller
+// has not recorded yet: a fast runtime can post before that status write.
+// When the token's pod is a pod of this job, attempt and member (its
+// labels and controller reference say so), the answer is a retryable 503;
+// otherwise 403. Nothing is accepted until the pod is recorded.
+func (s *Server) unrecorded(ctx context.Context, job *aivmv1alpha1.InferenceJob, id identity, env *envelope.Envelope) error {
+	notCurrent := refuse(http.StatusForbidden, ReasonNotCurrentPod, "pod %s is not the pod of %s", id.podName, attemptLabel(env.Attempt, env.Member))
+	pod := &corev1.Pod{}
+	if err := s.reader.Get(ctx, client.ObjectKey{Namespace: job.Namespace, Name: id.podName}, pod); err != nil {
+		if apierrors.IsNotFound(err) {
+			return notCurrent
+		}
+		return fmt.Errorf("get pod %s/%s: %w", job.Namespace, id.podName, err)
+	}
+	owner := metav1.GetControllerOf(pod)
+	if string(pod.UID) != id.podUID || owner == nil || owner.UID != job.UID ||
+		pod.Labels[controllers.LabelJobUID] != string(job.UID) ||
+		pod.Labels[controllers.LabelAttempt] != strconv.Itoa(int(env.Attempt)) || pod.Labels[controllers.LabelMember] != strconv.Itoa(int(env.Member)) {
+		return notCurrent
+	}
+	rf := refuse(http.StatusServiceUnavailable, ReasonPodNotRecorded, "pod %s of %s is not recorded in the job's status yet; retry", id.podName, attemptLabel(env.Attempt, env.Member))
+	rf.retryAfter = podNotRecordedRetry
+	return rf
 }
 
 // check recomputes the output and input digests and requires the kernel

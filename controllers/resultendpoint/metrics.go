@@ -35,6 +35,7 @@ const (
 	ReasonOutputTooLarge  = "OutputTooLarge"
 	ReasonDigestMismatch  = "DigestMismatch"
 	ReasonConflict        = "Conflict"
+	ReasonPodNotRecorded  = "PodNotRecorded"
 	ReasonInternal        = "Internal"
 )
 

@@ -30,9 +30,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"mime"
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -82,9 +84,11 @@ type Server struct {
 	log    logr.Logger
 	addr   string
 
-	// listening is closed once the listener is bound (tests read Addr then).
-	listening chan struct{}
-	bound     net.Addr
+	// listening is closed once Start bound the listener or failed to
+	// (tests read Addr then).
+	listening     chan struct{}
+	listeningOnce sync.Once
+	bound         net.Addr
 }
 
 // Option configures a Server.
@@ -114,7 +118,8 @@ func NewServer(c client.Client, reader client.Reader, certs CertSource, addr str
 // NeedLeaderElection is false: every replica serves.
 func (s *Server) NeedLeaderElection() bool { return false }
 
-// Addr is the bound address once Start listens (nil before).
+// Addr waits until Start has tried to listen and returns the bound
+// address, or nil when listening failed.
 func (s *Server) Addr() net.Addr {
 	<-s.listening
 	return s.bound
@@ -124,10 +129,11 @@ func (s *Server) Addr() net.Addr {
 func (s *Server) Start(ctx context.Context) error {
 	ln, err := net.Listen("tcp", s.addr)
 	if err != nil {
+		s.listeningOnce.Do(func() { close(s.listening) })
 		return fmt.Errorf("result endpoint: listen on %s: %w", s.addr, err)
 	}
 	s.bound = ln.Addr()
-	close(s.listening)
+	s.listeningOnce.Do(func() { close(s.listening) })
 	mux := http.NewServeMux()
 	mux.Handle(Path, s)
 	srv := &http.Server{
@@ -155,11 +161,13 @@ func (s *Server) Start(ctx context.Context) error {
 }
 
 // refusal is a post the endpoint turns away, with the HTTP status and the
-// reason the runtime maps.
+// reason the runtime maps. retryAfter, when set, is sent as Retry-After
+// with a 503: the post may pass later.
 type refusal struct {
-	code    int
-	reason  string
-	message string
+	code       int
+	reason     string
+	message    string
+	retryAfter time.Duration
 }
 
 func (r *refusal) Error() string { return r.reason + ": " + r.message }
@@ -182,6 +190,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var rf *refusal
 		if errors.As(err, &rf) {
 			code, reason, msg = rf.code, rf.reason, rf.message
+			if rf.retryAfter > 0 {
+				w.Header().Set("Retry-After", strconv.Itoa(int(rf.retryAfter.Round(time.Second)/time.Second)))
+			}
 		} else {
 			// API errors: the runtime may retry a 5xx.
 			code, reason, msg = http.StatusServiceUnavailable, ReasonInternal, "The result could not be stored; retry"
@@ -206,6 +217,9 @@ func (s *Server) handle(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	id, err := s.authenticate(ctx, r)
 	if err != nil {
 		return err
+	}
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		return refuse(http.StatusUnsupportedMediaType, ReasonBadRequest, "Content-Type %.100q is not application/json", r.Header.Get("Content-Type"))
 	}
 	env, err := decode(w, r)
 	if err != nil {
