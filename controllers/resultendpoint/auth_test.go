@@ -35,7 +35,9 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
+	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	aivmv1alpha1 "github.com/aivm-dev/aivm-operator/api/v1alpha1"
@@ -84,6 +86,22 @@ func TestAuthDeletedPod(t *testing.T) {
 	if err := k8sClient.Delete(context.Background(), f.pod, client.GracePeriodSeconds(0)); err != nil {
 		t.Fatal(err)
 	}
+	// The API server's token authenticator sees the deletion through its
+	// own informer: wait until a review says so, then post.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		review := &authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: tok, Audiences: []string{Audience}}}
+		if err := k8sClient.Create(context.Background(), review); err != nil {
+			t.Fatal(err)
+		}
+		if !review.Status.Authenticated {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the token of a deleted pod still authenticates after 30s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	post(t, tok, f.envelope(1, 0, " world")).want(t, http.StatusUnauthorized, ReasonUnauthenticated, "not authenticated")
 	f.nothingWritten()
 }
@@ -108,10 +126,7 @@ func TestAuthEarlierAttempt(t *testing.T) {
 // same namespace, nor for a job whose UID it does not know.
 func TestAuthOtherJob(t *testing.T) {
 	f := newFixture(t, nil)
-	g := &aivmv1alpha1.InferenceJob{}
-	*g = *f.job
-	g.ObjectMeta = f.job.ObjectMeta
-	g.Name, g.ResourceVersion, g.UID = "other", "", ""
+	g := &aivmv1alpha1.InferenceJob{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "other"}, Spec: f.job.Spec}
 	mustCreate(t, g)
 
 	env := f.envelope(1, 0, " world")
@@ -144,10 +159,7 @@ func TestPodNotRecorded(t *testing.T) {
 		t.Errorf("Retry-After %q, want 2", a.retryAfter)
 	}
 	// A pod without the job's labels and owner: refused outright.
-	impostor := &corev1.Pod{}
-	*impostor = *early
-	impostor.ObjectMeta = early.ObjectMeta
-	impostor.Name, impostor.ResourceVersion, impostor.UID, impostor.OwnerReferences = "impostor", "", "", nil
+	impostor := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "impostor", Labels: early.Labels}, Spec: early.Spec}
 	mustCreate(t, impostor)
 	post(t, f.token(impostor), env).want(t, http.StatusForbidden, ReasonNotCurrentPod, "is not the pod of attempt 2 member 0")
 	f.nothingWritten()
