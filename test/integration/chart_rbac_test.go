@@ -31,7 +31,7 @@ import (
 // RBAC must allow it.
 type access struct {
 	verb, group, resource, subresource, namespace, name string
-	allowed                                              bool
+	allowed                                             bool
 }
 
 func (a access) String() string {
