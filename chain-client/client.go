@@ -278,7 +278,14 @@ func New(opts Options) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("chainclient: provider address: %w", err)
 	}
-	m, err := newMetrics(opts.Metrics)
+	outbox := opts.Outbox
+	m, err := newMetrics(opts.Metrics, func() float64 {
+		n, err := outbox.CountPending()
+		if err != nil {
+			return math.NaN()
+		}
+		return float64(n)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("chainclient: register metrics: %w", err)
 	}

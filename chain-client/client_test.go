@@ -15,6 +15,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/proto"
 
 	chainclient "github.com/aivm-dev/aivm-operator/chain-client"
@@ -313,6 +314,32 @@ func TestResultsCommittedAndQueryable(t *testing.T) {
 	if got := metricValue(t, reg, "aivm_chain_transactions_total", "committed"); got != float64(len(txs)) {
 		t.Errorf("aivm_chain_transactions_total{outcome=committed} = %v, want %d", got, len(txs))
 	}
+	// Each batch's lag was observed: it is committed at least one block
+	// after the height it was built at.
+	lag := histogramOf(t, reg, "aivm_chain_commit_lag_blocks")
+	if lag.GetSampleCount() != uint64(len(txs)) || lag.GetSampleSum() < float64(len(txs)) {
+		t.Errorf("aivm_chain_commit_lag_blocks: %d samples summing to %v blocks, want %d of at least a block each",
+			lag.GetSampleCount(), lag.GetSampleSum(), len(txs))
+	}
+	if got := metricValue(t, reg, "aivm_chain_outbox_results", "Pending"); got != 0 {
+		t.Errorf("aivm_chain_outbox_results{state=Pending} = %v with every result committed", got)
+	}
+}
+
+// histogramOf returns the unlabelled histogram name from reg.
+func histogramOf(t *testing.T, reg *prometheus.Registry, name string) *dto.Histogram {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() == name && len(f.GetMetric()) == 1 {
+			return f.GetMetric()[0].GetHistogram()
+		}
+	}
+	t.Fatalf("no histogram %s", name)
+	return nil
 }
 
 // metricValue returns the value of the series of family name whose only

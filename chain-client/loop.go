@@ -24,6 +24,9 @@ type flight struct {
 	seq     uint64
 	// uids is empty for a registration.
 	uids []string
+	// batchedAt is the height when the batch was built (or, for a batch
+	// resumed after a restart, the first height seen since); 0: not yet known.
+	batchedAt int64
 	// sentHeight is the height at the last accepted broadcast; 0 means the
 	// bytes must be (re)sent at the next step.
 	sentHeight int64
@@ -123,6 +126,7 @@ func (l *loop) run(ctx context.Context) error {
 		}
 		l.c.metrics.inFlight.Set(float64(len(l.batches)))
 		l.c.metrics.expires.Set(float64(l.expires))
+		l.observeBatches()
 		var wake <-chan time.Time
 		switch {
 		case !l.retryAt.IsZero() && now.Before(l.retryAt):
@@ -401,6 +405,9 @@ func (l *loop) settleIncluded(ctx context.Context, f *flight, res rpc.TxResult) 
 		l.c.log.V(1).Info("Batch committed", "tx", f.hash, "height", res.Height, "results", len(entries))
 		l.c.metrics.transactions.WithLabelValues("committed").Inc()
 		l.c.metrics.results.WithLabelValues("committed").Add(float64(len(entries)))
+		if f.batchedAt > 0 && res.Height >= f.batchedAt {
+			l.c.metrics.commitLag.Observe(float64(res.Height - f.batchedAt))
+		}
 		for _, e := range entries {
 			l.emit(Event{Type: EventCommitted, UID: e.UID, TxHash: e.TxHash, Height: e.Height, Root: e.Root, Proof: e.Proof})
 		}
@@ -728,7 +735,28 @@ func (l *loop) sign(msg proto.Message, results int) (*flight, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sign transaction: %w", err)
 	}
-	return &flight{hash: hash, txBytes: txBytes, seq: l.nextSeq}, nil
+	return &flight{hash: hash, txBytes: txBytes, seq: l.nextSeq, batchedAt: l.height}, nil
+}
+
+// observeBatches sets the outbox's Batched count and the age of the oldest
+// result transaction in flight.
+func (l *loop) observeBatches() {
+	var results int
+	var oldest int64
+	for _, f := range l.batches {
+		if f.uids == nil {
+			continue
+		}
+		results += len(f.uids)
+		if f.batchedAt == 0 {
+			f.batchedAt = l.height
+		}
+		if f.batchedAt > 0 {
+			oldest = max(oldest, l.height-f.batchedAt)
+		}
+	}
+	l.c.metrics.batched.Set(float64(results))
+	l.c.metrics.oldestAge.Set(float64(oldest))
 }
 
 // maxSendRounds bounds the batches refused for their sequence in one step.

@@ -13,10 +13,40 @@ type metrics struct {
 	inFlight     prometheus.Gauge
 	up           prometheus.Gauge
 	expires      prometheus.Gauge
+	// batched counts the results in unsettled transactions; the pending
+	// count is read from the outbox when Prometheus scrapes.
+	batched   prometheus.Gauge
+	pending   prometheus.GaugeFunc
+	commitLag prometheus.Histogram
+	oldestAge prometheus.Gauge
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+// outboxResultsHelp describes aivm_chain_outbox_results.
+const outboxResultsHelp = "Results in the outbox by state: Pending (waiting for a batch) or Batched (in a transaction not yet settled)."
+
+// newMetrics creates the client's series and registers them with reg (when
+// set); pending reports the outbox's Pending results at scrape time.
+func newMetrics(reg prometheus.Registerer, pending func() float64) (*metrics, error) {
 	m := &metrics{
+		batched: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name:        "aivm_chain_outbox_results",
+			Help:        outboxResultsHelp,
+			ConstLabels: prometheus.Labels{"state": "Batched"},
+		}),
+		pending: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "aivm_chain_outbox_results",
+			Help:        outboxResultsHelp,
+			ConstLabels: prometheus.Labels{"state": "Pending"},
+		}, pending),
+		commitLag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "aivm_chain_commit_lag_blocks",
+			Help:    "Blocks from a batch's first broadcast round to the block that committed it (after a restart, from the first block the client saw).",
+			Buckets: []float64{1, 2, 3, 5, 10, 20, 50, 100, 200, 500},
+		}),
+		oldestAge: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "aivm_chain_oldest_inflight_age_blocks",
+			Help: "Blocks since the oldest unsettled result transaction was batched (0: none in flight).",
+		}),
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "aivm_chain_results_total",
 			Help: "Results settled by the chain client, by outcome (committed, rejected, resigned).",
@@ -55,6 +85,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	if m.expires, err = register(reg, m.expires); err != nil {
+		return nil, err
+	}
+	if m.batched, err = register(reg, m.batched); err != nil {
+		return nil, err
+	}
+	if m.pending, err = register(reg, m.pending); err != nil {
+		return nil, err
+	}
+	if m.commitLag, err = register(reg, m.commitLag); err != nil {
+		return nil, err
+	}
+	if m.oldestAge, err = register(reg, m.oldestAge); err != nil {
 		return nil, err
 	}
 	return m, nil

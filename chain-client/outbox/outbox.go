@@ -367,6 +367,30 @@ func (o *Outbox) Get(uid string) (Entry, error) {
 	return *e, nil
 }
 
+// CountPending returns the number of Pending entries. It reads the pending
+// index's keys only, so it is cheap enough for every metrics scrape.
+func (o *Outbox) CountPending() (int, error) {
+	o.mu.Lock()
+	closed := o.closed
+	o.mu.Unlock()
+	if closed {
+		return 0, ErrClosed
+	}
+	it, err := o.db.Iterator(prefixPending, prefixEnd(prefixPending))
+	if err != nil {
+		return 0, fmt.Errorf("outbox: iterate pending: %w", err)
+	}
+	defer func() { _ = it.Close() }()
+	n := 0
+	for ; it.Valid(); it.Next() {
+		n++
+	}
+	if err := it.Error(); err != nil {
+		return 0, fmt.Errorf("outbox: iterate pending: %w", err)
+	}
+	return n, nil
+}
+
 // Pending returns up to limit Pending entries, oldest first.
 func (o *Outbox) Pending(limit int) ([]Entry, error) {
 	it, err := o.db.Iterator(prefixPending, prefixEnd(prefixPending))

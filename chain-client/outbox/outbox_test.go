@@ -120,6 +120,9 @@ func TestLifecycleSurvivesReopen(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if n, err := o.CountPending(); err != nil || n != 5 {
+		t.Fatalf("CountPending = %d, %v; want 5", n, err)
+	}
 	b := batchOf(t, "HASH1", 7, "job-0", "job-1", "job-2")
 	if err := o.MarkBatched(b); err != nil {
 		t.Fatal(err)
@@ -129,6 +132,9 @@ func TestLifecycleSurvivesReopen(t *testing.T) {
 	}
 
 	o = openT(t, dir)
+	if n, err := o.CountPending(); err != nil || n != 2 {
+		t.Fatalf("CountPending after reopen = %d, %v; want the 2 results not batched", n, err)
+	}
 	inflight, err := o.InFlight()
 	if err != nil {
 		t.Fatal(err)
@@ -317,6 +323,9 @@ func TestClosed(t *testing.T) {
 	}
 	if err := o.MarkBatched(Batch{TxHash: "H", TxBytes: []byte("x"), UIDs: []string{"a"}}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("MarkBatched after Close = %v, want ErrClosed", err)
+	}
+	if _, err := o.CountPending(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("CountPending after Close = %v, want ErrClosed", err)
 	}
 	if err := o.Close(); err != nil {
 		t.Fatalf("second Close = %v", err)

@@ -75,7 +75,7 @@ func TestManagerRefusesBadResultFlags(t *testing.T) {
 // Service, and the self-managed certificate carries that name; the
 // manager knows its namespace and may write its certificate Secret there.
 func TestChartResultEndpoint(t *testing.T) {
-	objs, err := testenv.RenderChart(t, "manager.resultPort=8443")
+	objs, err := testenv.RenderChart(t, "resultEndpoint.port=8443")
 	if err != nil {
 		t.Fatalf("helm template: %v", err)
 	}
@@ -133,7 +133,7 @@ func TestChartResultEndpoint(t *testing.T) {
 		t.Errorf("Role rules %v do not let the manager write its certificate Secret", role.Rules)
 	}
 
-	objs, err = testenv.RenderChart(t, "manager.resultTLSSecret=result-tls")
+	objs, err = testenv.RenderChart(t, "resultEndpoint.tlsSecret=aivm-system/result-tls")
 	if err != nil {
 		t.Fatalf("helm template: %v", err)
 	}
@@ -141,7 +141,7 @@ func TestChartResultEndpoint(t *testing.T) {
 	if got := parseManagerArgs(t, dep.Spec.Template.Spec.Containers[0]).results.tlsSecret; got != "aivm-system/result-tls" {
 		t.Errorf("--result-tls-secret %q, want aivm-system/result-tls", got)
 	}
-	if _, err := testenv.RenderChart(t, "manager.resultTLSSecret=Not_A_Name"); err == nil {
+	if _, err := testenv.RenderChart(t, "resultEndpoint.tlsSecret=Not_A_Name"); err == nil {
 		t.Error("the chart accepts a Secret name that is not one")
 	}
 }

@@ -129,6 +129,21 @@ func TestBadValuesRefused(t *testing.T) {
 		{[]string{"chain.outbox.accessModes={ReadWriteAlways}"}, []string{"/chain/outbox/accessModes"}},
 		{[]string{"image.pullPolicy=Sometimes"}, []string{"/image/pullPolicy"}},
 		{[]string{"nodeAgent.modelCacheDir=relative/dir"}, []string{"/nodeAgent/modelCacheDir"}},
+		{[]string{"manager.logFormat=xml"}, []string{"/manager/logFormat"}},
+		{[]string{"nodeAgent.logFormat=text"}, []string{"/nodeAgent/logFormat"}},
+		{[]string{"manager.terminationGracePeriodSeconds=5"}, []string{"/manager/terminationGracePeriodSeconds"}},
+		{[]string{"resultEndpoint.port=80"}, []string{"/resultEndpoint/port"}},
+		{[]string{"resultEndpoint.tlsSecret=no-namespace"}, []string{"/resultEndpoint/tlsSecret"}},
+		{[]string{"jobs.gpuBinding=mig"}, []string{"/jobs/gpuBinding"}},
+		{[]string{"jobs.schedulingPolicy=random"}, []string{"/jobs/schedulingPolicy"}},
+		{[]string{"jobs.runtimeImage=has space:1"}, []string{"/jobs/runtimeImage"}},
+		{[]string{"metrics.serviceMonitor.interval=1.5s"}, []string{"/metrics/serviceMonitor/interval"}},
+		{[]string{"metrics.podmonitor.enabled=true"}, []string{"podmonitor"}},
+		{[]string{"networkPolicy.enabeld=true"}, []string{"enabeld"}},
+		{[]string{"networkPolicy.apiServer.cidrs={10.0.0.1}"}, []string{"/networkPolicy/apiServer/cidrs"}},
+		{[]string{"networkPolicy.chainRPC.ports={0}"}, []string{"/networkPolicy/chainRPC/ports"}},
+		{[]string{"networkPolicy.jobNamespaces={Team_A}"}, []string{"/networkPolicy/jobNamespaces"}},
+		{[]string{"grafanaDashboard.namespace=Monitoring"}, []string{"/grafanaDashboard/namespace"}},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.set, ","), func(t *testing.T) {
@@ -156,6 +171,9 @@ func TestGoodValuesRender(t *testing.T) {
 		{"chain.reportResults=true", "chain.keySecret=k", "chain.rpcURL=http://nesa:26657"},
 		{"manager.replicas=2", "chain.reportResults=true", "chain.keySecret=k", "chain.rpcURL=http://nesa:26657", "chain.outbox.accessModes={ReadWriteMany}"},
 		{"nodeAgent.ignoreXIDs=all", `nodeAgent.criticalXIDs=79\,48`},
+		{"manager.logFormat=json", "nodeAgent.logFormat=json", "jobs.runtimeImage=ghcr.io/aivm-dev/aivm-runtime:v1.2.3"},
+		{"networkPolicy.enabled=true", "networkPolicy.jobNamespaces={team-a}", "networkPolicy.apiServer.cidrs={10.96.0.1/32,fd00::1/128}"},
+		{"metrics.serviceMonitor.enabled=true", "metrics.podMonitor.enabled=true", "metrics.podMonitor.interval=1m", "grafanaDashboard.enabled=true"},
 	} {
 		if _, err := testenv.RenderChart(t, set...); err != nil {
 			t.Errorf("helm template %v: %v", set, err)

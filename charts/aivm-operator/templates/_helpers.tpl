@@ -25,3 +25,24 @@ app.kubernetes.io/name: {{ .Chart.Name }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: node-agent
 {{- end -}}
+
+{{/* aivm.egressDNS is an egress rule to the cluster DNS. */}}
+{{- define "aivm.egressDNS" -}}
+- ports:
+    - {port: 53, protocol: UDP}
+    - {port: 53, protocol: TCP}
+{{- end -}}
+
+{{/* aivm.egressTo is an egress rule to {cidrs, ports}; no cidrs: any address. */}}
+{{- define "aivm.egressTo" -}}
+- ports:
+    {{- range .ports }}
+    - {port: {{ . }}, protocol: TCP}
+    {{- end }}
+  {{- with .cidrs }}
+  to:
+    {{- range . }}
+    - ipBlock: {cidr: {{ . | quote }}}
+    {{- end }}
+  {{- end }}
+{{- end -}}
