@@ -34,6 +34,7 @@ import (
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -54,6 +55,11 @@ const (
 	DefaultJobBackoff = 10 * time.Second
 	// DefaultJobBackoffMax caps the retry delay.
 	DefaultJobBackoffMax = 6 * time.Minute
+	// DefaultJobMaxConcurrentReconciles is how many InferenceJobs are
+	// reconciled at once. A reconcile is a few API round trips (pod
+	// create, status write), so one worker caps the pod rate at what one
+	// goroutine's round trips allow.
+	DefaultJobMaxConcurrentReconciles = 16
 	// DefaultResultURL is where job pods post results when the manager is
 	// installed as the chart installs it.
 	DefaultResultURL = "https://aivm-operator-result.aivm-system.svc:9443/v1/results"
@@ -84,6 +90,10 @@ type InferenceJobReconciler struct {
 	reporting bool
 	// caWritten is the CA bundle last written per namespace.
 	caWritten sync.Map
+	// saCreated holds the namespaces whose runtime service account this
+	// reconciler created or found, so a job costs no create call for it.
+	saCreated sync.Map
+	workers   int
 	pods      podConfig
 	cfg       jobConfig
 }
@@ -122,6 +132,16 @@ func WithReporting(enabled bool) InferenceJobOption {
 	return func(r *InferenceJobReconciler) { r.reporting = enabled }
 }
 
+// WithJobMaxConcurrentReconciles sets how many jobs are reconciled at once
+// (DefaultJobMaxConcurrentReconciles by default); values below 1 keep the default.
+func WithJobMaxConcurrentReconciles(n int) InferenceJobOption {
+	return func(r *InferenceJobReconciler) {
+		if n >= 1 {
+			r.workers = n
+		}
+	}
+}
+
 // WithNodeFailureGrace sets how long a node fault lasts before jobs move.
 func WithNodeFailureGrace(d time.Duration) InferenceJobOption {
 	return func(r *InferenceJobReconciler) { r.cfg.nodeGrace = d }
@@ -143,7 +163,8 @@ func WithJobBackoff(base, maxDelay time.Duration) InferenceJobOption {
 func NewInferenceJobReconciler(c client.Client, apiReader client.Reader, recorder events.EventRecorder, opts ...InferenceJobOption) *InferenceJobReconciler {
 	r := &InferenceJobReconciler{
 		client: c, apiReader: apiReader, recorder: recorder, clock: clock.RealClock{},
-		pods: podConfig{binding: GPUBindingDevicePlugin, resultURL: DefaultResultURL},
+		pods:    podConfig{binding: GPUBindingDevicePlugin, resultURL: DefaultResultURL},
+		workers: DefaultJobMaxConcurrentReconciles,
 		cfg: jobConfig{
 			nodeGrace: DefaultNodeFailureGrace, imagePullGrace: DefaultImagePullGrace,
 			backoffBase: DefaultJobBackoff, backoffMax: DefaultJobBackoffMax,
@@ -370,6 +391,9 @@ func (r *InferenceJobReconciler) createPods(ctx context.Context, job *v1alpha1.I
 				return fmt.Errorf("pod %s exists and belongs to another job (uid %q)", klog.KObj(pod), pod.Labels[LabelJobUID])
 			}
 		} else if err != nil {
+			// The service account may be gone (deleted, or the namespace
+			// made anew): check it again on the next try.
+			r.saCreated.Delete(job.Namespace)
 			return fmt.Errorf("create pod %s: %w", pod.Name, err)
 		} else if r.recorder != nil {
 			r.recorder.Eventf(job, pod, corev1.EventTypeNormal, v1alpha1.ReasonPodCreated, "CreatePod",
@@ -384,12 +408,8 @@ func (r *InferenceJobReconciler) createPods(ctx context.Context, job *v1alpha1.I
 // result CA ConfigMap current and creates the inline input ConfigMap.
 func (r *InferenceJobReconciler) ensureNamespaceObjects(ctx context.Context, job *v1alpha1.InferenceJob) error {
 	managed := map[string]string{labelManaged: managedByAIVM}
-	sa := &corev1.ServiceAccount{
-		ObjectMeta:                   metav1.ObjectMeta{Namespace: job.Namespace, Name: RuntimeServiceAccount, Labels: managed},
-		AutomountServiceAccountToken: ptr.To(false),
-	}
-	if err := r.client.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create service account %s: %w", RuntimeServiceAccount, err)
+	if err := r.ensureServiceAccount(ctx, job.Namespace); err != nil {
+		return err
 	}
 	if err := r.ensureResultCA(ctx, job.Namespace); err != nil {
 		return err
@@ -408,6 +428,25 @@ func (r *InferenceJobReconciler) ensureNamespaceObjects(ctx context.Context, job
 	if err := r.client.Create(ctx, in); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create input configmap %s: %w", in.Name, err)
 	}
+	return nil
+}
+
+// ensureServiceAccount creates the namespace's runtime service account
+// once: after the first job of a namespace its pods cost no call for it.
+// Should someone delete it, the pods that name it are refused at creation
+// and the next reconcile creates it again.
+func (r *InferenceJobReconciler) ensureServiceAccount(ctx context.Context, ns string) error {
+	if _, ok := r.saCreated.Load(ns); ok {
+		return nil
+	}
+	sa := &corev1.ServiceAccount{
+		ObjectMeta:                   metav1.ObjectMeta{Namespace: ns, Name: RuntimeServiceAccount, Labels: map[string]string{labelManaged: managedByAIVM}},
+		AutomountServiceAccountToken: ptr.To(false),
+	}
+	if err := r.client.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create service account %s: %w", RuntimeServiceAccount, err)
+	}
+	r.saCreated.Store(ns, true)
 	return nil
 }
 
@@ -504,6 +543,7 @@ func (r *InferenceJobReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.jobsOnNode)).
 		Watches(&v1alpha1.GPUNode{}, handler.EnqueueRequestsFromMapFunc(r.jobsOnNode)).
 		Named("inferencejob").
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.workers}).
 		Complete(r)
 }
 

@@ -50,6 +50,7 @@ type jobOptions struct {
 	nodeFailureGrace time.Duration
 	imagePullGrace   time.Duration
 	resultURL        string
+	workers          int
 }
 
 func (o *controllerOptions) bindFlags(fs *flag.FlagSet) {
@@ -63,6 +64,7 @@ func (o *controllerOptions) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.jobs.gpuBinding, "gpu-binding", string(controllers.GPUBindingDevicePlugin), "How job pods get GPUs: device-plugin (request nvidia.com/gpu or nvidia.com/mig-<profile>) or visible-devices (NVIDIA_VISIBLE_DEVICES with the nvidia RuntimeClass).")
 	fs.DurationVar(&o.jobs.nodeFailureGrace, "node-failure-grace", controllers.DefaultNodeFailureGrace, "How long a node may be NotReady (or its GPU agent's heartbeat stale) before its running jobs fail over.")
 	fs.DurationVar(&o.jobs.imagePullGrace, "image-pull-grace", controllers.DefaultImagePullGrace, "How long a job pod may fail to pull an image before the attempt fails.")
+	fs.IntVar(&o.jobs.workers, "job-concurrent-reconciles", controllers.DefaultJobMaxConcurrentReconciles, "InferenceJobs reconciled (pods created, outcomes written) at once.")
 	fs.StringVar(&o.jobs.resultURL, "result-url", controllers.DefaultResultURL, "URL job pods post results to (AIVM_RESULT_URL): the result endpoint's Service.")
 }
 
@@ -70,6 +72,9 @@ func (o *controllerOptions) bindFlags(fs *flag.FlagSet) {
 func (o *controllerOptions) validate() error {
 	if o.modelWorkers < 1 {
 		return fmt.Errorf("--model-concurrent-reconciles %d is below 1", o.modelWorkers)
+	}
+	if o.jobs.workers < 1 {
+		return fmt.Errorf("--job-concurrent-reconciles %d is below 1", o.jobs.workers)
 	}
 	if o.sourceCheckTimeout <= 0 {
 		return fmt.Errorf("--model-source-check-timeout %s is not positive", o.sourceCheckTimeout)
@@ -139,6 +144,7 @@ func setupControllers(mgr ctrl.Manager, opts options, ca controllers.CABundleSou
 		controllers.WithResultURL(opts.controllers.jobs.resultURL),
 		controllers.WithReporting(opts.controllers.chain.Enabled),
 		controllers.WithCABundle(ca),
+		controllers.WithJobMaxConcurrentReconciles(opts.controllers.jobs.workers),
 	).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the InferenceJob controller: %w", err)
 	}

@@ -36,6 +36,7 @@ func TestManagerRefusesBadControllerFlags(t *testing.T) {
 		"--model-source-recheck-interval": {"--model-source-recheck-interval=-1m"},
 		"--gpunode-heartbeat-stale-after": {"--gpunode-heartbeat-stale-after=-1s"},
 		"--gpu-binding":                   {"--gpu-binding=hostpath"},
+		"--job-concurrent-reconciles":     {"--job-concurrent-reconciles=0"},
 		"--runtime-image":                 {"--runtime-image="},
 		"--node-failure-grace":            {"--node-failure-grace=0s"},
 		"--image-pull-grace":              {"--image-pull-grace=-1s"},

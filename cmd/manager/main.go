@@ -25,14 +25,11 @@ import (
 	"fmt"
 	"os"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -96,14 +93,25 @@ var jobPods = func() labels.Selector {
 
 // run starts the manager on cfg and blocks until ctx ends or it fails.
 func run(ctx context.Context, cfg *rest.Config, opts options) error {
-	if err := opts.controllers.validate(); err != nil {
+	mgr, err := newManager(cfg, opts)
+	if err != nil {
 		return err
+	}
+	ctrl.Log.Info("Starting manager")
+	return mgr.Start(ctx)
+}
+
+// newManager checks opts and returns the manager on cfg with every
+// controller, the result endpoint and the reporter registered, not started.
+func newManager(cfg *rest.Config, opts options) (ctrl.Manager, error) {
+	if err := opts.controllers.validate(); err != nil {
+		return nil, err
 	}
 	if err := opts.scheduling.validate(); err != nil {
-		return err
+		return nil, err
 	}
 	if err := opts.results.validate(); err != nil {
-		return err
+		return nil, err
 	}
 	mgr, err := ctrl.NewManager(opts.scheduling.withRate(cfg), ctrl.Options{
 		Scheme:                  scheme.New(),
@@ -112,32 +120,31 @@ func run(ctx context.Context, cfg *rest.Config, opts options) error {
 		LeaderElection:          opts.leaderElect,
 		LeaderElectionID:        "manager.aivm.dev",
 		LeaderElectionNamespace: opts.leaderElectionNamespace,
-		Cache:                   cache.Options{ByObject: map[client.Object]cache.ByObject{&corev1.Pod{}: {Label: jobPods}}},
+		Cache:                   cacheOptions(),
 	})
 	if err != nil {
-		return fmt.Errorf("create manager: %w", err)
+		return nil, fmt.Errorf("create manager: %w", err)
 	}
 	// The provider key is loaded once here, before the reporter uses it.
 	_, certs, err := setupResults(mgr, &opts)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var ca controllers.CABundleSource
 	if certs != nil {
 		ca = certs
 	}
 	if err := setupControllers(mgr, opts, ca); err != nil {
-		return err
+		return nil, err
 	}
 	if err := setupScheduling(mgr, opts); err != nil {
-		return err
+		return nil, err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
-		return fmt.Errorf("add health check: %w", err)
+		return nil, fmt.Errorf("add health check: %w", err)
 	}
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
-		return fmt.Errorf("add ready check: %w", err)
+		return nil, fmt.Errorf("add ready check: %w", err)
 	}
-	ctrl.Log.Info("Starting manager")
-	return mgr.Start(ctx)
+	return mgr, nil
 }
