@@ -127,7 +127,12 @@ func (k *Kubelet) Register(ctx context.Context) error {
 	if err := k.registerNode(ctx); err != nil {
 		return err
 	}
-	return k.heartbeat(ctx)
+	// The Lease's namespace may not exist yet on a new API server: the
+	// next heartbeat tries again.
+	if err := k.heartbeat(ctx); err != nil {
+		k.cfg.Log.Info("First heartbeat failed; retrying", "node", k.cfg.NodeName, "err", err.Error())
+	}
+	return nil
 }
 
 // SetHeartbeats turns the Node's heartbeats off (false) or back on, as when
@@ -195,10 +200,10 @@ func (k *Kubelet) sync(ctx context.Context, pod *corev1.Pod) {
 		if k.finished[pod.UID] || pod.DeletionTimestamp != nil || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 			k.mu.Unlock()
 			if pod.DeletionTimestamp != nil {
-				k.confirmDeletion(ctx, pod)
 				if err := os.RemoveAll(k.podDir(pod.UID)); err != nil {
 					k.cfg.Log.Error(err, "Removing the pod directory failed")
 				}
+				k.confirmDeletion(ctx, pod)
 			}
 			return
 		}

@@ -202,11 +202,11 @@ func (w *podWorker) finish(ctx context.Context) {
 	w.mu.Lock()
 	gone := w.gone
 	w.mu.Unlock()
-	if !gone && ctx.Err() == nil {
-		w.k.confirmDeletion(ctx, w.pod)
-	}
 	if err := os.RemoveAll(w.dir); err != nil {
 		w.log.Error(err, "Removing the pod directory failed")
+	}
+	if !gone && ctx.Err() == nil {
+		w.k.confirmDeletion(ctx, w.pod)
 	}
 }
 
