@@ -75,6 +75,11 @@ e2e: ## Run the end-to-end tests on the local dev environment (builds the binari
 	@assets=$$(./hack/envtest.sh) && \
 	  KUBEBUILDER_ASSETS="$$assets" AIVM_E2E=1 $(GO) test -v -count=1 -timeout 30m ./test/e2e/...
 
+.PHONY: demo
+demo: ## Run the demo on the local dev environment (aivmctl dev up --demo): jobs on simulated GPUs, results on the devnet, a receipt verified.
+	@./hack/envtest.sh >/dev/null
+	$(GO) run ./cmd/aivmctl dev up --demo --dir $(or $(DEV_DIR),$(HOME)/.aivm/demo)
+
 .PHONY: dev
 dev: ## Start the local dev environment (aivmctl dev up; Ctrl-C stops it). DEV_FLAGS passes flags.
 	@./hack/envtest.sh >/dev/null

@@ -19,6 +19,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -71,6 +72,7 @@ func devUp(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Wr
 	nodes := fs.String("nodes", "dgxa100,dgxh100", "Simulated GPU nodes: one go-nvml profile per node, comma-separated (dgxa100, dgxh100, dgxh200, dgxb200).")
 	images := imageFlags{devkubelet.Images{}}
 	fs.Var(images, "image", "Image table entry IMAGE=COMMAND: pods using IMAGE run COMMAND locally (repeatable); the runtime image always runs the freshly built aivm-runtime.")
+	demo := fs.Bool("demo", false, "Run the demo (a generated GPT-2 model, a few jobs including a committee of 3, a table of results, one receipt verified against the chain), then stop. Default nodes: dgxa100,dgxh100,dgxa100.")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -78,6 +80,11 @@ func devUp(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Wr
 	if len(pos) != 0 {
 		fs.Usage()
 		return errUsage
+	}
+	nodesSet := false
+	fs.Visit(func(f *flag.Flag) { nodesSet = nodesSet || f.Name == "nodes" })
+	if *demo && !nodesSet {
+		*nodes = "dgxa100,dgxh100,dgxa100"
 	}
 	var profiles []string
 	for _, p := range strings.Split(*nodes, ",") {
@@ -87,6 +94,11 @@ func devUp(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Wr
 	}
 	if len(profiles) == 0 {
 		return errors.New("--nodes: at least one node profile is required")
+	}
+	if *demo {
+		if err := checkDemoNodes(profiles); err != nil {
+			return err
+		}
 	}
 	root, err := testenv.RepoRoot()
 	if err != nil {
@@ -114,6 +126,18 @@ func devUp(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Wr
 	})
 	if err != nil {
 		return fmt.Errorf("%w (logs in %s)", err, filepath.Join(*dir, "logs"))
+	}
+	if *demo {
+		fmt.Fprintf(stderr, "dev: environment ready in %s\n", time.Since(start).Round(time.Second))
+		derr := runDemo(ctx, env, *dir, stdout, stderr)
+		fmt.Fprintf(stderr, "dev: demo finished in %s; stopping\n", time.Since(start).Round(time.Second))
+		if serr := env.Stop(); derr == nil {
+			derr = serr
+		}
+		if derr != nil {
+			return fmt.Errorf("%w (logs in %s)", derr, env.LogDir())
+		}
+		return nil
 	}
 	pidFile := filepath.Join(*dir, devPIDFile)
 	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
