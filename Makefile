@@ -70,6 +70,21 @@ test: $(HELM) ## Run unit and integration tests (a real kube-apiserver and etcd;
 	  echo "KUBEBUILDER_ASSETS=$$assets" && \
 	  KUBEBUILDER_ASSETS="$$assets" HELM="$(abspath $(HELM))" $(GO) test $(TEST_FLAGS) $(TEST_PKGS)
 
+.PHONY: e2e
+e2e: ## Run the end-to-end tests on the local dev environment (builds the binaries; minutes).
+	@assets=$$(./hack/envtest.sh) && \
+	  KUBEBUILDER_ASSETS="$$assets" AIVM_E2E=1 $(GO) test -v -count=1 -timeout 30m ./test/e2e/...
+
+.PHONY: demo
+demo: ## Run the demo on the local dev environment (aivmctl dev up --demo): jobs on simulated GPUs, results on the devnet, a receipt verified.
+	@./hack/envtest.sh >/dev/null
+	$(GO) run ./cmd/aivmctl dev up --demo --dir $(or $(DEV_DIR),$(HOME)/.aivm/demo)
+
+.PHONY: dev
+dev: ## Start the local dev environment (aivmctl dev up; Ctrl-C stops it). DEV_FLAGS passes flags.
+	@./hack/envtest.sh >/dev/null
+	$(GO) run ./cmd/aivmctl dev up $(DEV_FLAGS)
+
 .PHONY: test-arm64
 test-arm64: ## Run the builtin engine's tests as an arm64 binary under qemu-user (qemu-user-static); digests must match amd64's.
 	@command -v qemu-aarch64-static >/dev/null || { echo "qemu-aarch64-static not found: apt-get install -y qemu-user-static"; exit 1; }
