@@ -68,9 +68,9 @@ func startCSI(ctx context.Context, o options, reader client.Reader, log logr.Log
 	if err != nil {
 		return nil, err
 	}
-	fetcher, err := artifact.NewFetcher(store, artifact.WithHFBaseURL(o.hfBaseURL), artifact.WithLogger(log.WithName("fetch")))
+	fetcher, err := newFetcher(o, store, log)
 	if err != nil {
-		return nil, fmt.Errorf("--hf-base-url: %w", err)
+		return nil, err
 	}
 	snapshots := csi.NewCacheSnapshots(ctx, fetcher, reader)
 	finished := make(chan struct{})
