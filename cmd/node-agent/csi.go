@@ -20,12 +20,10 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 
 	"github.com/go-logr/logr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/aivm-dev/aivm-operator/artifact"
 	"github.com/aivm-dev/aivm-operator/nodeagent/csi"
 )
 
