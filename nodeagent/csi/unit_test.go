@@ -41,7 +41,6 @@ short line
 	}
 }
 
-
 // TestRecords: records round-trip; a crash's temporary file is removed and
 // an unreadable record is reported without hiding the others.
 func TestRecords(t *testing.T) {
