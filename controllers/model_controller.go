@@ -373,7 +373,7 @@ func (r *ModelReconciler) checkFiles(ctx context.Context, model *v1alpha1.Model,
 		}()
 	}
 	wg.Wait()
-	out := artifact.CheckResult{URL: model.Spec.BaseURI, NodeLocal: true, Size: 0}
+	out := artifact.CheckResult{NodeLocal: true, Size: 0}
 	var first *artifact.FileError
 	for i, f := range files {
 		res := results[i]
@@ -381,6 +381,7 @@ func (r *ModelReconciler) checkFiles(ctx context.Context, model *v1alpha1.Model,
 			if first == nil || f.Path < first.Path {
 				first = &artifact.FileError{Path: f.Path, Err: errs[i]}
 			}
+			out.Size = -1
 			continue
 		}
 		out.NodeLocal = out.NodeLocal && res.NodeLocal
