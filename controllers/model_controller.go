@@ -92,7 +92,7 @@ type SourceChecker interface {
 }
 
 // ModelReconciler keeps a Model's status current: it validates the spec,
-// checks that the source answers (a HEAD request; file:// sources are
+// checks that the source of every file answers (a HEAD request; file:// sources are
 // checked by the nodes that fetch them), and folds in what node agents
 // report in GPUNode status: which nodes hold the verified bytes
 // (cachedModels) and which fetched bytes that did not match
