@@ -201,3 +201,85 @@ func ErrorReason(err error) string {
 		return ReasonFetchFailed
 	}
 }
+
+// FileRequest is the Request that fetches one file of a Model.
+type FileRequest struct {
+	// Path is the file's path in the Model's directory.
+	Path string
+	// Request fetches the file.
+	Request Request
+}
+
+// ModelFileRequests returns one Request per file of a Model, in spec
+// order: for a single-file Model its uri under the file's base name, for a
+// file set each file's own uri or its path under baseURI. An hf:// base
+// becomes the single-file hf:// form, so the fetcher or checker resolves it
+// against the Hugging Face endpoint it is configured with. token is the
+// bearer token from the Model's credentials Secret, or zero.
+func ModelFileRequests(m *v1alpha1.Model, token Token) ([]FileRequest, error) {
+	if len(m.Spec.Files) == 0 {
+		return []FileRequest{{Path: modeldigest.BaseName(m.Spec.URI), Request: ModelRequest(m, token)}}, nil
+	}
+	out := make([]FileRequest, len(m.Spec.Files))
+	for i, f := range m.Spec.Files {
+		src := f.URI
+		if src == "" {
+			var err error
+			if src, err = fileUnderBase(m.Spec.BaseURI, f.Path); err != nil {
+				return nil, &FileError{Path: f.Path, Err: err}
+			}
+		} else if _, err := ResolveSource(src, ""); err != nil {
+			return nil, &FileError{Path: f.Path, Err: err}
+		}
+		req := Request{Source: src, Digest: f.SHA256, Token: token}
+		if f.SizeBytes != nil {
+			req.Size = *f.SizeBytes
+		}
+		out[i] = FileRequest{Path: f.Path, Request: req}
+	}
+	return out, nil
+}
+
+// fileUnderBase returns the source of path under a file set's base uri.
+func fileUnderBase(base, p string) (string, error) {
+	if base == "" {
+		return "", errors.New("no uri and no base uri")
+	}
+	if rest, ok := strings.CutPrefix(base, "hf://"); ok {
+		// Validated by ResolveBase; the hub endpoint is the fetcher's.
+		if _, err := ResolveBase(base, p, ""); err != nil {
+			return "", err
+		}
+		repo, rev, _ := strings.Cut(rest, "@")
+		return "hf://" + repo + "/" + p + "@" + rev, nil
+	}
+	u, err := ResolveBase(base, p, "")
+	if err != nil {
+		return "", err
+	}
+	return u.String(), nil
+}
+
+// ModelSourceKey names where a Model's bytes come from and what they must
+// be: every file's path, source, digest and size, and the credentials
+// reference. Two Models with one key ask for the same fetch, so a
+// remembered check or failure of one applies to the other; a Model edited
+// to ask for something else gets a new key.
+func ModelSourceKey(m *v1alpha1.Model) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "uri=%s\x00sha256=%s", m.Spec.URI, m.Spec.SHA256)
+	if m.Spec.SizeBytes != nil {
+		fmt.Fprintf(&b, "\x00size=%d", *m.Spec.SizeBytes)
+	}
+	fmt.Fprintf(&b, "\x00base=%s", m.Spec.BaseURI)
+	for _, f := range m.Spec.Files {
+		fmt.Fprintf(&b, "\x00file=%s\x00%s\x00%s", f.Path, f.SHA256, f.URI)
+		if f.SizeBytes != nil {
+			fmt.Fprintf(&b, "\x00size=%d", *f.SizeBytes)
+		}
+	}
+	if ref := m.Spec.CredentialsSecretRef; ref != nil {
+		fmt.Fprintf(&b, "\x00cred=%s/%s/%s", m.Namespace, ref.Name, ref.Key)
+	}
+	return b.String()
+}

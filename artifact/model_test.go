@@ -149,3 +149,76 @@ func TestTokenFromSecret(t *testing.T) {
 		t.Errorf("blank value: %v", err)
 	}
 }
+
+// TestModelFileRequests: each file's source is its own uri or its path under
+// the base; an hf:// base becomes the single-file hf:// form, which the
+// fetcher resolves against its hub endpoint; a file with neither is refused
+// by path.
+func TestModelFileRequests(t *testing.T) {
+	d := strings.Repeat("ab", 32)
+	size := int64(5)
+	m := v1alpha1.Model{Spec: v1alpha1.ModelSpec{BaseURI: "hf://acme/tiny@rev/1", Files: []v1alpha1.ModelFile{
+		{Path: "tokenizer/tokenizer.json", SHA256: d, SizeBytes: &size},
+		{Path: "model.safetensors", SHA256: d, URI: "https://cdn.example.com/w.safetensors"},
+	}}}
+	reqs, err := ModelFileRequests(&m, NewToken("secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []FileRequest{
+		{Path: "tokenizer/tokenizer.json", Request: Request{Source: "hf://acme/tiny/tokenizer/tokenizer.json@rev/1", Digest: d, Size: 5}},
+		{Path: "model.safetensors", Request: Request{Source: "https://cdn.example.com/w.safetensors", Digest: d}},
+	}
+	for i := range want {
+		got := reqs[i]
+		if got.Path != want[i].Path || got.Request.Source != want[i].Request.Source || got.Request.Digest != d ||
+			got.Request.Size != want[i].Request.Size || got.Request.Token.IsZero() {
+			t.Errorf("request %d = %+v, want %+v with the token", i, got, want[i])
+		}
+	}
+	// The single-file form resolves where the snapshot's base resolution does.
+	u, err := ResolveSource(reqs[0].Request.Source, "https://hub.example.com")
+	w, werr := ResolveBase(m.Spec.BaseURI, "tokenizer/tokenizer.json", "https://hub.example.com")
+	if err != nil || werr != nil || u.String() != w.String() || !strings.HasPrefix(u.String(), "https://hub.example.com/acme/tiny/resolve/") {
+		t.Errorf("hf file resolves to %v (%v), the base to %v (%v)", u, err, w, werr)
+	}
+
+	base := v1alpha1.Model{Spec: v1alpha1.ModelSpec{BaseURI: "https://models.example.com/gpt2", Files: []v1alpha1.ModelFile{{Path: "a b.json", SHA256: d}}}}
+	if reqs, err := ModelFileRequests(&base, Token{}); err != nil || reqs[0].Request.Source != "https://models.example.com/gpt2/a%20b.json" {
+		t.Errorf("https base: %+v, %v", reqs, err)
+	}
+
+	noBase := v1alpha1.Model{Spec: v1alpha1.ModelSpec{Files: []v1alpha1.ModelFile{{Path: "config.json", SHA256: d}}}}
+	var fe *FileError
+	if _, err := ModelFileRequests(&noBase, Token{}); !errors.As(err, &fe) || fe.Path != "config.json" {
+		t.Errorf("file without a source: %v, want a FileError naming config.json", err)
+	}
+}
+
+// TestModelSourceKey: the key changes with anything that changes the fetch,
+// and not with fields that do not.
+func TestModelSourceKey(t *testing.T) {
+	d := strings.Repeat("ab", 32)
+	base := func() *v1alpha1.Model {
+		return &v1alpha1.Model{Spec: v1alpha1.ModelSpec{BaseURI: "https://h/", Files: []v1alpha1.ModelFile{{Path: "a", SHA256: d}}}}
+	}
+	k := ModelSourceKey(base())
+	same := base()
+	same.Spec.CachePolicy = v1alpha1.CachePolicyPinned
+	if ModelSourceKey(same) != k {
+		t.Error("cachePolicy changed the source key")
+	}
+	for name, edit := range map[string]func(*v1alpha1.Model){
+		"base":        func(m *v1alpha1.Model) { m.Spec.BaseURI = "https://mirror/" },
+		"digest":      func(m *v1alpha1.Model) { m.Spec.Files[0].SHA256 = strings.Repeat("cd", 32) },
+		"path":        func(m *v1alpha1.Model) { m.Spec.Files[0].Path = "b" },
+		"uri":         func(m *v1alpha1.Model) { m.Spec.Files[0].URI = "https://other/a" },
+		"credentials": func(m *v1alpha1.Model) { m.Spec.CredentialsSecretRef = &v1alpha1.SecretKeyReference{Name: "s"} },
+	} {
+		m := base()
+		edit(m)
+		if ModelSourceKey(m) == k {
+			t.Errorf("changing the %s kept the source key", name)
+		}
+	}
+}

@@ -40,6 +40,7 @@ import (
 
 	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
 	"github.com/aivm-dev/aivm-operator/internal/kerneldigest"
+	"github.com/aivm-dev/aivm-operator/internal/modeldigest"
 )
 
 // IndexKernelModelRef indexes Kernels by spec.modelRef.name; the Kernel
@@ -141,8 +142,13 @@ func (r *KernelReconciler) setStatus(kernel *v1alpha1.Kernel, model *v1alpha1.Mo
 		ready(metav1.ConditionFalse, v1alpha1.ReasonInvalidRuntime, err.Error())
 		return
 	}
+	modelDigest, err := modeldigest.Of(&model.Spec)
+	if err != nil {
+		ready(metav1.ConditionFalse, v1alpha1.ReasonModelNotReady, fmt.Sprintf("model %s: %v", model.Name, err))
+		return
+	}
 	kernel.Status.KernelDigest = digest
-	kernel.Status.ModelDigest = model.Spec.SHA256
+	kernel.Status.ModelDigest = modelDigest
 
 	verified := meta.FindStatusCondition(model.Status.Conditions, v1alpha1.ConditionVerified)
 	modelReady := meta.FindStatusCondition(model.Status.Conditions, v1alpha1.ConditionReady)

@@ -34,6 +34,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -45,13 +46,15 @@ import (
 
 	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
 	"github.com/aivm-dev/aivm-operator/artifact"
+	"github.com/aivm-dev/aivm-operator/internal/modeldigest"
 )
 
 // Field indexes the Model reconciler registers on the manager's cache.
 // Other reconcilers may list with them once it is set up.
 const (
-	// IndexModelSHA256 indexes Models by spec.sha256.
-	IndexModelSHA256 = "spec.sha256"
+	// IndexModelDigest indexes Models by their modelDigest, computed from
+	// the spec (internal/modeldigest): for a single file its sha256.
+	IndexModelDigest = "spec.modelDigest"
 	// IndexGPUNodeCachedModel indexes GPUNodes by each digest in status.cachedModels.
 	IndexGPUNodeCachedModel = "status.cachedModels"
 	// IndexGPUNodeCacheError indexes GPUNodes by the digest of each entry
@@ -77,6 +80,9 @@ const (
 	maxConditionMessage = 1024
 	// maxListedNodes is how many node names a message lists.
 	maxListedNodes = 5
+	// maxConcurrentFileChecks bounds the source checks of one file set's
+	// files that run at once.
+	maxConcurrentFileChecks = 8
 )
 
 // SourceChecker checks that a model source is reachable without
@@ -86,7 +92,7 @@ type SourceChecker interface {
 }
 
 // ModelReconciler keeps a Model's status current: it validates the spec,
-// checks that the source answers (a HEAD request; file:// sources are
+// checks that the source of every file answers (a HEAD request; file:// sources are
 // checked by the nodes that fetch them), and folds in what node agents
 // report in GPUNode status: which nodes hold the verified bytes
 // (cachedModels) and which fetched bytes that did not match
@@ -130,23 +136,12 @@ type sourceCheck struct {
 // reused only for the same input, so a Model deleted and recreated under
 // the same name (a new UID, and generation 1 again) is checked anew.
 type sourceInput struct {
-	uid       types.UID
-	uri       string
-	sha256    string
-	size      int64 // -1: spec.sizeBytes unset
-	secret    string
-	secretKey string
+	uid     types.UID
+	sources string // artifact.ModelSourceKey
 }
 
 func sourceInputOf(model *v1alpha1.Model) sourceInput {
-	in := sourceInput{uid: model.UID, uri: model.Spec.URI, sha256: model.Spec.SHA256, size: -1}
-	if model.Spec.SizeBytes != nil {
-		in.size = *model.Spec.SizeBytes
-	}
-	if ref := model.Spec.CredentialsSecretRef; ref != nil {
-		in.secret, in.secretKey = ref.Name, ref.Key
-	}
-	return in
+	return sourceInput{uid: model.UID, sources: artifact.ModelSourceKey(model)}
 }
 
 func (c sourceCheck) failed() bool { return c.err != nil || c.credErr != nil }
@@ -242,6 +237,8 @@ func (r *ModelReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 // modelObservation is everything a Model's status is computed from.
 type modelObservation struct {
 	specErr     error
+	digest      string // modelDigest
+	files       []artifact.FileRequest
 	cachedNodes []string // live nodes holding the verified bytes
 	downNodes   []string // nodes holding them whose GPUNode is Ready=False
 	mismatches  []nodeCacheError
@@ -256,16 +253,24 @@ type nodeCacheError struct {
 
 func (r *ModelReconciler) observe(ctx context.Context, model *v1alpha1.Model) (modelObservation, error) {
 	var obs modelObservation
-	if _, err := artifact.ParseDigest(model.Spec.SHA256); err != nil {
+	digest, err := modeldigest.Of(&model.Spec)
+	if err != nil {
 		obs.specErr = err
 		return obs, nil
 	}
-	if _, err := artifact.ResolveSource(model.Spec.URI, ""); err != nil {
+	obs.digest = digest
+	if obs.files, err = artifact.ModelFileRequests(model, artifact.Token{}); err != nil {
 		obs.specErr = err
 		return obs, nil
+	}
+	if len(model.Spec.Files) == 0 {
+		if _, err := artifact.ResolveSource(model.Spec.URI, ""); err != nil {
+			obs.specErr = err
+			return obs, nil
+		}
 	}
 	var holding v1alpha1.GPUNodeList
-	if err := r.client.List(ctx, &holding, client.MatchingFields{IndexGPUNodeCachedModel: model.Spec.SHA256}); err != nil {
+	if err := r.client.List(ctx, &holding, client.MatchingFields{IndexGPUNodeCachedModel: digest}); err != nil {
 		return obs, fmt.Errorf("list nodes holding the model: %w", err)
 	}
 	for _, n := range holding.Items {
@@ -278,19 +283,19 @@ func (r *ModelReconciler) observe(ctx context.Context, model *v1alpha1.Model) (m
 	slices.Sort(obs.cachedNodes)
 	slices.Sort(obs.downNodes)
 	var failing v1alpha1.GPUNodeList
-	if err := r.client.List(ctx, &failing, client.MatchingFields{IndexGPUNodeCacheError: model.Spec.SHA256}); err != nil {
+	if err := r.client.List(ctx, &failing, client.MatchingFields{IndexGPUNodeCacheError: digest}); err != nil {
 		return obs, fmt.Errorf("list nodes reporting cache errors: %w", err)
 	}
 	for _, n := range failing.Items {
 		for _, e := range n.Status.ModelCacheErrors {
-			if e.Digest == model.Spec.SHA256 && e.Reason == v1alpha1.ReasonDigestMismatch {
+			if e.Digest == digest && e.Reason == v1alpha1.ReasonDigestMismatch {
 				obs.mismatches = append(obs.mismatches, nodeCacheError{node: n.Name, ModelCacheError: e})
 			}
 		}
 	}
 	slices.SortFunc(obs.mismatches, func(a, b nodeCacheError) int { return strings.Compare(a.node, b.node) })
 
-	check, err := r.sourceCheck(ctx, model)
+	check, err := r.sourceCheck(ctx, model, obs.files)
 	if err != nil {
 		return obs, err
 	}
@@ -305,7 +310,7 @@ func (r *ModelReconciler) observe(ctx context.Context, model *v1alpha1.Model) (m
 
 // sourceCheck returns the remembered check of the model's source, or
 // checks it when none is remembered for this object and source or it is due.
-func (r *ModelReconciler) sourceCheck(ctx context.Context, model *v1alpha1.Model) (sourceCheck, error) {
+func (r *ModelReconciler) sourceCheck(ctx context.Context, model *v1alpha1.Model, files []artifact.FileRequest) (sourceCheck, error) {
 	key := client.ObjectKeyFromObject(model)
 	input := sourceInputOf(model)
 	now := r.clock.Now()
@@ -331,7 +336,7 @@ func (r *ModelReconciler) sourceCheck(ctx context.Context, model *v1alpha1.Model
 		c.credErr = credErr
 	default:
 		cctx, cancel := context.WithTimeout(ctx, r.timeout)
-		c.result, c.err = r.checker.Check(cctx, artifact.ModelRequest(model, token))
+		c.result, c.err = r.checkFiles(cctx, model, files, token)
 		cancel()
 		ctrl.LoggerFrom(ctx).V(1).Info("Checked model source", "url", c.result.URL, "size", c.result.Size, "failed", c.err != nil)
 	}
@@ -339,6 +344,61 @@ func (r *ModelReconciler) sourceCheck(ctx context.Context, model *v1alpha1.Model
 	r.checks[key] = c
 	r.mu.Unlock()
 	return c, nil
+}
+
+// checkFiles checks the source of every file of a Model, at most
+// maxConcurrentFileChecks at once. The result's Size is the total size when
+// every file's size is known, else -1; NodeLocal is true when every file is
+// node-local. For a file set, the error is the first failing file's (in
+// path order) as an *artifact.FileError naming it.
+func (r *ModelReconciler) checkFiles(ctx context.Context, model *v1alpha1.Model, files []artifact.FileRequest, token artifact.Token) (artifact.CheckResult, error) {
+	if len(model.Spec.Files) == 0 {
+		req := files[0].Request
+		req.Token = token
+		return r.checker.Check(ctx, req)
+	}
+	results := make([]artifact.CheckResult, len(files))
+	errs := make([]error, len(files))
+	sem := make(chan struct{}, maxConcurrentFileChecks)
+	var wg sync.WaitGroup
+	for i := range files {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			req := files[i].Request
+			req.Token = token
+			results[i], errs[i] = r.checker.Check(ctx, req)
+		}()
+	}
+	wg.Wait()
+	out := artifact.CheckResult{NodeLocal: true, Size: 0}
+	var first *artifact.FileError
+	for i, f := range files {
+		res := results[i]
+		if errs[i] != nil {
+			if first == nil || f.Path < first.Path {
+				first = &artifact.FileError{Path: f.Path, Err: errs[i]}
+			}
+			out.Size = -1
+			continue
+		}
+		out.NodeLocal = out.NodeLocal && res.NodeLocal
+		size := res.Size
+		if sb := model.Spec.Files[i].SizeBytes; sb != nil {
+			size = *sb
+		}
+		if size < 0 || out.Size < 0 {
+			out.Size = -1
+		} else {
+			out.Size += size
+		}
+	}
+	if first != nil {
+		return out, first
+	}
+	return out, nil
 }
 
 // token reads the bearer token the Model's credentials Secret holds.
@@ -377,6 +437,9 @@ func (r *ModelReconciler) setStatus(model *v1alpha1.Model, obs modelObservation)
 	}
 	model.Status.ObservedGeneration = gen
 	model.Status.CachedNodes = int32(len(obs.cachedNodes))
+	model.Status.ModelDigest = obs.digest
+	model.Status.FileCount = int32(len(obs.files))
+	model.Status.TotalSizeBytes = totalSize(model, obs.check.result)
 
 	if obs.specErr != nil {
 		set(v1alpha1.ConditionVerified, metav1.ConditionUnknown, v1alpha1.ReasonPendingVerification, "the spec is invalid")
@@ -409,8 +472,7 @@ func (r *ModelReconciler) setStatus(model *v1alpha1.Model, obs modelObservation)
 	case len(obs.mismatches) > 0:
 		set(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonDigestMismatch, mismatchMessage(obs.mismatches))
 	case c.err != nil && errors.As(c.err, &sm):
-		set(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonSizeMismatch,
-			fmt.Sprintf("the source announces %d bytes but spec.sizeBytes is %d", sm.Actual, sm.Expected))
+		set(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonSizeMismatch, sizeMismatchMessage(c.err, sm))
 	case c.failed() && held:
 		cause := "source unreachable: " + errString(c.err)
 		if c.credErr != nil {
@@ -480,10 +542,14 @@ func (r *ModelReconciler) SetupWithManager(mgr ctrl.Manager) error {
 func setupModelIndexes(mgr ctrl.Manager) error {
 	ctx := context.Background()
 	idx := mgr.GetFieldIndexer()
-	if err := idx.IndexField(ctx, &v1alpha1.Model{}, IndexModelSHA256, func(o client.Object) []string {
-		return []string{o.(*v1alpha1.Model).Spec.SHA256}
+	if err := idx.IndexField(ctx, &v1alpha1.Model{}, IndexModelDigest, func(o client.Object) []string {
+		d, err := modeldigest.Of(&o.(*v1alpha1.Model).Spec)
+		if err != nil {
+			return nil
+		}
+		return []string{d}
 	}); err != nil {
-		return fmt.Errorf("index models by sha256: %w", err)
+		return fmt.Errorf("index models by model digest: %w", err)
 	}
 	if err := idx.IndexField(ctx, &v1alpha1.GPUNode{}, IndexGPUNodeCachedModel, func(o client.Object) []string {
 		return o.(*v1alpha1.GPUNode).Status.CachedModels
@@ -519,7 +585,7 @@ func (r *ModelReconciler) modelsForGPUNode(ctx context.Context, o client.Object)
 	var reqs []reconcile.Request
 	for _, d := range digests {
 		var models v1alpha1.ModelList
-		if err := r.client.List(ctx, &models, client.MatchingFields{IndexModelSHA256: d}); err != nil {
+		if err := r.client.List(ctx, &models, client.MatchingFields{IndexModelDigest: d}); err != nil {
 			ctrl.LoggerFrom(ctx).Error(err, "Could not list models for node", "gpuNode", klog.KObj(node))
 			continue
 		}
@@ -555,9 +621,46 @@ func modelCacheChanged() predicate.Predicate {
 	}
 }
 
+// totalSize is the size of all of a Model's files when every size is known:
+// from the spec, else from the source check; nil otherwise.
+func totalSize(model *v1alpha1.Model, checked artifact.CheckResult) *int64 {
+	if len(model.Spec.Files) == 0 {
+		if model.Spec.SizeBytes != nil {
+			return ptr.To(*model.Spec.SizeBytes)
+		}
+		if checked.Size >= 0 && !checked.NodeLocal {
+			return ptr.To(checked.Size)
+		}
+		return nil
+	}
+	var sum int64
+	for _, f := range model.Spec.Files {
+		if f.SizeBytes == nil {
+			if checked.Size >= 0 && !checked.NodeLocal {
+				return ptr.To(checked.Size)
+			}
+			return nil
+		}
+		sum += *f.SizeBytes
+	}
+	return &sum
+}
+
+func sizeMismatchMessage(err error, sm *artifact.SizeMismatchError) string {
+	var fe *artifact.FileError
+	if errors.As(err, &fe) {
+		return fmt.Sprintf("file %s: the source announces %d bytes but its sizeBytes is %d", fe.Path, sm.Actual, sm.Expected)
+	}
+	return fmt.Sprintf("the source announces %d bytes but spec.sizeBytes is %d", sm.Actual, sm.Expected)
+}
+
 func mismatchMessage(ms []nodeCacheError) string {
 	m := ms[0]
-	msg := fmt.Sprintf("node %s fetched bytes whose sha256 differs from spec.sha256; nothing runs on them", m.node)
+	what := "bytes whose sha256 differs from spec.sha256"
+	if m.File != "" {
+		what = fmt.Sprintf("file %s with a sha256 other than the one its files entry gives", m.File)
+	}
+	msg := fmt.Sprintf("node %s fetched %s; nothing runs on them", m.node, what)
 	if m.Message != "" {
 		msg += ": " + m.Message
 	}

@@ -27,6 +27,7 @@ import (
 
 	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
 	"github.com/aivm-dev/aivm-operator/controllers/scheduler"
+	"github.com/aivm-dev/aivm-operator/internal/modeldigest"
 )
 
 // This file turns API objects into the scheduler's inputs and its
@@ -114,8 +115,9 @@ func requestFor(job *v1alpha1.InferenceJob, kernel *v1alpha1.Kernel, model *v1al
 		MIGProfile:           g.MIGProfile,
 		NodeSelector:         kernel.Spec.NodeSelector,
 		Tolerations:          kernel.Spec.Tolerations,
-		ModelDigest:          model.Spec.SHA256,
 	}
+	// A spec modeldigest refuses has no cached copies to prefer.
+	r.ModelDigest, _ = modeldigest.Of(&model.Spec)
 	for _, p := range job.Status.Placements {
 		if p.Outcome != v1alpha1.PlacementFailed {
 			continue

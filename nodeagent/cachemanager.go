@@ -22,7 +22,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -36,6 +35,7 @@ import (
 
 	aivmv1alpha1 "github.com/aivm-dev/aivm-operator/api/v1alpha1"
 	"github.com/aivm-dev/aivm-operator/artifact"
+	"github.com/aivm-dev/aivm-operator/internal/modeldigest"
 )
 
 // The node agent's permissions for prefetching Models (config/node-agent/rbac):
@@ -219,7 +219,13 @@ func (m *CacheManager) Sync(ctx context.Context) error {
 	keep := map[string]bool{}
 	for i := range models {
 		if models[i].Spec.CachePolicy == aivmv1alpha1.CachePolicyPinned {
-			keep[models[i].Spec.SHA256] = true
+			if d := modelDigest(&models[i]); d != "" {
+				keep[d] = true
+				// A Pinned Model's blobs stay too, snapshot or not.
+				for _, f := range models[i].Spec.Files {
+					keep[f.SHA256] = true
+				}
+			}
 		}
 	}
 	var wanted []*aivmv1alpha1.Model
@@ -230,7 +236,10 @@ func (m *CacheManager) Sync(ctx context.Context) error {
 		}
 	}
 	for _, w := range wanted {
-		keep[w.Spec.SHA256] = true
+		keep[modelDigest(w)] = true
+		for _, f := range w.Spec.Files {
+			keep[f.SHA256] = true
+		}
 	}
 	m.forgetUnwanted(wanted)
 	m.startFetches(ctx, wanted)
@@ -241,8 +250,18 @@ func (m *CacheManager) Sync(ctx context.Context) error {
 	return nil
 }
 
+// modelDigest returns a Model's modelDigest, or "" for a spec that admission
+// would refuse.
+func modelDigest(mod *aivmv1alpha1.Model) string {
+	d, err := modeldigest.Of(&mod.Spec)
+	if err != nil {
+		return ""
+	}
+	return d
+}
+
 // selected returns the Models whose prefetch selector matches the Node's
-// labels, one per digest (the first by namespace and name).
+// labels, one per modelDigest (the first by namespace and name).
 func (m *CacheManager) selected(ctx context.Context, models []aivmv1alpha1.Model) ([]*aivmv1alpha1.Model, error) {
 	node := &corev1.Node{}
 	if err := m.opts.APIReader.Get(ctx, client.ObjectKey{Name: m.opts.NodeName}, node); err != nil {
@@ -252,7 +271,8 @@ func (m *CacheManager) selected(ctx context.Context, models []aivmv1alpha1.Model
 	var out []*aivmv1alpha1.Model
 	for i := range models {
 		mod := &models[i]
-		if mod.Spec.Prefetch == nil || !mod.DeletionTimestamp.IsZero() || seen[mod.Spec.SHA256] {
+		d := modelDigest(mod)
+		if mod.Spec.Prefetch == nil || !mod.DeletionTimestamp.IsZero() || d == "" || seen[d] {
 			continue
 		}
 		ok, err := artifact.PrefetchSelects(mod, node.Labels)
@@ -261,7 +281,7 @@ func (m *CacheManager) selected(ctx context.Context, models []aivmv1alpha1.Model
 			continue
 		}
 		if ok {
-			seen[mod.Spec.SHA256] = true
+			seen[d] = true
 			out = append(out, mod)
 		}
 	}
@@ -273,7 +293,7 @@ func (m *CacheManager) selected(ctx context.Context, models []aivmv1alpha1.Model
 func (m *CacheManager) forgetUnwanted(wanted []*aivmv1alpha1.Model) {
 	want := map[string]bool{}
 	for _, w := range wanted {
-		want[w.Spec.SHA256] = true
+		want[modelDigest(w)] = true
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -288,8 +308,8 @@ func (m *CacheManager) startFetches(ctx context.Context, wanted []*aivmv1alpha1.
 	now := m.opts.Clock.Now()
 	full := false
 	for _, mod := range wanted {
-		digest := mod.Spec.SHA256
-		has, err := m.cache.Has(digest)
+		digest := modelDigest(mod)
+		has, err := m.cache.HasSnapshot(digest)
 		if err != nil {
 			m.opts.Log.Error(err, "Cannot tell whether a model is cached", "model", klogKey(mod))
 			continue
@@ -328,10 +348,10 @@ func (m *CacheManager) startFetches(ctx context.Context, wanted []*aivmv1alpha1.
 // fetch fetches one Model and records the outcome.
 func (m *CacheManager) fetch(ctx context.Context, mod *aivmv1alpha1.Model) {
 	defer m.wg.Done()
-	digest := mod.Spec.SHA256
+	digest := modelDigest(mod)
 	log := m.opts.Log.WithValues("model", klogKey(mod), "digest", digest)
-	log.Info("Prefetching model")
-	res, err := m.fetchModel(ctx, mod)
+	log.Info("Prefetching model", "files", max(len(mod.Spec.Files), 1))
+	dir, err := m.fetchModel(ctx, mod, digest)
 
 	result := ""
 	m.mu.Lock()
@@ -341,7 +361,7 @@ func (m *CacheManager) fetch(ctx context.Context, mod *aivmv1alpha1.Model) {
 	case err == nil:
 		delete(m.failures, digest)
 		result = fetchResultOK
-		log.Info("Prefetched model", "bytes", res.Size, "downloaded", res.Downloaded)
+		log.Info("Prefetched model", "snapshot", dir)
 	case ctx.Err() != nil:
 		// Stopped, not failed: nothing to report.
 	default:
@@ -357,32 +377,37 @@ func (m *CacheManager) fetch(ctx context.Context, mod *aivmv1alpha1.Model) {
 	m.Trigger()
 }
 
-func (m *CacheManager) fetchModel(ctx context.Context, mod *aivmv1alpha1.Model) (artifact.Result, error) {
+// fetchModel fetches a Model's files and materializes its snapshot.
+func (m *CacheManager) fetchModel(ctx context.Context, mod *aivmv1alpha1.Model, digest string) (string, error) {
 	var token artifact.Token
 	if ref := mod.Spec.CredentialsSecretRef; ref != nil {
 		secret := &corev1.Secret{}
 		key := client.ObjectKey{Namespace: mod.Namespace, Name: ref.Name}
 		if err := m.opts.APIReader.Get(ctx, key, secret); err != nil {
 			if apierrors.IsForbidden(err) {
-				return artifact.Result{}, &credentialsError{fmt.Errorf("the node agent may not read credentials secret %s: "+
+				return "", &credentialsError{fmt.Errorf("the node agent may not read credentials secret %s: "+
 					"grant it the namespace (Helm value nodeAgent.modelCredentialNamespaces)", key)}
 			}
-			return artifact.Result{}, &credentialsError{fmt.Errorf("get credentials secret %s: %w", key, err)}
+			return "", &credentialsError{fmt.Errorf("get credentials secret %s: %w", key, err)}
 		}
 		t, err := artifact.TokenFromSecret(secret, ref.Key)
 		if err != nil {
-			return artifact.Result{}, &credentialsError{err}
+			return "", &credentialsError{err}
 		}
 		token = t
 	}
 	// Pin while fetching so a garbage collection cannot evict the blob
 	// between its arrival and the next sync's keep list.
-	pin, err := m.cache.Pin(mod.Spec.SHA256)
+	pin, err := m.cache.Pin(digest)
 	if err != nil {
-		return artifact.Result{}, err
+		return "", err
 	}
 	defer func() { _ = pin.Release() }()
-	return m.opts.Fetcher.Fetch(ctx, artifact.ModelRequest(mod, token))
+	spec, err := artifact.ModelSnapshotSpec(mod, token)
+	if err != nil {
+		return "", err
+	}
+	return m.opts.Fetcher.EnsureSnapshot(ctx, spec)
 }
 
 // credentialsError is a missing or unreadable credentials Secret.
@@ -393,8 +418,13 @@ func (e *credentialsError) Unwrap() error { return e.err }
 
 // recordFailure remembers a failed fetch and returns the record; m.mu is held.
 func (m *CacheManager) recordFailure(mod *aivmv1alpha1.Model, err error) *prefetchFailure {
-	digest := mod.Spec.SHA256
+	digest := modelDigest(mod)
 	reason := artifact.ErrorReason(err)
+	file := ""
+	var fe *artifact.FileError
+	if errors.As(err, &fe) && len(mod.Spec.Files) > 0 {
+		file = fe.Path
+	}
 	var ce *credentialsError
 	if errors.As(err, &ce) {
 		reason = aivmv1alpha1.ReasonCredentialsNotFound
@@ -410,6 +440,7 @@ func (m *CacheManager) recordFailure(mod *aivmv1alpha1.Model, err error) *prefet
 		request: req,
 		entry: aivmv1alpha1.ModelCacheError{
 			Digest:  digest,
+			File:    truncate(file, 1024),
 			Reason:  reason,
 			Message: truncate(msg, maxCacheErrorMessage),
 			// The API keeps seconds; so does the entry, so that the
@@ -425,17 +456,7 @@ func (m *CacheManager) recordFailure(mod *aivmv1alpha1.Model, err error) *prefet
 
 // requestIdentity names what fetching a Model asks for; a Model edited to
 // ask for something else is retried without waiting for the backoff.
-func requestIdentity(mod *aivmv1alpha1.Model) string {
-	var b strings.Builder
-	b.WriteString(mod.Spec.URI)
-	if mod.Spec.SizeBytes != nil {
-		fmt.Fprintf(&b, "\x00size=%d", *mod.Spec.SizeBytes)
-	}
-	if ref := mod.Spec.CredentialsSecretRef; ref != nil {
-		fmt.Fprintf(&b, "\x00cred=%s/%s/%s", mod.Namespace, ref.Name, ref.Key)
-	}
-	return b.String()
-}
+func requestIdentity(mod *aivmv1alpha1.Model) string { return artifact.ModelSourceKey(mod) }
 
 // ModelCacheErrors returns the failures of the Models this node is asked to
 // prefetch, oldest first, at most MaxModelCacheErrors.

@@ -136,10 +136,16 @@ type MIGDevice struct {
 
 // ModelCacheError is a failure to place a model in a node's cache.
 type ModelCacheError struct {
-	// digest is the Model's sha256.
+	// digest is the Model's status.modelDigest (for a single-file Model,
+	// its sha256).
 	// +required
 	// +kubebuilder:validation:MaxLength=64
 	Digest string `json:"digest"`
+	// file is the path, in the Model's directory, of the file that failed,
+	// when one file did.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	File string `json:"file,omitempty"`
 	// reason is a PascalCase cause, e.g. DigestMismatch.
 	// +required
 	// +kubebuilder:validation:MaxLength=64

@@ -29,6 +29,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/aivm-dev/aivm-operator/artifact"
 	"github.com/aivm-dev/aivm-operator/internal/testenv"
 	"github.com/aivm-dev/aivm-operator/nodeagent"
 )
@@ -76,6 +77,7 @@ func TestChartNodeAgentDefaults(t *testing.T) {
 	pod, o := chartAgent(t)
 	if o.pollInterval != nodeagent.DefaultPollInterval || o.heartbeatInterval != nodeagent.DefaultHeartbeatInterval ||
 		o.prefetchConcurrency != nodeagent.DefaultPrefetchConcurrency || o.cacheSyncInterval != nodeagent.DefaultCacheSyncInterval ||
+		o.modelFileConcurrency != artifact.DefaultFileConcurrency ||
 		!o.prefetch || o.simulate != "" || o.modelCacheDir != "/var/lib/aivm/models" {
 		t.Errorf("agent options from the chart's defaults: %+v", o)
 	}
@@ -90,10 +92,12 @@ func TestChartNodeAgentValues(t *testing.T) {
 	pod, o := chartAgent(t,
 		"nodeAgent.simulate=dgxh100", "nodeAgent.pollInterval=5s", "nodeAgent.heartbeatInterval=20s",
 		"nodeAgent.prefetch=false", "nodeAgent.modelCacheMaxBytes=107374182400", "nodeAgent.hfBaseURL=https://hf-mirror.example",
-		"nodeAgent.ignoreXIDs=48", "nodeAgent.criticalXIDs=13", "nodeAgent.prefetchConcurrency=4", "nodeAgent.cacheSyncInterval=30s")
+		"nodeAgent.ignoreXIDs=48", "nodeAgent.criticalXIDs=13", "nodeAgent.prefetchConcurrency=4", "nodeAgent.cacheSyncInterval=30s",
+		"nodeAgent.modelFileConcurrency=8")
 	if o.simulate != "dgxh100" || o.pollInterval != 5*time.Second || o.heartbeatInterval != 20*time.Second || o.prefetch ||
 		o.modelCacheMaxBytes != 100<<30 || o.hfBaseURL != "https://hf-mirror.example" || o.ignoreXIDs != "48" ||
-		o.criticalXIDs != "13" || o.prefetchConcurrency != 4 || o.cacheSyncInterval != 30*time.Second {
+		o.criticalXIDs != "13" || o.prefetchConcurrency != 4 || o.cacheSyncInterval != 30*time.Second ||
+		o.modelFileConcurrency != 8 {
 		t.Errorf("agent options from the chart's values: %+v", o)
 	}
 	if pod.RuntimeClassName != nil || len(pod.NodeSelector) != 0 {

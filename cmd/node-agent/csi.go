@@ -20,12 +20,10 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 
 	"github.com/go-logr/logr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/aivm-dev/aivm-operator/artifact"
 	"github.com/aivm-dev/aivm-operator/nodeagent/csi"
 )
 
@@ -68,9 +66,9 @@ func startCSI(ctx context.Context, o options, reader client.Reader, log logr.Log
 	if err != nil {
 		return nil, err
 	}
-	fetcher, err := artifact.NewFetcher(store, artifact.WithHFBaseURL(o.hfBaseURL), artifact.WithLogger(log.WithName("fetch")))
+	fetcher, err := newFetcher(o, store, log)
 	if err != nil {
-		return nil, fmt.Errorf("--hf-base-url: %w", err)
+		return nil, err
 	}
 	snapshots := csi.NewCacheSnapshots(ctx, fetcher, reader)
 	finished := make(chan struct{})

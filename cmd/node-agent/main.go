@@ -72,11 +72,12 @@ type options struct {
 	// node (tests inject events into it).
 	sim *simulate.Node
 
-	prefetch            bool
-	modelCacheMaxBytes  int64
-	hfBaseURL           string
-	prefetchConcurrency int
-	cacheSyncInterval   time.Duration
+	prefetch             bool
+	modelCacheMaxBytes   int64
+	hfBaseURL            string
+	prefetchConcurrency  int
+	modelFileConcurrency int
+	cacheSyncInterval    time.Duration
 
 	csi csiOptions
 }
@@ -110,6 +111,7 @@ func (o *options) bindFlags(fs *flag.FlagSet, zapOpts *zap.Options) {
 	fs.Int64Var(&o.modelCacheMaxBytes, "model-cache-max-bytes", 0, "Size the model cache is kept within by evicting least recently used models that no job uses and no Model pins or prefetches here; 0 leaves it unbounded.")
 	fs.StringVar(&o.hfBaseURL, "hf-base-url", artifact.DefaultHFBaseURL, "Hugging Face compatible endpoint (or mirror) that hf:// model sources resolve against.")
 	fs.IntVar(&o.prefetchConcurrency, "prefetch-concurrency", nodeagent.DefaultPrefetchConcurrency, "Most models fetched at once.")
+	fs.IntVar(&o.modelFileConcurrency, "model-file-concurrency", artifact.DefaultFileConcurrency, "Most files of one model fetched at once (1 to 64).")
 	fs.DurationVar(&o.cacheSyncInterval, "cache-sync-interval", nodeagent.DefaultCacheSyncInterval, "Time between two looks for models to prefetch and two cache garbage collections, besides those a Model change starts.")
 	o.csi.bindFlags(fs)
 	fs.BoolVar(&o.once, "once", false, "Poll once, print the inventory as JSON and exit, without contacting the API server.")
@@ -277,10 +279,27 @@ func (o options) validate() error {
 	if o.prefetchConcurrency < 1 {
 		return fmt.Errorf("--prefetch-concurrency %d is below 1", o.prefetchConcurrency)
 	}
+	if o.modelFileConcurrency < 1 || o.modelFileConcurrency > maxModelFileConcurrency {
+		return fmt.Errorf("--model-file-concurrency %d is outside 1 to %d", o.modelFileConcurrency, maxModelFileConcurrency)
+	}
 	if o.cacheSyncInterval < time.Second {
 		return fmt.Errorf("--cache-sync-interval %s is below the 1s minimum", o.cacheSyncInterval)
 	}
 	return o.csi.validate(o.modelCacheDir)
+}
+
+// maxModelFileConcurrency bounds --model-file-concurrency.
+const maxModelFileConcurrency = 64
+
+// newFetcher returns the fetcher of the node's model cache, configured by
+// the flags.
+func newFetcher(o options, store *artifact.Cache, log logr.Logger) (*artifact.Fetcher, error) {
+	fetcher, err := artifact.NewFetcher(store, artifact.WithHFBaseURL(o.hfBaseURL),
+		artifact.WithFileConcurrency(o.modelFileConcurrency), artifact.WithLogger(log.WithName("fetch")))
+	if err != nil {
+		return nil, fmt.Errorf("model fetcher (--hf-base-url, --model-file-concurrency): %w", err)
+	}
+	return fetcher, nil
 }
 
 // managesCache reports whether the agent runs a cache manager.
@@ -298,9 +317,9 @@ func startCacheManager(ctx context.Context, o options, cfg *rest.Config, scheme 
 	if err != nil {
 		return nil, nil, err
 	}
-	fetcher, err := artifact.NewFetcher(store, artifact.WithHFBaseURL(o.hfBaseURL), artifact.WithLogger(log.WithName("fetch")))
+	fetcher, err := newFetcher(o, store, log)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--hf-base-url: %w", err)
+		return nil, nil, err
 	}
 	models, err := cache.New(cfg, cache.Options{Scheme: scheme})
 	if err != nil {

@@ -34,12 +34,13 @@ import (
 
 func defaults() options {
 	return options{
-		pollInterval:        nodeagent.DefaultPollInterval,
-		heartbeatInterval:   nodeagent.DefaultHeartbeatInterval,
-		prefetch:            true,
-		hfBaseURL:           artifact.DefaultHFBaseURL,
-		prefetchConcurrency: nodeagent.DefaultPrefetchConcurrency,
-		cacheSyncInterval:   nodeagent.DefaultCacheSyncInterval,
+		pollInterval:         nodeagent.DefaultPollInterval,
+		heartbeatInterval:    nodeagent.DefaultHeartbeatInterval,
+		prefetch:             true,
+		hfBaseURL:            artifact.DefaultHFBaseURL,
+		prefetchConcurrency:  nodeagent.DefaultPrefetchConcurrency,
+		modelFileConcurrency: artifact.DefaultFileConcurrency,
+		cacheSyncInterval:    nodeagent.DefaultCacheSyncInterval,
 	}
 }
 
@@ -126,6 +127,8 @@ func TestRejectsBadFlags(t *testing.T) {
 		{"negative cache size", func(o *options) { o.modelCacheMaxBytes = -1 }, "--model-cache-max-bytes"},
 		{"cache size without dir", func(o *options) { o.modelCacheMaxBytes = 1 << 30 }, "--model-cache-dir"},
 		{"no prefetch slots", func(o *options) { o.prefetchConcurrency = 0 }, "--prefetch-concurrency"},
+		{"no file slots", func(o *options) { o.modelFileConcurrency = 0 }, "--model-file-concurrency"},
+		{"too many file slots", func(o *options) { o.modelFileConcurrency = 65 }, "--model-file-concurrency"},
 		{"fast cache sync", func(o *options) { o.cacheSyncInterval = time.Millisecond }, "--cache-sync-interval"},
 	}
 	for _, tt := range tests {

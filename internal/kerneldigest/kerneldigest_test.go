@@ -257,3 +257,52 @@ func FuzzArgsAreUnambiguous(f *testing.F) {
 		}
 	})
 }
+
+// TestFileSetModelDigest: with a file-set Model, the Kernel digest changes
+// when any file's digest, size or path changes, and not when the files are
+// listed in another order or fetched from elsewhere.
+func TestFileSetModelDigest(t *testing.T) {
+	fileSet := func() *v1alpha1.ModelSpec {
+		return &v1alpha1.ModelSpec{
+			BaseURI:   "hf://acme/tiny@main",
+			GPUMemory: resource.MustParse("8Gi"),
+			Files: []v1alpha1.ModelFile{
+				{Path: "config.json", SHA256: strings.Repeat("1", 64), SizeBytes: ptr(int64(2))},
+				{Path: "model.safetensors", SHA256: strings.Repeat("2", 64)},
+				{Path: "tokenizer.json", SHA256: strings.Repeat("3", 64)},
+			},
+		}
+	}
+	base := mustDigest(t, baseKernel(), fileSet())
+	if single := mustDigest(t, baseKernel(), baseModel()); single == base {
+		t.Fatal("a file-set Model and a single-file Model give one Kernel digest")
+	}
+	for i := range 3 {
+		m := fileSet()
+		m.Files[i].SHA256 = strings.Repeat("f", 64)
+		if mustDigest(t, baseKernel(), m) == base {
+			t.Errorf("changing file %d's sha256 kept the Kernel digest", i)
+		}
+	}
+	for name, edit := range map[string]func(*v1alpha1.ModelSpec){
+		"size": func(m *v1alpha1.ModelSpec) { m.Files[0].SizeBytes = ptr(int64(3)) },
+		"path": func(m *v1alpha1.ModelSpec) { m.Files[2].Path = "tokenizer/tokenizer.json" },
+	} {
+		m := fileSet()
+		edit(m)
+		if mustDigest(t, baseKernel(), m) == base {
+			t.Errorf("changing a file's %s kept the Kernel digest", name)
+		}
+	}
+	for name, edit := range map[string]func(*v1alpha1.ModelSpec){
+		"file order": func(m *v1alpha1.ModelSpec) { m.Files[0], m.Files[2] = m.Files[2], m.Files[0] },
+		"base uri":   func(m *v1alpha1.ModelSpec) { m.BaseURI = "https://mirror.example.com/tiny/" },
+		"own uri":    func(m *v1alpha1.ModelSpec) { m.Files[1].URI = "https://cdn.example.com/w.safetensors" },
+	} {
+		m := fileSet()
+		edit(m)
+		if got := mustDigest(t, baseKernel(), m); got != base {
+			t.Errorf("changing the %s changed the Kernel digest", name)
+		}
+	}
+}

@@ -46,6 +46,7 @@ import (
 
 	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
 	"github.com/aivm-dev/aivm-operator/artifact"
+	"github.com/aivm-dev/aivm-operator/internal/modeldigest"
 	"github.com/aivm-dev/aivm-operator/internal/testenv"
 )
 
@@ -228,11 +229,15 @@ type volume struct {
 
 func newVolume(t *testing.T, m *v1alpha1.Model) volume {
 	id := "csi-" + digestOf([]byte(t.Name() + m.Name))[:32]
+	digest, err := modeldigest.Of(&m.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return volume{
 		id:     id,
 		target: filepath.Join(t.TempDir(), "pods", "uid", "volumes", "kubernetes.io~csi", "model", "mount"),
 		attrs: map[string]string{
-			AttrModelNamespace: m.Namespace, AttrModelName: m.Name, AttrModelDigest: m.Spec.SHA256,
+			AttrModelNamespace: m.Namespace, AttrModelName: m.Name, AttrModelDigest: digest,
 			attrPodNamespace: m.Namespace, attrPodName: "job-1", attrPodUID: "uid-1", attrEphemeral: "true",
 		},
 	}
@@ -263,15 +268,15 @@ func (n *node) unpublish(v volume) error {
 	return err
 }
 
-// inUse reports whether any open file description pins digest; flocks
-// conflict across descriptions, so the driver's pins show here too.
+// inUse reports whether a volume's pin on the snapshot of digest is
+// recorded in the cache (artifact.Cache.PinSnapshot).
 func (n *node) inUse(digest string) bool {
 	n.t.Helper()
-	used, err := n.cache.InUse(digest)
+	holders, err := n.cache.SnapshotHolders(digest)
 	if err != nil {
 		n.t.Fatal(err)
 	}
-	return used
+	return len(holders) > 0
 }
 
 // mounts counts the mounts at path in this process's mount namespace.

@@ -24,6 +24,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -156,8 +157,10 @@ func TestPublishTamperedSource(t *testing.T) {
 	}
 }
 
-// TestPinSurvivesRestart: a published volume's pin is taken again by a
-// restarted driver from its record, so garbage collection keeps the blob.
+// TestPinSurvivesRestart: a published volume's pin is on disk, so it
+// outlives the driver's process; the restarted driver keeps it for the
+// still-mounted volume, garbage collection keeps the snapshot and its blob,
+// and the restarted driver's unpublish releases it.
 func TestPinSurvivesRestart(t *testing.T) {
 	requireMount(t)
 	src := newSource(t)
@@ -169,16 +172,20 @@ func TestPinSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.stop()
-	if n.inUse(m.Spec.SHA256) {
-		t.Fatal("pin outlived the stopped driver: the restart below would prove nothing")
+	if !n.inUse(m.Spec.SHA256) {
+		t.Fatal("the published volume's pin did not outlive the stopped driver")
+	}
+	res, err := n.cache.GC(context.Background(), artifact.GCOptions{MaxBytes: 0})
+	if err != nil || len(res.Evicted) != 0 || len(res.EvictedSnapshots) != 0 || !slices.Contains(res.SkippedInUse, m.Spec.SHA256) {
+		t.Errorf("GC while the driver is down: %+v, %v; want the snapshot skipped as in use", res, err)
 	}
 	n.start()
 	if !n.inUse(m.Spec.SHA256) {
-		t.Fatal("restarted driver did not pin the published volume's model again")
+		t.Fatal("restarted driver dropped the published volume's pin")
 	}
-	res, err := n.cache.GC(context.Background(), artifact.GCOptions{MaxBytes: 0})
-	if err != nil || len(res.Evicted) != 0 || len(res.SkippedInUse) != 1 {
-		t.Errorf("GC while published: %+v, %v; want the blob skipped as in use", res, err)
+	res, err = n.cache.GC(context.Background(), artifact.GCOptions{MaxBytes: 0})
+	if err != nil || len(res.Evicted) != 0 || len(res.EvictedSnapshots) != 0 || !slices.Contains(res.SkippedInUse, m.Spec.SHA256) {
+		t.Errorf("GC while published: %+v, %v; want the snapshot skipped as in use", res, err)
 	}
 	if err := n.unpublish(v); err != nil {
 		t.Fatal(err)

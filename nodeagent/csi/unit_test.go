@@ -41,19 +41,6 @@ short line
 	}
 }
 
-func TestFileName(t *testing.T) {
-	for uri, want := range map[string]string{
-		"https://host/models/llama.gguf?x=1":     "llama.gguf",
-		"hf://org/repo/sub/model.safetensors@v1": "model.safetensors",
-		"file:///srv/models/tiny.bin":            "tiny.bin",
-		"https://host/":                          "model",
-	} {
-		if got := fileName(uri); got != want {
-			t.Errorf("fileName(%q) = %q, want %q", uri, got, want)
-		}
-	}
-}
-
 // TestRecords: records round-trip; a crash's temporary file is removed and
 // an unreadable record is reported without hiding the others.
 func TestRecords(t *testing.T) {
