@@ -385,7 +385,7 @@ func (e *Env) waitHTTP(ctx context.Context, p *process, url string) error {
 		}
 		select {
 		case <-p.done:
-			return fmt.Errorf("%s exited (%v); its log: %s", p.name, p.err, p.logPath)
+			return fmt.Errorf("%s exited (%w); its log: %s", p.name, p.err, p.logPath)
 		case <-ctx.Done():
 			return fmt.Errorf("%s not ready at %s: %w; its log: %s", p.name, url, ctx.Err(), p.logPath)
 		case <-time.After(250 * time.Millisecond):
@@ -452,7 +452,7 @@ func (e *Env) startNode(ctx, runCtx context.Context, name, profile string) error
 		}
 		select {
 		case <-agent.done:
-			return fmt.Errorf("node agent exited (%v); its log: %s", agent.err, agent.logPath)
+			return fmt.Errorf("node agent exited (%w); its log: %s", agent.err, agent.logPath)
 		case <-wctx.Done():
 			return fmt.Errorf("node agent did not publish GPUNode %s: %w; its log: %s", name, wctx.Err(), agent.logPath)
 		case <-time.After(250 * time.Millisecond):

@@ -274,14 +274,14 @@ func (k *Kubelet) registerNode(ctx context.Context) error {
 	case apierrors.IsNotFound(err):
 		node = &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: k.cfg.NodeName}}
 		k.applyNodeMeta(node)
-		if node, err = nodes.Create(ctx, node, metav1.CreateOptions{}); err != nil {
+		if _, err = nodes.Create(ctx, node, metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("devkubelet: register node %s: %w", k.cfg.NodeName, err)
 		}
 	case err != nil:
 		return fmt.Errorf("devkubelet: get node %s: %w", k.cfg.NodeName, err)
 	default:
 		k.applyNodeMeta(node)
-		if node, err = nodes.Update(ctx, node, metav1.UpdateOptions{}); err != nil {
+		if _, err = nodes.Update(ctx, node, metav1.UpdateOptions{}); err != nil {
 			return fmt.Errorf("devkubelet: update node %s: %w", k.cfg.NodeName, err)
 		}
 	}
