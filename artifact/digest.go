@@ -19,6 +19,8 @@ package artifact
 import (
 	"fmt"
 	"strings"
+
+	"github.com/aivm-dev/aivm-operator/internal/text"
 )
 
 // DigestPrefix is the optional algorithm prefix accepted by [ParseDigest].
@@ -29,7 +31,7 @@ const DigestPrefix = "sha256:"
 func ParseDigest(s string) (string, error) {
 	hex := strings.TrimPrefix(s, DigestPrefix)
 	if len(hex) != 64 {
-		return "", fmt.Errorf("invalid sha256 digest %q: want 64 hexadecimal characters, got %d", truncate(s, 80), len(hex))
+		return "", fmt.Errorf("invalid sha256 digest %q: want 64 hexadecimal characters, got %d", text.Shorten(s, 80), len(hex))
 	}
 	out := []byte(hex)
 	for i, c := range out {
@@ -38,15 +40,8 @@ func ParseDigest(s string) (string, error) {
 		case c >= 'A' && c <= 'F':
 			out[i] = c + ('a' - 'A')
 		default:
-			return "", fmt.Errorf("invalid sha256 digest %q: character %q at position %d is not hexadecimal", truncate(s, 80), c, i)
+			return "", fmt.Errorf("invalid sha256 digest %q: character %q at position %d is not hexadecimal", text.Shorten(s, 80), c, i)
 		}
 	}
 	return string(out), nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }

@@ -37,6 +37,8 @@ import (
 
 	"golang.org/x/sys/unix"
 	"k8s.io/utils/clock"
+
+	"github.com/aivm-dev/aivm-operator/internal/text"
 )
 
 // copyBufferSize is the read size while streaming an artifact.
@@ -522,7 +524,7 @@ func (f *Fetcher) attemptOnce(ctx context.Context, p prepared, dl *download, val
 			if err := dl.reset(); err != nil {
 				return err
 			}
-			return &retryable{fmt.Errorf("unexpected Content-Range %q for a request from byte %d", truncate(resp.Header.Get("Content-Range"), 80), start)}
+			return &retryable{fmt.Errorf("unexpected Content-Range %q for a request from byte %d", text.Shorten(resp.Header.Get("Content-Range"), 80), start)}
 		}
 		total = t
 	case http.StatusRequestedRangeNotSatisfiable:

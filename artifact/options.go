@@ -24,6 +24,8 @@ import (
 
 	"github.com/go-logr/logr"
 	"k8s.io/utils/clock"
+
+	"github.com/aivm-dev/aivm-operator/internal/text"
 )
 
 // Defaults for a Fetcher.
@@ -117,7 +119,7 @@ func newConfig(opts []Option) (config, error) {
 	}
 	c.client = withTokenRedirectPolicy(c.client)
 	if u, err := url.Parse(c.hfBase); err != nil || (u.Scheme != SchemeHTTPS && u.Scheme != SchemeHTTP) || u.Host == "" || u.User != nil {
-		return c, fmt.Errorf("hugging face base URL %q is not an http(s) URL without credentials", truncate(c.hfBase, 120))
+		return c, fmt.Errorf("hugging face base URL %q is not an http(s) URL without credentials", text.Shorten(c.hfBase, 120))
 	}
 	if c.maxTotal <= 0 {
 		return c, fmt.Errorf("maximum fetch time %s is not positive", c.maxTotal)

@@ -24,6 +24,7 @@ import (
 	"strings"
 
 	"github.com/aivm-dev/aivm-operator/internal/modeldigest"
+	"github.com/aivm-dev/aivm-operator/internal/text"
 )
 
 // DefaultHFBaseURL is the Hugging Face endpoint hf:// sources resolve against
@@ -83,7 +84,7 @@ func ResolveSource(raw, hfBase string) (*url.URL, error) {
 	case SchemeHF:
 		return resolveHF(raw, u, hfBase)
 	case "":
-		return nil, fmt.Errorf("source %q has no scheme; want https://, http://, file:// or hf://", truncate(raw, 80))
+		return nil, fmt.Errorf("source %q has no scheme; want https://, http://, file:// or hf://", text.Shorten(raw, 80))
 	default:
 		return nil, fmt.Errorf("source scheme %q is not supported; want https, http, file or hf", u.Scheme)
 	}
@@ -94,31 +95,31 @@ func ResolveSource(raw, hfBase string) (*url.URL, error) {
 func resolveHF(raw string, u *url.URL, hfBase string) (*url.URL, error) {
 	const form = "want hf://<namespace>/<repo>/<file>[@<revision>]"
 	if u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("source %q: hf sources take no query or fragment; %s", truncate(raw, 120), form)
+		return nil, fmt.Errorf("source %q: hf sources take no query or fragment; %s", text.Shorten(raw, 120), form)
 	}
 	rest := strings.TrimPrefix(raw, "hf://")
 	if rest == raw {
-		return nil, fmt.Errorf("source %q: %s", truncate(raw, 120), form)
+		return nil, fmt.Errorf("source %q: %s", text.Shorten(raw, 120), form)
 	}
 	revision := DefaultHFRevision
 	if i := strings.LastIndexByte(rest, '@'); i >= 0 {
 		revision = rest[i+1:]
 		rest = rest[:i]
 		if revision == "" {
-			return nil, fmt.Errorf("source %q: empty revision after '@'; %s", truncate(raw, 120), form)
+			return nil, fmt.Errorf("source %q: empty revision after '@'; %s", text.Shorten(raw, 120), form)
 		}
 	}
 	parts := strings.Split(rest, "/")
 	if len(parts) < 3 {
-		return nil, fmt.Errorf("source %q: %s", truncate(raw, 120), form)
+		return nil, fmt.Errorf("source %q: %s", text.Shorten(raw, 120), form)
 	}
 	for _, p := range parts {
 		if p == "" || p == "." || p == ".." {
-			return nil, fmt.Errorf("source %q: empty, '.' or '..' path segment; %s", truncate(raw, 120), form)
+			return nil, fmt.Errorf("source %q: empty, '.' or '..' path segment; %s", text.Shorten(raw, 120), form)
 		}
 	}
 	if strings.Contains(revision, "..") {
-		return nil, fmt.Errorf("source %q: revision must not contain '..'", truncate(raw, 120))
+		return nil, fmt.Errorf("source %q: revision must not contain '..'", text.Shorten(raw, 120))
 	}
 	return hfResolveURL(hfBase, parts[0], parts[1], revision, parts[2:])
 }
@@ -131,7 +132,7 @@ func hfResolveURL(hfBase, namespace, repo, revision string, file []string) (*url
 	}
 	base, err := url.Parse(hfBase)
 	if err != nil || (base.Scheme != SchemeHTTPS && base.Scheme != SchemeHTTP) || base.Host == "" {
-		return nil, fmt.Errorf("hugging face base URL %q is not an http(s) URL", truncate(hfBase, 120))
+		return nil, fmt.Errorf("hugging face base URL %q is not an http(s) URL", text.Shorten(hfBase, 120))
 	}
 	segs := []string{namespace, repo, "resolve", revision}
 	segs = append(segs, file...)
@@ -167,11 +168,11 @@ func ResolveBase(base, filePath, hfBase string) (*url.URL, error) {
 		const form = "want hf://<namespace>/<repo>@<revision>"
 		repoPart, revision, found := strings.Cut(rest, "@")
 		if !found || revision == "" || strings.Contains(revision, "..") || strings.ContainsAny(revision, "?#@") {
-			return nil, fmt.Errorf("base uri %q: %s", truncate(base, 120), form)
+			return nil, fmt.Errorf("base uri %q: %s", text.Shorten(base, 120), form)
 		}
 		parts := strings.Split(repoPart, "/")
 		if len(parts) != 2 || parts[0] == "" || parts[1] == "" || parts[0] == "." || parts[0] == ".." || parts[1] == "." || parts[1] == ".." {
-			return nil, fmt.Errorf("base uri %q: %s", truncate(base, 120), form)
+			return nil, fmt.Errorf("base uri %q: %s", text.Shorten(base, 120), form)
 		}
 		return hfResolveURL(hfBase, parts[0], parts[1], revision, segs)
 	}

@@ -22,6 +22,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/aivm-dev/aivm-operator/internal/text"
 )
 
 func TestParseDigest(t *testing.T) {
@@ -86,7 +88,7 @@ func TestResolveSource(t *testing.T) {
 		u, err := ResolveSource(tt.in, tt.base)
 		if tt.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Errorf("ResolveSource(%q) error = %v, want containing %q", truncate(tt.in, 40), err, tt.wantErr)
+				t.Errorf("ResolveSource(%q) error = %v, want containing %q", text.Shorten(tt.in, 40), err, tt.wantErr)
 			}
 			if err != nil && strings.Contains(err.Error(), "hunter2") {
 				t.Errorf("error leaks the password: %v", err)

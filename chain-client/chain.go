@@ -2,12 +2,8 @@ package chainclient
 
 import (
 	"context"
-	"encoding/hex"
-	"fmt"
 	"regexp"
 	"strconv"
-
-	cmthttp "github.com/cometbft/cometbft/rpc/client/http"
 
 	"github.com/aivm-dev/aivm-operator/chain-client/aivmv1"
 	"github.com/aivm-dev/aivm-operator/chain-client/rpc"
@@ -64,11 +60,10 @@ type TxFetcher interface {
 	TxBytes(ctx context.Context, hash string) ([]byte, error)
 }
 
-// RPCChain is the rpc package's client plus raw transaction lookups; it
-// satisfies Chain and TxFetcher.
+// RPCChain is the rpc package's client (with its raw transaction lookups);
+// it satisfies Chain and TxFetcher.
 type RPCChain struct {
 	*rpc.Client
-	raw *cmthttp.HTTP
 }
 
 // NewRPCChain returns a Chain for the CometBFT RPC endpoint at rpcURL.
@@ -78,25 +73,7 @@ func NewRPCChain(rpcURL string) (*RPCChain, error) {
 	if err != nil {
 		return nil, err
 	}
-	raw, err := cmthttp.New(rpcURL)
-	if err != nil {
-		// The library's errors quote the URL as given: leave them out.
-		return nil, fmt.Errorf("rpc client for %s: invalid URL", rpc.RedactURL(rpcURL))
-	}
-	return &RPCChain{Client: c, raw: raw}, nil
-}
-
-// TxBytes returns the bytes of the committed transaction hash (hex).
-func (c *RPCChain) TxBytes(ctx context.Context, hash string) ([]byte, error) {
-	h, err := hex.DecodeString(hash)
-	if err != nil || len(h) != 32 {
-		return nil, fmt.Errorf("tx hash %q is not 32 bytes of hex", hash)
-	}
-	res, err := c.raw.Tx(ctx, h, false)
-	if err != nil {
-		return nil, fmt.Errorf("fetch tx %s: %w", hash, err)
-	}
-	return res.Tx, nil
+	return &RPCChain{Client: c}, nil
 }
 
 // expectedSeqPattern finds the expected sequence in a Cosmos "account

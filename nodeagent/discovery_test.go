@@ -496,12 +496,13 @@ func TestOpenWithoutNVMLLibrary(t *testing.T) {
 	}
 }
 
-// TestRealNVML opens the real library: on a machine without the NVIDIA
-// driver it must report ErrNVMLNotFound; on a GPU machine it lists the GPUs.
+// TestRealNVML opens the real library and lists the GPUs; on a machine
+// without the NVIDIA driver (ErrNVMLNotFound) it skips, saying so. Any other
+// error fails.
 func TestRealNVML(t *testing.T) {
 	d, err := nodeagent.Open(nvml.New(), nodeagent.Options{})
 	if errors.Is(err, nodeagent.ErrNVMLNotFound) {
-		return
+		t.Skipf("no NVML on this machine (%v): nothing real to discover", err)
 	}
 	if err != nil {
 		t.Fatalf("Open(real NVML): %v", err)

@@ -25,9 +25,9 @@ import (
 const MaxInlineInputBytes = 65536
 
 // InferenceJobSpec is one inference request.
-// +kubebuilder:validation:XValidation:rule="self.kernelRef == oldSelf.kernelRef",message="kernelRef is immutable"
-// +kubebuilder:validation:XValidation:rule="self.input == oldSelf.input",message="input is immutable"
-// +kubebuilder:validation:XValidation:rule="self.parameters == oldSelf.parameters",message="parameters are immutable"
+// +kubebuilder:validation:XValidation:rule="self.kernelRef == oldSelf.kernelRef",fieldPath=".kernelRef",reason="FieldValueInvalid",message="kernelRef is immutable"
+// +kubebuilder:validation:XValidation:rule="self.input == oldSelf.input",fieldPath=".input",reason="FieldValueInvalid",message="input is immutable"
+// +kubebuilder:validation:XValidation:rule="self.parameters == oldSelf.parameters",fieldPath=".parameters",reason="FieldValueInvalid",message="parameters are immutable"
 type InferenceJobSpec struct {
 	// kernelRef names the Kernel in the job's namespace. Immutable.
 	// +required
@@ -90,7 +90,7 @@ type JobInput struct {
 	// text is the prompt itself, at most 64 KiB (65536 bytes of UTF-8).
 	// +optional
 	// +kubebuilder:validation:MaxLength=65536
-	// +kubebuilder:validation:XValidation:rule="size(bytes(self)) <= 65536",message="input.text must be at most 65536 bytes of UTF-8; put larger inputs in a ConfigMap or Secret"
+	// +kubebuilder:validation:XValidation:rule="size(self) > 65536 || size(bytes(self)) <= 65536",message="input.text must be at most 65536 bytes of UTF-8; put larger inputs in a ConfigMap or Secret"
 	Text *string `json:"text,omitempty"`
 
 	// configMapKeyRef names a key of a ConfigMap in the job's namespace.

@@ -72,8 +72,8 @@ type LocalObjectReference struct {
 }
 
 // KernelSpec is a model plus everything needed to run it reproducibly.
-// +kubebuilder:validation:XValidation:rule="!has(self.gpu.migProfile) || self.gpu.count == 1",message="gpu.migProfile requires gpu.count 1"
-// +kubebuilder:validation:XValidation:rule="self.committee.aggregation != 'unanimous' || self.committee.replicas >= 2",message="committee.aggregation unanimous needs committee.replicas of at least 2"
+// +kubebuilder:validation:XValidation:rule="!has(self.gpu.migProfile) || self.gpu.count == 1",fieldPath=".gpu.migProfile",reason="FieldValueInvalid",message="migProfile requires gpu.count 1"
+// +kubebuilder:validation:XValidation:rule="self.committee.aggregation != 'unanimous' || self.committee.replicas >= 2",fieldPath=".committee.replicas",reason="FieldValueInvalid",message="committee.aggregation unanimous needs committee.replicas of at least 2"
 type KernelSpec struct {
 	// modelRef names the Model in the Kernel's namespace.
 	// +required
@@ -122,7 +122,7 @@ type KernelSpec struct {
 }
 
 // KernelRuntime is the container image and engine of a kernel.
-// +kubebuilder:validation:XValidation:rule="self.engine != 'openai' || has(self.port)",message="runtime.port is required for the openai engine"
+// +kubebuilder:validation:XValidation:rule="self.engine != 'openai' || has(self.port)",fieldPath=".port",reason="FieldValueRequired",message="port is required for the openai engine"
 type KernelRuntime struct {
 	// image is the runtime container image; pin it by digest
 	// (repo@sha256:...) so every node runs the same bytes.
@@ -174,7 +174,7 @@ type KernelGPU struct {
 	// memory is the free memory each GPU must have; defaults to the model's
 	// gpuMemory divided by count.
 	// +optional
-	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).isGreaterThan(quantity('0'))",message="gpu.memory must be greater than zero"
+	// +kubebuilder:validation:XValidation:rule="!isQuantity(string(self)) || quantity(string(self)).isGreaterThan(quantity('0'))",message="gpu.memory must be greater than zero"
 	Memory *resource.Quantity `json:"memory,omitempty"`
 
 	// products restricts placement to GPUs whose NVML product name is one of
@@ -200,11 +200,13 @@ type KernelGPU struct {
 
 // KernelResources are the CPU and memory requests of a replica's pod.
 type KernelResources struct {
-	// cpu is the CPU request.
+	// cpu is the CPU request; above zero.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="!isQuantity(string(self)) || quantity(string(self)).isGreaterThan(quantity('0'))",message="resources.cpu must be greater than zero"
 	CPU *resource.Quantity `json:"cpu,omitempty"`
-	// memory is the memory request.
+	// memory is the memory request; above zero.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="!isQuantity(string(self)) || quantity(string(self)).isGreaterThan(quantity('0'))",message="resources.memory must be greater than zero"
 	Memory *resource.Quantity `json:"memory,omitempty"`
 }
 

@@ -117,7 +117,7 @@ type ModelSpec struct {
 	// gpuMemory is the GPU memory the model needs once loaded (weights plus
 	// runtime overhead), across all GPUs a kernel gives it.
 	// +required
-	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).isGreaterThan(quantity('0'))",message="gpuMemory must be greater than zero"
+	// +kubebuilder:validation:XValidation:rule="!isQuantity(string(self)) || quantity(string(self)).isGreaterThan(quantity('0'))",message="gpuMemory must be greater than zero"
 	GPUMemory resource.Quantity `json:"gpuMemory"`
 
 	// credentialsSecretRef names a Secret in the Model's namespace whose key

@@ -19,3 +19,5 @@ package devnet_test
 import "errors"
 
 func errorsIs(err, target error) bool { return errors.Is(err, target) }
+
+var errNoBlocks = errors.New("no block metas in the response")

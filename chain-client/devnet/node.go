@@ -17,6 +17,7 @@ limitations under the License.
 package devnet
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -255,7 +256,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("devnet: %w", err)
 	}
 	n := &Node{cfg: cfg, node: cn, app: app, appDB: appDB, dbs: dbs, chainID: chainID, stopping: stopping}
-	if err := n.serveRPC(rpcLn, ccfg.RPC.ListenAddress); err != nil {
+	if err := n.serveRPC(rpcLn, ccfg.RPC.ListenAddress, ccfg.RPC.MaxBodyBytes); err != nil {
 		_ = rpcLn.Close()
 		_ = n.Stop()
 		return nil, fmt.Errorf("devnet: %w", err)
@@ -446,18 +447,50 @@ func listenRPC(public string) (net.Listener, error) {
 	return ln, nil
 }
 
-// serveRPC serves ln by proxying to CometBFT's RPC at internal.
-func (n *Node) serveRPC(ln net.Listener, internal string) error {
+// serveRPC serves ln by proxying to CometBFT's RPC at internal, accepting
+// request bodies of up to maxBody bytes.
+func (n *Node) serveRPC(ln net.Listener, internal string, maxBody int64) error {
 	target, err := url.Parse("http://" + strings.TrimPrefix(internal, "tcp://"))
 	if err != nil {
 		return fmt.Errorf("rpc: %w", err)
 	}
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	proxy.ErrorLog = stdlog.New(io.Discard, "", 0)
-	n.rpcSrv = &http.Server{Handler: proxy, ReadHeaderTimeout: 10 * time.Second}
+	n.rpcSrv = &http.Server{Handler: bufferBody(proxy, maxBody), ReadHeaderTimeout: 10 * time.Second}
 	n.rpcAddr = "tcp://" + ln.Addr().String()
 	go func() { _ = n.rpcSrv.Serve(ln) }()
 	return nil
+}
+
+// bufferBody reads each request's body whole, refusing one over maxBody
+// bytes with 413, before next (the reverse proxy) sees the request. Given
+// the client connection's body, the proxy's transport reads it from its own
+// goroutine while the response is already being copied back, and net/http's
+// server does not support reading a request body once the response has
+// started: a response could end early (200 OK, then unexpected EOF). A
+// body in memory is nobody's but the transport's, and can be sent again.
+func bufferBody(next http.Handler, maxBody int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body == nil || r.Body == http.NoBody {
+			next.ServeHTTP(w, r)
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+		if err != nil {
+			if errors.As(err, new(*http.MaxBytesError)) {
+				http.Error(w, fmt.Sprintf("request body exceeds %d bytes", maxBody), http.StatusRequestEntityTooLarge)
+				return
+			}
+			http.Error(w, "read request body: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		r2 := r.Clone(r.Context())
+		r2.ContentLength = int64(len(body))
+		r2.TransferEncoding = nil
+		r2.Body = io.NopCloser(bytes.NewReader(body))
+		r2.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+		next.ServeHTTP(w, r2)
+	})
 }
 
 // RPCURL returns the CometBFT RPC endpoint, e.g. "http://127.0.0.1:26657".

@@ -1,6 +1,7 @@
 package receipt
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,19 +12,27 @@ import (
 	"github.com/aivm-dev/aivm-operator/chain-client/merkle"
 )
 
-// ResultQuerier looks a job's result up on chain (the rpc client's Result
-// query satisfies it). It returns nil, nil when the chain holds no result for
-// the job.
-type ResultQuerier interface {
+// ChainReader reads what VerifyOnChain checks a receipt against; the rpc
+// package's Client satisfies it.
+type ChainReader interface {
+	// Result returns the job's stored result, or nil, nil when the chain
+	// holds none.
 	Result(ctx context.Context, jobUID string) (*aivmv1.StoredResult, error)
+	// ChainID returns the id of the chain the node serves.
+	ChainID(ctx context.Context) (string, error)
+	// SubmittedResults returns the result batches a committed transaction
+	// carries.
+	SubmittedResults(ctx context.Context, txHash string) ([]*aivmv1.MsgSubmitResults, error)
 }
 
 // VerifyOnChain checks r (signature, leaf, and proof when it carries an
 // inclusion) and then that the chain stores the same record for the job,
 // submitted by the same provider, under a root the receipt's leaf is proven
 // to be in. When r has no inclusion, the chain's root and position are
-// used, and the record and provider must still match.
-func VerifyOnChain(ctx context.Context, q ResultQuerier, r *Receipt) (*aivmv1.StoredResult, error) {
+// used, and the record and provider must still match. An inclusion must also
+// name the chain's id (when it names one) and the size of the batch the
+// transaction carries.
+func VerifyOnChain(ctx context.Context, q ChainReader, r *Receipt) (*aivmv1.StoredResult, error) {
 	if err := r.Verify(); err != nil {
 		return nil, err
 	}
@@ -61,6 +70,38 @@ func VerifyOnChain(ctx context.Context, q ResultQuerier, r *Receipt) (*aivmv1.St
 		if err := errors.Join(errs...); err != nil {
 			return nil, fmt.Errorf("receipt: inclusion does not match the chain: %w", err)
 		}
+		if err := checkBatch(ctx, q, c, stored); err != nil {
+			return nil, err
+		}
 	}
 	return stored, nil
+}
+
+// checkBatch checks c's chain id against the chain's and its tree size
+// against the batch (with stored's root) that stored's transaction carries.
+func checkBatch(ctx context.Context, q ChainReader, c *Inclusion, stored *aivmv1.StoredResult) error {
+	if c.ChainID != "" {
+		id, err := q.ChainID(ctx)
+		if err != nil {
+			return fmt.Errorf("receipt: query chain id: %w", err)
+		}
+		if c.ChainID != id {
+			return fmt.Errorf("receipt: inclusion does not match the chain: chain id %q, chain has %q", c.ChainID, id)
+		}
+	}
+	batches, err := q.SubmittedResults(ctx, stored.GetTxHash())
+	if err != nil {
+		return fmt.Errorf("receipt: query chain for tx %s: %w", stored.GetTxHash(), err)
+	}
+	for _, b := range batches {
+		if !bytes.Equal(b.GetMerkleRoot(), stored.GetMerkleRoot()) || int(stored.GetIndex()) >= len(b.GetResults()) ||
+			!proto.Equal(b.GetResults()[stored.GetIndex()], stored.GetResult()) {
+			continue
+		}
+		if n := uint64(len(b.GetResults())); c.Proof.TreeSize != n {
+			return fmt.Errorf("receipt: inclusion does not match the chain: tree size %d, the batch on chain has %d results", c.Proof.TreeSize, n)
+		}
+		return nil
+	}
+	return fmt.Errorf("receipt: tx %s carries no batch with the job's record under root %x", stored.GetTxHash(), stored.GetMerkleRoot())
 }

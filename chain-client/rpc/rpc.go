@@ -41,6 +41,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/aivm-dev/aivm-operator/chain-client/aivmv1"
+	"github.com/aivm-dev/aivm-operator/chain-client/tx"
 )
 
 // Cosmos SDK codes (codespace "sdk") that this package produces itself from
@@ -331,6 +332,52 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 		return Status{}, fmt.Errorf("status: %w", err)
 	}
 	return Status{ChainID: st.NodeInfo.Network, Height: st.SyncInfo.LatestBlockHeight, CatchingUp: st.SyncInfo.CatchingUp}, nil
+}
+
+// ChainID returns the chain id the node serves.
+func (c *Client) ChainID(ctx context.Context) (string, error) {
+	st, err := c.Status(ctx)
+	if err != nil {
+		return "", err
+	}
+	return st.ChainID, nil
+}
+
+// TxBytes returns the bytes of the committed transaction hash (hex).
+func (c *Client) TxBytes(ctx context.Context, hash string) ([]byte, error) {
+	h, err := hex.DecodeString(hash)
+	if err != nil || len(h) != 32 {
+		return nil, fmt.Errorf("tx hash %q is not 32 bytes of hex", hash)
+	}
+	res, err := c.c.Tx(ctx, h, false)
+	if err != nil {
+		return nil, fmt.Errorf("fetch tx %s: %w", hash, err)
+	}
+	return res.Tx, nil
+}
+
+// SubmittedResults returns the result batches (MsgSubmitResults) the
+// committed transaction hash carries, in message order.
+func (c *Client) SubmittedResults(ctx context.Context, hash string) ([]*aivmv1.MsgSubmitResults, error) {
+	raw, err := c.TxBytes(ctx, hash)
+	if err != nil {
+		return nil, err
+	}
+	decoded, err := tx.Decode(raw)
+	if err != nil {
+		return nil, fmt.Errorf("decode tx %s: %w", hash, err)
+	}
+	msgs, err := decoded.Msgs()
+	if err != nil {
+		return nil, fmt.Errorf("decode tx %s: %w", hash, err)
+	}
+	var out []*aivmv1.MsgSubmitResults
+	for _, m := range msgs {
+		if sub, ok := m.(*aivmv1.MsgSubmitResults); ok {
+			out = append(out, sub)
+		}
+	}
+	return out, nil
 }
 
 // Height returns the latest committed height.

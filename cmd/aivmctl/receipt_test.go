@@ -213,3 +213,52 @@ func writeFile(t *testing.T, s string) string {
 	}
 	return p
 }
+
+// TestReceiptVerifyRefusesEveryFlippedByte alters a committed receipt one
+// byte at a time (each byte XOR 0x01) and expects `receipt verify --rpc`
+// to refuse every altered copy. The receipt is leaf 0 of a batch of 6, so
+// a treeSize of 7 still passes the offline proof check: only the chain's
+// batch can refuse it, as only the chain can refuse another chain id.
+func TestReceiptVerifyRefusesEveryFlippedByte(t *testing.T) {
+	var recs []*aivmv1.ResultRecord
+	for i := range 6 {
+		recs = append(recs, testRecord(fmt.Sprintf("flip-job-%d", i), i))
+	}
+	url, _, rs := commitResults(t, recs...)
+	r := rs[0]
+	if r.Chain.Proof.TreeSize != 6 || r.Chain.Proof.LeafIndex != 0 {
+		t.Fatalf("receipt is leaf %d of %d, want leaf 0 of one batch of 6", r.Chain.Proof.LeafIndex, r.Chain.Proof.TreeSize)
+	}
+	data, err := receipt.Encode(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, _, err := runCmd(t, string(data), "receipt", "verify", "--rpc", url, "-"); err != nil {
+		t.Fatalf("the unaltered receipt is refused: %v\n%s", err, out)
+	}
+
+	// The premise: these two alterations pass every offline check.
+	for name, alter := range map[string]func(c *receipt.Inclusion){
+		"treeSize 7": func(c *receipt.Inclusion) { c.Proof.TreeSize = 7 },
+		"chain id":   func(c *receipt.Inclusion) { c.ChainID = "other-chain" },
+	} {
+		c := *r
+		inc := *r.Chain
+		alter(&inc)
+		c.Chain = &inc
+		if err := c.Verify(); err != nil {
+			t.Fatalf("%s: offline verify refuses it already (%v); the test no longer covers the chain check", name, err)
+		}
+		if _, _, err := runCmd(t, "", "receipt", "verify", "--rpc", url, writeReceipt(t, &c)); err == nil || !strings.Contains(err.Error(), "does not match the chain") {
+			t.Errorf("%s: error = %v, want a mismatch with the chain", name, err)
+		}
+	}
+
+	for i := range data {
+		altered := bytes.Clone(data)
+		altered[i] ^= 0x01
+		if out, _, err := runCmd(t, string(altered), "receipt", "verify", "--rpc", url, "-"); err == nil {
+			t.Errorf("byte %d (%q -> %q) altered, receipt accepted:\n%s", i, data[i], altered[i], out)
+		}
+	}
+}

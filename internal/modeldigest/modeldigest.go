@@ -47,6 +47,7 @@ import (
 	"strings"
 
 	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
+	"github.com/aivm-dev/aivm-operator/internal/text"
 )
 
 // Version is the first line of the canonical manifest.
@@ -96,7 +97,7 @@ func Of(spec *v1alpha1.ModelSpec) (string, error) {
 	}
 	if len(spec.Files) == 0 {
 		if !isLowerHex64(spec.SHA256) {
-			return "", fmt.Errorf("model sha256 %q is not 64 lowercase hexadecimal characters", truncate(spec.SHA256, 80))
+			return "", fmt.Errorf("model sha256 %q is not 64 lowercase hexadecimal characters", text.Shorten(spec.SHA256, 80))
 		}
 		return spec.SHA256, nil
 	}
@@ -125,10 +126,10 @@ func Manifest(files []File) ([]byte, error) {
 			return nil, err
 		}
 		if i > 0 && sorted[i-1].Path == f.Path {
-			return nil, fmt.Errorf("path %q is listed twice", truncate(f.Path, 120))
+			return nil, fmt.Errorf("path %q is listed twice", text.Shorten(f.Path, 120))
 		}
 		if !isLowerHex64(f.SHA256) {
-			return nil, fmt.Errorf("file %q: sha256 %q is not 64 lowercase hexadecimal characters", truncate(f.Path, 120), truncate(f.SHA256, 80))
+			return nil, fmt.Errorf("file %q: sha256 %q is not 64 lowercase hexadecimal characters", text.Shorten(f.Path, 120), text.Shorten(f.SHA256, 80))
 		}
 		size := "-"
 		if f.Size >= 0 {
@@ -169,7 +170,7 @@ func ParseManifest(data []byte) ([]File, error) {
 		size := int64(-1)
 		if fields[1] != "-" {
 			if size, err = strconv.ParseInt(fields[1], 10, 64); err != nil || size < 0 {
-				return nil, fmt.Errorf("manifest entry %d: bad size %q", len(out), truncate(fields[1], 40))
+				return nil, fmt.Errorf("manifest entry %d: bad size %q", len(out), text.Shorten(fields[1], 40))
 			}
 		}
 		out = append(out, File{Path: p, SHA256: fields[0], Size: size})
@@ -192,20 +193,20 @@ func ValidatePath(p string) error {
 	case p == "":
 		return fmt.Errorf("path is empty")
 	case len(p) > 1024:
-		return fmt.Errorf("path %q is longer than 1024 bytes", truncate(p, 120))
+		return fmt.Errorf("path %q is longer than 1024 bytes", text.Shorten(p, 120))
 	case strings.HasPrefix(p, "/"):
-		return fmt.Errorf("path %q must be relative", truncate(p, 120))
+		return fmt.Errorf("path %q must be relative", text.Shorten(p, 120))
 	case strings.ContainsRune(p, '\\'):
-		return fmt.Errorf("path %q must use '/', not a backslash", truncate(p, 120))
+		return fmt.Errorf("path %q must use '/', not a backslash", text.Shorten(p, 120))
 	case strings.ContainsRune(p, 0):
-		return fmt.Errorf("path %q must not contain a NUL character", truncate(p, 120))
+		return fmt.Errorf("path %q must not contain a NUL character", text.Shorten(p, 120))
 	}
 	for _, seg := range strings.Split(p, "/") {
 		switch seg {
 		case "":
-			return fmt.Errorf("path %q has an empty segment", truncate(p, 120))
+			return fmt.Errorf("path %q has an empty segment", text.Shorten(p, 120))
 		case ".", "..":
-			return fmt.Errorf("path %q must not contain a %q segment", truncate(p, 120), seg)
+			return fmt.Errorf("path %q must not contain a %q segment", text.Shorten(p, 120), seg)
 		}
 	}
 	return nil
@@ -247,11 +248,4 @@ func isLowerHex64(s string) bool {
 		}
 	}
 	return true
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -170,19 +171,35 @@ func TestInvalidManifestsRejected(t *testing.T) {
 		want  []string // substrings of the error message
 	}{
 		{"model without sha256", validModel, []edit{{"spec.sha256", nil}}, []string{"spec.sha256", "Required"}},
-		{"model with short sha256", validModel, []edit{{"spec.sha256", "abc123"}}, []string{"spec.sha256"}},
+		{"model with short sha256", validModel, []edit{{"spec.sha256", "abc123"}}, []string{"spec.sha256", "at least 64 chars long"}},
 		{"model with uppercase sha256", validModel, []edit{{"spec.sha256", strings.Repeat("AB", 32)}}, []string{"spec.sha256", "should match"}},
 		{"model without uri", validModel, []edit{{"spec.uri", nil}}, []string{"spec.uri", "Required"}},
 		{"model with ftp uri", validModel, []edit{{"spec.uri", "ftp://example.com/m"}}, []string{"spec.uri", "must start with https://, http://, file:/// or hf://"}},
 		{"model with hf uri without revision", validModel, []edit{{"spec.uri", "hf://org/repo/model.gguf"}}, []string{"spec.uri", "hf://<org>/<repo>/<file>@<revision>"}},
-		{"model with relative file uri", validModel, []edit{{"spec.uri", "file://models/m.gguf"}}, []string{"spec.uri"}},
+		{"model with relative file uri", validModel, []edit{{"spec.uri", "file://models/m.gguf"}}, []string{"spec.uri", "must start with https://, http://, file:/// or hf://"}},
 		{"model with unknown format", validModel, []edit{{"spec.format", "pickle"}}, []string{"spec.format", "Unsupported value"}},
 		{"model without gpuMemory", validModel, []edit{{"spec.gpuMemory", nil}}, []string{"spec.gpuMemory", "Required"}},
 		{"model with zero gpuMemory", validModel, []edit{{"spec.gpuMemory", "0"}}, []string{"spec.gpuMemory", "greater than zero"}},
-		{"model with zero sizeBytes", validModel, []edit{{"spec.sizeBytes", int64(0)}}, []string{"spec.sizeBytes"}},
+		{"model with zero sizeBytes", validModel, []edit{{"spec.sizeBytes", int64(0)}}, []string{"spec.sizeBytes", "greater than or equal to 1"}},
 		{"model with unknown cache policy", validModel, []edit{{"spec.cachePolicy", "Forever"}}, []string{"spec.cachePolicy", "Unsupported value"}},
 		{"model with credentials on a file uri", validModel, []edit{{"spec.uri", "file:///models/m.gguf"}, {"spec.credentialsSecretRef", map[string]any{"name": "token"}}}, []string{"credentialsSecretRef applies only to"}},
 		{"model with credentials on an http uri", validModel, []edit{{"spec.uri", "http://models.example.com/m.safetensors"}, {"spec.credentialsSecretRef", map[string]any{"name": "token"}}}, []string{"credentialsSecretRef applies only to https:// and hf:// sources", "never sent over plain http"}},
+		{"model with gpuMemory 20GB", validModel, []edit{{"spec.gpuMemory", "20GB"}}, []string{"spec.gpuMemory", "should match"}},
+		{"model with uri and files", validModel, []edit{{"spec.files", []any{map[string]any{"path": "a.bin", "sha256": strings.Repeat("a", 64), "uri": "https://models.example.com/a.bin"}}}}, []string{"spec.files: Forbidden", "files and uri are mutually exclusive"}},
+		{"model with sha256 on a file set", validModel, []edit{{"spec.uri", nil}, {"spec.files", []any{modelFile("a.bin")}}, {"spec.baseURI", "https://models.example.com/m/"}}, []string{"spec.sha256: Forbidden", "sha256 goes with uri"}},
+		{"model with sizeBytes on a file set", validModel, []edit{{"spec.uri", nil}, {"spec.sha256", nil}, {"spec.sizeBytes", int64(5)}, {"spec.files", []any{modelFile("a.bin")}}, {"spec.baseURI", "https://models.example.com/m/"}}, []string{"spec.sizeBytes: Forbidden", "sizeBytes goes with uri"}},
+		{"model with baseURI and no files", validModel, []edit{{"spec.baseURI", "https://models.example.com/m/"}}, []string{"spec.baseURI: Forbidden", "baseURI applies only to files"}},
+		{"model with a file set without uris", validModel, []edit{{"spec.uri", nil}, {"spec.sha256", nil}, {"spec.files", []any{modelFile("a.bin")}}}, []string{"spec.files: Required value", "every file needs its own uri when baseURI is not set"}},
+		{"model with ftp baseURI", validModel, fileSet("ftp://models.example.com/m/", "a.bin"), []string{"spec.baseURI", "baseURI must start with https://, http://, file:/// or hf://"}},
+		{"model with hf baseURI without revision", validModel, fileSet("hf://org/repo", "a.bin"), []string{"spec.baseURI", "hf:// baseURI must be hf://<org>/<repo>@<revision>"}},
+		{"model with an absolute file path", validModel, fileSet("https://models.example.com/m/", "/etc/passwd"), []string{"spec.files[0].path", "path must be relative"}},
+		{"model with a backslash in a file path", validModel, fileSet("https://models.example.com/m/", "a\\b.bin"), []string{"spec.files[0].path", "not a backslash"}},
+		{"model with an empty file path segment", validModel, fileSet("https://models.example.com/m/", "a//b.bin"), []string{"spec.files[0].path", "must not contain '//'"}},
+		{"model with a directory as file path", validModel, fileSet("https://models.example.com/m/", "a/"), []string{"spec.files[0].path", "must name a file"}},
+		{"model with a dot-dot file path", validModel, fileSet("https://models.example.com/m/", "a/../../b.bin"), []string{"spec.files[0].path", "must not contain a '..' segment"}},
+		{"model with a dot file path segment", validModel, fileSet("https://models.example.com/m/", "./b.bin"), []string{"spec.files[0].path", "must not contain a '.' segment"}},
+		{"model with a NUL in a file path", validModel, fileSet("https://models.example.com/m/", "a\x00b.bin"), []string{"spec.files[0].path", "must not contain a NUL character"}},
+		{"model with an ftp file uri", validModel, []edit{{"spec.uri", nil}, {"spec.sha256", nil}, {"spec.files", []any{map[string]any{"path": "a.bin", "sha256": strings.Repeat("a", 64), "uri": "ftp://example.com/a.bin"}}}}, []string{"spec.files[0].uri", "uri must start with https://, http://, file:/// or hf://"}},
 		{"model with unknown field", validModel, []edit{{"spec.checksum", "x"}}, []string{"spec.checksum", "unknown field"}},
 
 		{"kernel without modelRef", validKernel, []edit{{"spec.modelRef", nil}}, []string{"spec.modelRef", "Required"}},
@@ -190,16 +207,23 @@ func TestInvalidManifestsRejected(t *testing.T) {
 		{"kernel with unknown engine", validKernel, []edit{{"spec.runtime.engine", "tensorrt"}}, []string{"spec.runtime.engine", "Unsupported value"}},
 		{"kernel with negative gpu count", validKernel, []edit{{"spec.gpu.count", int64(-1)}}, []string{"spec.gpu.count", "greater than or equal to 1"}},
 		{"kernel with 17 gpus", validKernel, []edit{{"spec.gpu.count", int64(17)}}, []string{"spec.gpu.count", "less than or equal to 16"}},
-		{"kernel with bad compute capability", validKernel, []edit{{"spec.gpu.minComputeCapability", "sm_80"}}, []string{"spec.gpu.minComputeCapability"}},
-		{"kernel with mig profile on two gpus", validKernel, []edit{{"spec.gpu.count", int64(2)}, {"spec.gpu.migProfile", "1g.10gb"}}, []string{"gpu.migProfile requires gpu.count 1"}},
-		{"kernel with openai engine without port", validKernel, []edit{{"spec.runtime.engine", "openai"}}, []string{"spec.runtime", "runtime.port is required for the openai engine"}},
-		{"kernel with port out of range", validKernel, []edit{{"spec.runtime.port", int64(70000)}}, []string{"spec.runtime.port"}},
+		{"kernel with bad compute capability", validKernel, []edit{{"spec.gpu.minComputeCapability", "sm_80"}}, []string{"spec.gpu.minComputeCapability", "should match"}},
+		{"kernel with mig profile on two gpus", validKernel, []edit{{"spec.gpu.count", int64(2)}, {"spec.gpu.migProfile", "1g.10gb"}}, []string{"spec.gpu.migProfile: Invalid value", "migProfile requires gpu.count 1"}},
+		{"kernel with openai engine without port", validKernel, []edit{{"spec.runtime.engine", "openai"}}, []string{"spec.runtime.port: Required value", "port is required for the openai engine"}},
+		{"kernel with port out of range", validKernel, []edit{{"spec.runtime.port", int64(70000)}}, []string{"spec.runtime.port", "less than or equal to 65535"}},
 		{"kernel with unknown aggregation", validKernel, []edit{{"spec.committee.aggregation", "average"}}, []string{"spec.committee.aggregation", "Unsupported value"}},
-		{"kernel with unanimous single replica", validKernel, []edit{{"spec.committee.aggregation", "unanimous"}}, []string{"unanimous needs committee.replicas of at least 2"}},
-		{"kernel with ten replicas", validKernel, []edit{{"spec.committee.replicas", int64(10)}}, []string{"spec.committee.replicas"}},
+		{"kernel with unanimous single replica", validKernel, []edit{{"spec.committee.aggregation", "unanimous"}}, []string{"spec.committee.replicas: Invalid value", "unanimous needs committee.replicas of at least 2"}},
+		{"kernel with ten replicas", validKernel, []edit{{"spec.committee.replicas", int64(10)}}, []string{"spec.committee.replicas", "less than or equal to 9"}},
 		{"kernel with unknown dtype", validKernel, []edit{{"spec.determinism.dtype", "float8"}}, []string{"spec.determinism.dtype", "Unsupported value"}},
-		{"kernel with negative seed", validKernel, []edit{{"spec.determinism.seed", int64(-5)}}, []string{"spec.determinism.seed"}},
+		{"kernel with negative seed", validKernel, []edit{{"spec.determinism.seed", int64(-5)}}, []string{"spec.determinism.seed", "greater than or equal to 0"}},
 		{"kernel with zero gpu memory", validKernel, []edit{{"spec.gpu.memory", "0"}}, []string{"spec.gpu.memory", "greater than zero"}},
+
+		{"kernel with image containing a space", validKernel, []edit{{"spec.runtime.image", "ghcr.io/aivm-dev/aivm-runtime v0.1.0"}}, []string{"spec.runtime.image", "image must not contain spaces"}},
+		{"kernel with negative cpu", validKernel, []edit{{"spec.resources.cpu", "-2"}}, []string{"spec.resources.cpu", "resources.cpu must be greater than zero"}},
+		{"kernel with zero cpu", validKernel, []edit{{"spec.resources.cpu", int64(0)}}, []string{"spec.resources.cpu", "resources.cpu must be greater than zero"}},
+		{"kernel with negative memory", validKernel, []edit{{"spec.resources.memory", "-32Gi"}}, []string{"spec.resources.memory", "resources.memory must be greater than zero"}},
+		{"kernel with zero memory", validKernel, []edit{{"spec.resources.memory", "0Gi"}}, []string{"spec.resources.memory", "resources.memory must be greater than zero"}},
+		{"kernel with gpu memory 20GB", validKernel, []edit{{"spec.gpu.memory", "20GB"}}, []string{"spec.gpu.memory", "should match"}},
 
 		{"job without kernelRef", validJob, []edit{{"spec.kernelRef", nil}}, []string{"spec.kernelRef", "Required"}},
 		{"job with both input forms", validJob, []edit{{"spec.input.configMapKeyRef", map[string]any{"name": "p", "key": "prompt"}}}, []string{"spec.input", "exactly one of text, configMapKeyRef or secretKeyRef"}},
@@ -208,16 +232,16 @@ func TestInvalidManifestsRejected(t *testing.T) {
 		// 40000 two-byte characters: within maxLength, 80000 bytes.
 		{"job with oversize multi-byte inline input", validJob, []edit{{"spec.input.text", strings.Repeat("é", 40000)}}, []string{"spec.input.text", "at most 65536 bytes of UTF-8"}},
 		{"job with configmap ref without key", validJob, []edit{{"spec.input", map[string]any{"configMapKeyRef": map[string]any{"name": "p"}}}}, []string{"spec.input.configMapKeyRef.key", "Required"}},
-		{"job with zero maxTokens", validJob, []edit{{"spec.parameters.maxTokens", int64(0)}}, []string{"spec.parameters.maxTokens"}},
+		{"job with zero maxTokens", validJob, []edit{{"spec.parameters.maxTokens", int64(0)}}, []string{"spec.parameters.maxTokens", "greater than or equal to 1"}},
 		{"job with temperature 3", validJob, []edit{{"spec.parameters.temperature", "3"}}, []string{"spec.parameters.temperature", "between 0 and 2"}},
 		{"job with non-numeric temperature", validJob, []edit{{"spec.parameters.temperature", "hot"}}, []string{"spec.parameters.temperature", "should match"}},
 		{"job with topP 0", validJob, []edit{{"spec.parameters.topP", "0"}}, []string{"spec.parameters.topP", "above 0 and at most 1"}},
 		{"job with too many stop sequences", validJob, []edit{{"spec.parameters.stop", []any{"a", "b", "c", "d", "e", "f", "g", "h", "i"}}}, []string{"spec.parameters.stop", "must have at most 8 items"}},
-		{"job with priority above 1000", validJob, []edit{{"spec.priority", int64(1001)}}, []string{"spec.priority"}},
-		{"job with negative backoffLimit", validJob, []edit{{"spec.backoffLimit", int64(-1)}}, []string{"spec.backoffLimit"}},
-		{"job with zero deadline", validJob, []edit{{"spec.activeDeadlineSeconds", int64(0)}}, []string{"spec.activeDeadlineSeconds"}},
+		{"job with priority above 1000", validJob, []edit{{"spec.priority", int64(1001)}}, []string{"spec.priority", "less than or equal to 1000"}},
+		{"job with negative backoffLimit", validJob, []edit{{"spec.backoffLimit", int64(-1)}}, []string{"spec.backoffLimit", "greater than or equal to 0"}},
+		{"job with zero deadline", validJob, []edit{{"spec.activeDeadlineSeconds", int64(0)}}, []string{"spec.activeDeadlineSeconds", "greater than or equal to 1"}},
 
-		{"gpunode with non-boolean unschedulable", validGPUNode, []edit{{"spec.unschedulable", "yes"}}, []string{"spec.unschedulable"}},
+		{"gpunode with non-boolean unschedulable", validGPUNode, []edit{{"spec.unschedulable", "yes"}}, []string{"spec.unschedulable", "must be of type boolean"}},
 	}
 	if len(cases) < 25 {
 		t.Fatalf("the table needs at least 25 invalid manifests, has %d", len(cases))
@@ -243,8 +267,82 @@ func TestInvalidManifestsRejected(t *testing.T) {
 					t.Errorf("error does not mention %q:\n%v", w, err)
 				}
 			}
+			checkShortRejection(t, err)
 		})
 	}
+}
+
+// maxRejectionBytes bounds a rejection's message: it names fields and rules,
+// it does not echo large values.
+const maxRejectionBytes = 2048
+
+// checkShortRejection wants err's message short: it names fields and rules,
+// it does not echo large values.
+func checkShortRejection(t *testing.T, err error) {
+	t.Helper()
+	if n := len(err.Error()); n > maxRejectionBytes {
+		t.Errorf("rejection message is %d bytes, want at most %d", n, maxRejectionBytes)
+	}
+}
+
+// TestRejectionsSingleAndShort wants one short error for a bad value, not
+// the value echoed whole or a second error from a rule that cannot
+// evaluate it.
+func TestRejectionsSingleAndShort(t *testing.T) {
+	ctx := context.Background()
+	createNamespace(t, "single")
+	cases := []struct {
+		name  string
+		base  string
+		edits []edit
+		want  string
+	}{
+		{"gpu.memory 20GB", validKernel, []edit{{"spec.gpu.memory", "20GB"}}, "spec.gpu.memory"},
+		{"resources.memory 20GB", validKernel, []edit{{"spec.resources.memory", "20GB"}}, "spec.resources.memory"},
+		{"gpuMemory 20GB", validModel, []edit{{"spec.gpuMemory", "20GB"}}, "spec.gpuMemory"},
+		{"prompt over 65536 bytes", validJob, []edit{{"spec.input.text", strings.Repeat("x", 2*aivmv1alpha1.MaxInlineInputBytes)}}, "spec.input.text"},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			obj := parse(t, tc.base)
+			obj.SetName(fmt.Sprintf("%s-single-%d", obj.GetName(), i))
+			obj.SetNamespace("single")
+			apply(t, obj, tc.edits)
+			err := k8sClient.Create(ctx, obj)
+			if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want Invalid naming %s", err, tc.want)
+			}
+			checkShortRejection(t, err)
+			checkSingleCause(t, err)
+		})
+	}
+}
+
+// checkSingleCause wants err to carry exactly one cause.
+func checkSingleCause(t *testing.T, err error) {
+	t.Helper()
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) || status.Status().Details == nil {
+		t.Errorf("no causes in %v", err)
+		return
+	}
+	if n := len(status.Status().Details.Causes); n != 1 {
+		t.Errorf("%d errors, want 1:\n%v", n, err)
+	}
+}
+
+// modelFile is a valid file set entry at path.
+func modelFile(path string) map[string]any {
+	return map[string]any{"path": path, "sha256": strings.Repeat("a", 64)}
+}
+
+// fileSet turns the valid Model into a file set of paths under baseURI.
+func fileSet(baseURI string, paths ...string) []edit {
+	files := make([]any, 0, len(paths))
+	for _, p := range paths {
+		files = append(files, modelFile(p))
+	}
+	return []edit{{"spec.uri", nil}, {"spec.sha256", nil}, {"spec.baseURI", baseURI}, {"spec.files", files}}
 }
 
 // TestImmutableFields creates valid objects and changes fields that must not change.

@@ -26,6 +26,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/aivm-dev/aivm-operator/internal/text"
 	"github.com/aivm-dev/aivm-operator/runtime-image/engine"
 )
 
@@ -92,7 +93,7 @@ func serverMessage(body []byte) string {
 		return "(no message)"
 	}
 	if len(msg) > maxMessageBytes {
-		msg = truncate(msg, maxMessageBytes) + "…"
+		msg = text.Truncate(msg, maxMessageBytes) + "…"
 	}
 	return msg
 }

@@ -36,8 +36,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
+	"github.com/aivm-dev/aivm-operator/internal/text"
 	"github.com/aivm-dev/aivm-operator/runtime-image/engine"
 )
 
@@ -277,7 +277,7 @@ func (e *Engine) Generate(ctx context.Context, r engine.Request) (engine.Respons
 		out.InputTokens, out.OutputTokens = c.Usage.PromptTokens, c.Usage.CompletionTokens
 	}
 	if r.MaxOutputBytes > 0 && len(out.Output) > r.MaxOutputBytes {
-		out.Output, out.FinishReason = truncate(out.Output, r.MaxOutputBytes), engine.FinishMaxBytes
+		out.Output, out.FinishReason = text.Truncate(out.Output, r.MaxOutputBytes), engine.FinishMaxBytes
 	}
 	return out, nil
 }
@@ -301,14 +301,6 @@ func readJSON(body io.Reader, limit int64) (completion, error) {
 		return c, engine.Errorf(engine.KindEngine, "completion reply has no choices")
 	}
 	return c, nil
-}
-
-// truncate cuts s to at most n bytes at a rune boundary.
-func truncate(s string, n int) string {
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }
 
 func prefix(b []byte, n int) string {
