@@ -168,7 +168,13 @@ func TestPodRunsAsProcess(t *testing.T) {
 			t.Fatalf("pod not removed: %v", err)
 		}
 	}
-	if _, err := os.Stat(kl.podDir(created.UID)); !os.IsNotExist(err) {
-		t.Errorf("pod directory %s kept after deletion: %v", kl.podDir(created.UID), err)
+	// The runner removes the directory once it sees the deletion.
+	for deadline = time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if _, err := os.Stat(kl.podDir(created.UID)); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pod directory %s kept after deletion", kl.podDir(created.UID))
+		}
 	}
 }
