@@ -229,6 +229,12 @@ func (k *Kubelet) forget(uid types.UID) {
 	k.mu.Unlock()
 	if w != nil {
 		w.delete(nil)
+		return
+	}
+	// A pod that ended is deleted at once (no grace period): its
+	// directory goes with it.
+	if err := os.RemoveAll(k.podDir(uid)); err != nil {
+		k.cfg.Log.Error(err, "Removing the pod directory failed")
 	}
 }
 

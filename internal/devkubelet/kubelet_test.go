@@ -29,6 +29,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/aivm-dev/aivm-operator/internal/testenv"
 )
@@ -79,7 +80,13 @@ func TestPodRunsAsProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts kube-apiserver")
 	}
-	api, cfg, err := testenv.Start()
+	assets, err := testenv.Assets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A machine busy compiling starts kube-apiserver slowly.
+	api := &envtest.Environment{BinaryAssetsDirectory: assets, ControlPlaneStartTimeout: 3 * time.Minute}
+	cfg, err := api.Start()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +168,13 @@ func TestPodRunsAsProcess(t *testing.T) {
 			t.Fatalf("pod not removed: %v", err)
 		}
 	}
-	if _, err := os.Stat(kl.podDir(created.UID)); !os.IsNotExist(err) {
-		t.Errorf("pod directory %s kept after deletion: %v", kl.podDir(created.UID), err)
+	// The runner removes the directory once it sees the deletion.
+	for deadline = time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if _, err := os.Stat(kl.podDir(created.UID)); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pod directory %s kept after deletion", kl.podDir(created.UID))
+		}
 	}
 }

@@ -157,6 +157,9 @@ func describeJob(ctx context.Context, c client.Client, key client.ObjectKey) str
 	s := ""
 	for _, cond := range job.Status.Conditions {
 		s += fmt.Sprintf("%s=%s(%s) ", cond.Type, cond.Status, cond.Reason)
+		if cond.Type == "Admitted" && cond.Status != metav1.ConditionTrue {
+			s += fmt.Sprintf("[%s] ", cond.Message)
+		}
 	}
 	var pods corev1.PodList
 	_ = c.List(ctx, &pods, client.InNamespace(key.Namespace))
