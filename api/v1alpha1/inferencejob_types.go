@@ -90,7 +90,7 @@ type JobInput struct {
 	// text is the prompt itself, at most 64 KiB (65536 bytes of UTF-8).
 	// +optional
 	// +kubebuilder:validation:MaxLength=65536
-	// +kubebuilder:validation:XValidation:rule="size(self) > 65536 || size(bytes(self)) <= 65536",message="input.text must be at most 65536 bytes of UTF-8; put larger inputs in a ConfigMap or Secret"
+	// +kubebuilder:validation:XValidation:rule="size(self) > 65536 || size(bytes(self)) <= 65536",reason="FieldValueForbidden",message="input.text must be at most 65536 bytes of UTF-8; put larger inputs in a ConfigMap or Secret"
 	Text *string `json:"text,omitempty"`
 
 	// configMapKeyRef names a key of a ConfigMap in the job's namespace.
