@@ -18,9 +18,9 @@ package resultendpoint
 
 import (
 	"context"
-	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
@@ -169,8 +169,9 @@ func TestPodNotRecorded(t *testing.T) {
 }
 
 // resign returns the token's claims with exp moved by d from now, signed
-// again: with the API server's service-account key (a token the server
-// issued, but expired when d < 0), or with a fresh key (foreign).
+// again (ES256, as envtest's API server signs): with the API server's
+// service-account key (a token the server issued, but expired when d < 0),
+// or with a fresh key (foreign).
 func resign(t testing.TB, token string, d time.Duration, foreign bool) string {
 	t.Helper()
 	parts := strings.Split(token, ".")
@@ -193,26 +194,28 @@ func resign(t testing.TB, token string, d time.Duration, foreign bool) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var key *rsa.PrivateKey
+	key := apiServerSigningKey(t)
 	if foreign {
-		if key, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+		if key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
 			t.Fatal(err)
 		}
-	} else {
-		key = apiServerSigningKey(t)
 	}
 	signed := parts[0] + "." + base64.RawURLEncoding.EncodeToString(body)
 	sum := sha256.Sum256([]byte(signed))
-	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
+	r, sv, err := ecdsa.Sign(rand.Reader, key, sum[:])
 	if err != nil {
 		t.Fatal(err)
 	}
+	// JWS ES256: r and s, 32 bytes each.
+	sig := make([]byte, 64)
+	r.FillBytes(sig[:32])
+	sv.FillBytes(sig[32:])
 	return signed + "." + base64.RawURLEncoding.EncodeToString(sig)
 }
 
-// apiServerSigningKey is the key envtest's kube-apiserver signs
-// service-account tokens with.
-func apiServerSigningKey(t testing.TB) *rsa.PrivateKey {
+// apiServerSigningKey is the ECDSA P-256 key envtest's kube-apiserver
+// signs service-account tokens with (ES256).
+func apiServerSigningKey(t testing.TB) *ecdsa.PrivateKey {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(env.ControlPlane.APIServer.CertDir, "sa-signer.key"))
 	if err != nil {
@@ -222,18 +225,17 @@ func apiServerSigningKey(t testing.TB) *rsa.PrivateKey {
 	if p == nil {
 		t.Fatal("sa-signer.key is not PEM")
 	}
-	if k, err := x509.ParsePKCS1PrivateKey(p.Bytes); err == nil {
-		return k
-	}
 	k, err := x509.ParsePKCS8PrivateKey(p.Bytes)
 	if err != nil {
-		t.Fatal(err)
+		if k, err = x509.ParseECPrivateKey(p.Bytes); err != nil {
+			t.Fatal(err)
+		}
 	}
-	rk, ok := k.(*rsa.PrivateKey)
-	if !ok {
-		t.Fatalf("sa-signer.key is %T, not RSA", k)
+	ek, ok := k.(*ecdsa.PrivateKey)
+	if !ok || ek.Curve != elliptic.P256() {
+		t.Fatalf("sa-signer.key is %T, not ECDSA P-256", k)
 	}
-	return rk
+	return ek
 }
 
 // testLogger logs to stderr when AIVM_TEST_LOG is set and discards
