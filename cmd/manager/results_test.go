@@ -174,12 +174,14 @@ func TestConfigResultService(t *testing.T) {
 	}
 	for _, doc := range bytes.Split(b, []byte("\n---\n")) {
 		s := &corev1.Service{}
-		if err := yaml.Unmarshal(doc, s); err == nil && s.Kind == "Service" {
+		// The result Service is the one in front of the container's
+		// result port; config/manager has a metrics Service too.
+		if err := yaml.Unmarshal(doc, s); err == nil && s.Kind == "Service" && len(s.Spec.Ports) == 1 && s.Spec.Ports[0].TargetPort.String() == "result" {
 			svc = s
 		}
 	}
 	if svc == nil {
-		t.Fatal("config/manager/manager.yaml has no Service")
+		t.Fatal("config/manager/manager.yaml has no Service for the result port")
 	}
 	defaults, err := parseFlags()
 	if err != nil {

@@ -34,6 +34,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -382,8 +383,31 @@ func (k *Kubelet) updateNodeStatus(ctx context.Context) error {
 	node.Status.NodeInfo.KubeletVersion = "dev"
 	node.Status.NodeInfo.OperatingSystem = "linux"
 	node.Status.NodeInfo.Architecture = goarch
-	if _, err := nodes.UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
+	node, err = nodes.UpdateStatus(ctx, node, metav1.UpdateOptions{})
+	if err != nil {
 		return fmt.Errorf("devkubelet: update node status: %w", err)
+	}
+	return k.clearConditionTaints(ctx, node)
+}
+
+// conditionTaints are the taints the API server's TaintNodesByCondition
+// admission puts on a new Node and kube-controller-manager's node lifecycle
+// controller lifts once the Node reports Ready.
+var conditionTaints = []string{corev1.TaintNodeNotReady, corev1.TaintNodeUnreachable}
+
+// clearConditionTaints does the node lifecycle controller's part for a
+// Ready node: the dev environment runs no kube-controller-manager, and
+// without this every new Node keeps node.kubernetes.io/not-ready:NoSchedule.
+func (k *Kubelet) clearConditionTaints(ctx context.Context, node *corev1.Node) error {
+	kept := slices.DeleteFunc(slices.Clone(node.Spec.Taints), func(t corev1.Taint) bool {
+		return slices.Contains(conditionTaints, t.Key)
+	})
+	if len(kept) == len(node.Spec.Taints) {
+		return nil
+	}
+	node.Spec.Taints = kept
+	if _, err := k.cfg.Client.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("devkubelet: lift the not-ready taint of node %s: %w", k.cfg.NodeName, err)
 	}
 	return nil
 }

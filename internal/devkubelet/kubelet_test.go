@@ -156,6 +156,24 @@ func TestPodRunsAsProcess(t *testing.T) {
 	if _, err := cs.CoordinationV1().Leases(corev1.NamespaceNodeLease).Get(ctx, "n1", metav1.GetOptions{}); err != nil {
 		t.Errorf("lease: %v", err)
 	}
+	// The API server taints a new Node not-ready; with no node lifecycle
+	// controller here, the stand-in lifts it, or nothing would schedule.
+	node.Spec.Taints = append(node.Spec.Taints, corev1.Taint{Key: corev1.TaintNodeNotReady, Effect: corev1.TaintEffectNoSchedule})
+	if _, err := cs.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline = time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		node, err = cs.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(node.Spec.Taints) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a Ready node keeps taints %+v", node.Spec.Taints)
+		}
+	}
 	if err := cs.CoreV1().Pods("default").Delete(ctx, "p", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -60,7 +60,7 @@ spec:
               type: object
               required: [endpoints, selector]
               properties:
-                selector: &selector
+                selector:
                   type: object
                   properties:
                     matchLabels: {type: object, additionalProperties: {type: string}}
@@ -73,7 +73,7 @@ spec:
                           key: {type: string}
                           operator: {type: string}
                           values: {type: array, items: {type: string}}
-                namespaceSelector: &nsSelector
+                namespaceSelector:
                   type: object
                   properties:
                     any: {type: boolean}
@@ -85,7 +85,7 @@ spec:
                     properties:
                       port: {type: string}
                       path: {type: string}
-                      interval: &interval
+                      interval:
                         type: string
                         pattern: '^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$'
 ---
@@ -108,8 +108,24 @@ spec:
               type: object
               required: [selector]
               properties:
-                selector: *selector
-                namespaceSelector: *nsSelector
+                selector:
+                  type: object
+                  properties:
+                    matchLabels: {type: object, additionalProperties: {type: string}}
+                    matchExpressions:
+                      type: array
+                      items:
+                        type: object
+                        required: [key, operator]
+                        properties:
+                          key: {type: string}
+                          operator: {type: string}
+                          values: {type: array, items: {type: string}}
+                namespaceSelector:
+                  type: object
+                  properties:
+                    any: {type: boolean}
+                    matchNames: {type: array, items: {type: string}}
                 podMetricsEndpoints:
                   type: array
                   items:
@@ -117,7 +133,9 @@ spec:
                     properties:
                       port: {type: string}
                       path: {type: string}
-                      interval: *interval
+                      interval:
+                        type: string
+                        pattern: '^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$'
                       relabelings:
                         type: array
                         items:
@@ -127,26 +145,28 @@ spec:
                             targetLabel: {type: string}
 `
 
-var installMonitoringCRDs sync.Once
+var (
+	installMonitoringCRDs sync.Once
+	monitoringCRDsErr     error
+)
 
 // chartCluster prepares the test API server for the chart: the release
 // namespace and the given others, and the monitoring CRDs.
 func chartCluster(t *testing.T, namespaces ...string) {
 	t.Helper()
-	var crdErr error
 	installMonitoringCRDs.Do(func() {
 		var crds []*apiextensionsv1.CustomResourceDefinition
 		for _, doc := range strings.Split(monitoringCRDs, "\n---\n") {
 			crd := &apiextensionsv1.CustomResourceDefinition{}
-			if crdErr = yaml.UnmarshalStrict([]byte(doc), crd); crdErr != nil {
+			if monitoringCRDsErr = yaml.UnmarshalStrict([]byte(doc), crd); monitoringCRDsErr != nil {
 				return
 			}
 			crds = append(crds, crd)
 		}
-		_, crdErr = envtest.InstallCRDs(testConfig, envtest.CRDInstallOptions{CRDs: crds})
+		_, monitoringCRDsErr = envtest.InstallCRDs(testConfig, envtest.CRDInstallOptions{CRDs: crds})
 	})
-	if crdErr != nil {
-		t.Fatalf("install the monitoring CRDs: %v", crdErr)
+	if monitoringCRDsErr != nil {
+		t.Fatalf("install the monitoring CRDs: %v", monitoringCRDsErr)
 	}
 	for _, ns := range append([]string{chartNamespace}, namespaces...) {
 		err := k8sClient.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
