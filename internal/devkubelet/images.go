@@ -49,18 +49,20 @@ func (im Images) ParseImage(entry string) error {
 	return nil
 }
 
-// argv returns the process argv of a container, or an error naming the
-// image that has no local command.
-func (im Images) argv(c *corev1.Container) ([]string, error) {
+// argv returns the process argv of a container and how many of its leading
+// entries come from the image table (host paths, never rewritten to a
+// volume), or an error naming the image that has no local command.
+func (im Images) argv(c *corev1.Container) ([]string, int, error) {
 	base, ok := im[c.Image]
 	if !ok {
-		return nil, fmt.Errorf("image %q has no local command in the dev image table", c.Image)
+		return nil, 0, fmt.Errorf("image %q has no local command in the dev image table", c.Image)
 	}
 	argv := append([]string{}, base...)
 	if len(c.Command) > 0 {
 		argv = append(argv[:1], c.Command...)
 	}
-	return append(argv, c.Args...), nil
+	host := min(len(base), len(argv)-len(c.Command))
+	return append(argv, c.Args...), host, nil
 }
 
 // capacity is the Node's capacity: cfg.Capacity over machine defaults.

@@ -59,15 +59,26 @@ func TestImagesArgv(t *testing.T) {
 			t.Errorf("ParseImage(%q) accepted", bad)
 		}
 	}
-	got, err := im.argv(&corev1.Container{Image: "example.com/engine:v1", Args: []string{"a"}})
-	if err != nil || strings.Join(got, " ") != "/bin/echo -n a" {
-		t.Errorf("argv = %q, %v", got, err)
+	got, host, err := im.argv(&corev1.Container{Image: "example.com/engine:v1", Args: []string{"a"}})
+	if err != nil || strings.Join(got, " ") != "/bin/echo -n a" || host != 2 {
+		t.Errorf("argv = %q (%d from the table), %v", got, host, err)
 	}
-	got, _ = im.argv(&corev1.Container{Image: "example.com/engine:v1", Command: []string{"-e"}, Args: []string{"b"}})
-	if strings.Join(got, " ") != "/bin/echo -e b" {
-		t.Errorf("argv with command = %q", got)
+	got, host, _ = im.argv(&corev1.Container{Image: "example.com/engine:v1", Command: []string{"-e"}, Args: []string{"b"}})
+	if strings.Join(got, " ") != "/bin/echo -e b" || host != 1 {
+		t.Errorf("argv with command = %q (%d from the table)", got, host)
 	}
-	if _, err := im.argv(&corev1.Container{Image: "other"}); err == nil || !strings.Contains(err.Error(), `"other"`) {
+	// A local program under a path the container mounts over (a job pod
+	// mounts an emptyDir at /tmp) keeps its host path; the container's
+	// own arguments are mapped.
+	if err := im.ParseImage("runtime:v1=/tmp/dev/bin/aivm-runtime run"); err != nil {
+		t.Fatal(err)
+	}
+	argv, host, _ := im.argv(&corev1.Container{Image: "runtime:v1", Args: []string{"--out=/tmp/x", "/tmp/in"}})
+	rewriteArgv([]mapping{{from: "/tmp", to: "/pods/1/volumes/tmp"}}, argv, host)
+	if want := "/tmp/dev/bin/aivm-runtime run --out=/tmp/x /pods/1/volumes/tmp/in"; strings.Join(argv, " ") != want {
+		t.Errorf("argv %q, want %q", argv, want)
+	}
+	if _, _, err := im.argv(&corev1.Container{Image: "other"}); err == nil || !strings.Contains(err.Error(), `"other"`) {
 		t.Errorf("unknown image: %v", err)
 	}
 }

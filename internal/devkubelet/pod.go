@@ -124,7 +124,7 @@ func (w *podWorker) run(ctx context.Context) {
 	procs := make([]*proc, 0, len(w.pod.Spec.Containers))
 	for i := range w.pod.Spec.Containers {
 		c := &w.pod.Spec.Containers[i]
-		argv, err := w.k.cfg.Images.argv(c)
+		argv, host, err := w.k.cfg.Images.argv(c)
 		if err != nil {
 			w.stopProcs(procs)
 			w.setWaiting(ctx, "ErrImageNeverPull", err.Error())
@@ -134,7 +134,7 @@ func (w *podWorker) run(ctx context.Context) {
 			}
 			return
 		}
-		p, err := w.start(ctx, c, argv)
+		p, err := w.start(ctx, c, argv, host)
 		if err != nil {
 			w.stopProcs(procs)
 			w.setWaiting(ctx, "CreateContainerError", err.Error())
@@ -246,8 +246,18 @@ func rewrite(ms []mapping, s string) string {
 	return s
 }
 
-// start starts one container's process.
-func (w *podWorker) start(ctx context.Context, c *corev1.Container, argv []string) (*proc, error) {
+// rewriteArgv maps the container paths in argv[host:]; the leading entries
+// name the local program (which may lie under a path the container mounts
+// over, /tmp for one) and stay as they are.
+func rewriteArgv(ms []mapping, argv []string, host int) {
+	for i := host; i < len(argv); i++ {
+		argv[i] = rewrite(ms, argv[i])
+	}
+}
+
+// start starts one container's process; argv[host:] are the container's
+// own command and args, in container paths.
+func (w *podWorker) start(ctx context.Context, c *corev1.Container, argv []string, host int) (*proc, error) {
 	cdir := filepath.Join(w.dir, "containers", c.Name)
 	work := filepath.Join(cdir, "work")
 	if err := os.MkdirAll(work, 0o750); err != nil {
@@ -262,9 +272,7 @@ func (w *podWorker) start(ctx context.Context, c *corev1.Container, argv []strin
 	if err != nil {
 		return nil, err
 	}
-	for i := range argv {
-		argv[i] = rewrite(ms, argv[i])
-	}
+	rewriteArgv(ms, argv, host)
 	logf, err := os.OpenFile(filepath.Join(cdir, "log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
 		return nil, err
