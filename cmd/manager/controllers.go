@@ -30,6 +30,7 @@ import (
 	"github.com/aivm-dev/aivm-operator/controllers"
 	"github.com/aivm-dev/aivm-operator/controllers/indexer"
 	"github.com/aivm-dev/aivm-operator/controllers/reporter"
+	"github.com/aivm-dev/aivm-operator/controllers/resultendpoint"
 )
 
 // controllerOptions are the reconcilers' command-line settings.
@@ -97,8 +98,12 @@ func (o *controllerOptions) validate() error {
 	if o.jobs.imagePullGrace <= 0 {
 		return fmt.Errorf("--image-pull-grace %s is not positive", o.jobs.imagePullGrace)
 	}
-	if u, err := url.Parse(o.jobs.resultURL); err != nil || u.Scheme != "https" || u.Host == "" {
+	u, err := url.Parse(o.jobs.resultURL)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
 		return fmt.Errorf("--result-url %q is not an https URL", o.jobs.resultURL)
+	}
+	if u.Path != resultendpoint.Path {
+		return fmt.Errorf("--result-url %q: the result endpoint serves %s, so the URL's path must be %s", o.jobs.resultURL, resultendpoint.Path, resultendpoint.Path)
 	}
 	return nil
 }

@@ -55,6 +55,15 @@ func TestManagerRefusesBadControllerFlags(t *testing.T) {
 			t.Errorf("run with %v: %v, want an error naming %s", args, err, flagName)
 		}
 	}
+	// Job pods post to the URL as given: one without the endpoint's path
+	// would make every attempt fail with a 404.
+	noPath, err := parseFlags("--result-url=https://aivm-operator-result.aivm-system.svc:9443")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := noPath.controllers.validate(); err == nil || !strings.Contains(err.Error(), "/v1/results") {
+		t.Errorf("a --result-url without the endpoint's path: %v, want an error naming /v1/results", err)
+	}
 	defaults, err := parseFlags()
 	if err != nil {
 		t.Fatal(err)

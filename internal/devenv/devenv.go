@@ -54,6 +54,7 @@ import (
 	aivmv1alpha1 "github.com/aivm-dev/aivm-operator/api/v1alpha1"
 	"github.com/aivm-dev/aivm-operator/chain-client/devnet"
 	"github.com/aivm-dev/aivm-operator/chain-client/keys"
+	"github.com/aivm-dev/aivm-operator/controllers/resultendpoint"
 	"github.com/aivm-dev/aivm-operator/internal/devkubelet"
 	"github.com/aivm-dev/aivm-operator/internal/scheme"
 )
@@ -343,7 +344,7 @@ func (e *Env) startManager(ctx context.Context) error {
 	if err := e.createResultCert(ctx); err != nil {
 		return err
 	}
-	e.ResultURL = "https://localhost:" + strconv.Itoa(resultPort)
+	e.ResultURL = "https://localhost:" + strconv.Itoa(resultPort) + resultendpoint.Path
 	args := []string{
 		"--metrics-bind-address=0",
 		"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(probePort),
@@ -358,7 +359,7 @@ func (e *Env) startManager(ctx context.Context) error {
 		"--chain-key-dir=" + filepath.Join(e.cfg.Dir, "provider.key"),
 		"--chain-outbox-dir=" + filepath.Join(e.cfg.Dir, "outbox"),
 		"--chain-batch-interval=500ms",
-		"--provider-endpoint=" + e.ResultURL,
+		"--provider-endpoint=https://localhost:" + strconv.Itoa(resultPort),
 		"--node-failure-grace=30s",
 	}
 	args = append(args, e.cfg.ManagerArgs...)

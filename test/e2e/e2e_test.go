@@ -161,6 +161,15 @@ func describeJob(ctx context.Context, c client.Client, key client.ObjectKey) str
 			s += fmt.Sprintf("[%s] ", cond.Message)
 		}
 	}
+	for _, pl := range job.Status.Placements {
+		if pl.Outcome != "" {
+			s += fmt.Sprintf("attempt %d on %s: %s %s", pl.Attempt, pl.Node, pl.Outcome, pl.Reason)
+			if pl.ExitCode != nil {
+				s += fmt.Sprintf(" exit %d", *pl.ExitCode)
+			}
+			s += fmt.Sprintf(" [%s] ", pl.Message)
+		}
+	}
 	var pods corev1.PodList
 	_ = c.List(ctx, &pods, client.InNamespace(key.Namespace))
 	for _, p := range pods.Items {
