@@ -16,6 +16,10 @@ IMG ?= ghcr.io/aivm-dev/aivm-operator:dev
 # Packages whose tests run in `make test`.
 TEST_PKGS ?= ./...
 TEST_FLAGS ?= -timeout 30m
+# `make test` includes the end-to-end tests (test/e2e, on the dev
+# environment; they need root for the model volumes' bind mounts).
+# AIVM_E2E=0 leaves them out.
+AIVM_E2E ?= 1
 # Fuzz targets each run briefly in `make test-fuzz`.
 FUZZTIME ?= 10s
 
@@ -65,10 +69,10 @@ envtest: ## Provide kube-apiserver and etcd for the tests; prints their director
 	@./hack/envtest.sh
 
 .PHONY: test
-test: $(HELM) ## Run unit and integration tests (a real kube-apiserver and etcd; the devnet chain; the rendered Helm chart).
+test: $(HELM) ## Run unit, integration and end-to-end tests (a real kube-apiserver and etcd; the devnet chain; the rendered Helm chart; the dev environment).
 	@assets=$$(./hack/envtest.sh) && \
 	  echo "KUBEBUILDER_ASSETS=$$assets" && \
-	  KUBEBUILDER_ASSETS="$$assets" HELM="$(abspath $(HELM))" $(GO) test $(TEST_FLAGS) $(TEST_PKGS)
+	  KUBEBUILDER_ASSETS="$$assets" HELM="$(abspath $(HELM))" AIVM_E2E=$(AIVM_E2E) $(GO) test $(TEST_FLAGS) $(TEST_PKGS)
 
 .PHONY: e2e
 e2e: ## Run the end-to-end tests on the local dev environment (builds the binaries; minutes).

@@ -18,7 +18,7 @@ limitations under the License.
 // (internal/devenv): real kube-apiserver and etcd, the manager and node
 // agent binaries, job pods run as local aivm-runtime processes, and the
 // devnet chain. The tests take minutes (binaries are built first), so they
-// run only with AIVM_E2E=1 (`make e2e`).
+// run only with AIVM_E2E=1, which `make test` and `make e2e` set.
 package e2e
 
 import (
@@ -58,6 +58,9 @@ func enabled(t *testing.T) {
 	}
 	if testing.Short() {
 		t.Skip("end-to-end tests do not run under -short")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("end-to-end tests need root: the node agent publishes model volumes as bind mounts (CI runs as root)")
 	}
 }
 
