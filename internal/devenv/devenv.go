@@ -266,6 +266,9 @@ func (e *Env) startAPI() error {
 		return fmt.Errorf("write kubeconfig: %w", err)
 	}
 	e.Config = user.Config()
+	// The environment's own clients (the process runners, the demo) share
+	// one local API server; client-go's default 5 QPS only slows them.
+	e.Config.QPS, e.Config.Burst = 200, 400
 	if e.Client, err = client.New(e.Config, client.Options{Scheme: scheme.New()}); err != nil {
 		return err
 	}
