@@ -34,6 +34,8 @@ import (
 	"github.com/go-logr/logr"
 	"golang.org/x/sys/unix"
 	"k8s.io/utils/clock"
+
+	"github.com/aivm-dev/aivm-operator/internal/sha256hex"
 )
 
 // Subdirectories of a cache directory.
@@ -91,7 +93,7 @@ func OpenCache(dir string, opts ...CacheOption) (*Cache, error) {
 func (c *Cache) Dir() string { return c.dir }
 
 // Path returns where the blob of a digest lives (or would live). The digest
-// must be lowercase hex, as returned by ParseDigest.
+// must be lowercase hex, as returned by sha256hex.Parse.
 func (c *Cache) Path(digest string) string { return filepath.Join(c.dir, blobDir, digest) }
 
 func (c *Cache) partialPath(digest string) string {
@@ -106,7 +108,7 @@ func (c *Cache) pinLockPath(digest string) string {
 
 // Has reports whether the verified blob of digest is in the cache.
 func (c *Cache) Has(digest string) (bool, error) {
-	d, err := ParseDigest(digest)
+	d, err := sha256hex.Parse(digest)
 	if err != nil {
 		return false, err
 	}
@@ -141,7 +143,7 @@ func (c *Cache) List() ([]Entry, error) {
 	out := make([]Entry, 0, len(des))
 	for _, de := range des {
 		name := de.Name()
-		if d, err := ParseDigest(name); err != nil || d != name || !de.Type().IsRegular() {
+		if !sha256hex.IsCanonical(name) || !de.Type().IsRegular() {
 			continue
 		}
 		info, err := de.Info()
@@ -177,7 +179,7 @@ type Pin struct {
 // Pin pins digest. It waits only while a garbage collection is removing that
 // very blob, which takes one unlink.
 func (c *Cache) Pin(digest string) (*Pin, error) {
-	d, err := ParseDigest(digest)
+	d, err := sha256hex.Parse(digest)
 	if err != nil {
 		return nil, err
 	}
@@ -205,7 +207,7 @@ func (p *Pin) Release() error {
 
 // InUse reports whether any process holds a pin on digest.
 func (c *Cache) InUse(digest string) (bool, error) {
-	d, err := ParseDigest(digest)
+	d, err := sha256hex.Parse(digest)
 	if err != nil {
 		return false, err
 	}
@@ -222,7 +224,7 @@ func (c *Cache) InUse(digest string) (bool, error) {
 // Remove deletes the blob of digest. It returns ErrInUse when the blob is
 // pinned and ErrNotCached when it is absent.
 func (c *Cache) Remove(digest string) error {
-	d, err := ParseDigest(digest)
+	d, err := sha256hex.Parse(digest)
 	if err != nil {
 		return err
 	}
@@ -246,7 +248,7 @@ func (c *Cache) Remove(digest string) error {
 // Verify re-hashes the cached blob of digest (for example after a disk
 // error) and returns a *DigestMismatchError if its bytes no longer match.
 func (c *Cache) Verify(digest string) error {
-	d, err := ParseDigest(digest)
+	d, err := sha256hex.Parse(digest)
 	if err != nil {
 		return err
 	}
@@ -458,7 +460,7 @@ func (c *Cache) gcPartials() (liveBytes, removedBytes int64, removed int, err er
 		if !ok {
 			continue
 		}
-		if pd, err := ParseDigest(d); err != nil || pd != d {
+		if !sha256hex.IsCanonical(d) {
 			continue
 		}
 		info, err := de.Info()
@@ -488,11 +490,11 @@ func (c *Cache) gcPartials() (liveBytes, removedBytes int64, removed int, err er
 // no process is running (its snapshot lock is free), left by a crash.
 func (c *Cache) gcSnapshotBuild(name string) (bool, error) {
 	rest, ok := strings.CutPrefix(name, snapshotTmpPrefix)
-	if !ok || len(rest) < 64 {
+	if !ok || len(rest) < sha256hex.Len {
 		return false, nil
 	}
-	d := rest[:64]
-	if pd, err := ParseDigest(d); err != nil || pd != d {
+	d := rest[:sha256hex.Len]
+	if !sha256hex.IsCanonical(d) {
 		return false, nil
 	}
 	l, ok, err := tryLock(c.snapshotLockPath(d), unix.LOCK_EX)

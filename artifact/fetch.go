@@ -38,6 +38,7 @@ import (
 	"golang.org/x/sys/unix"
 	"k8s.io/utils/clock"
 
+	"github.com/aivm-dev/aivm-operator/internal/sha256hex"
 	"github.com/aivm-dev/aivm-operator/internal/text"
 )
 
@@ -82,7 +83,7 @@ type prepared struct {
 }
 
 func prepare(req Request, hfBase string) (prepared, error) {
-	d, err := ParseDigest(req.Digest)
+	d, err := sha256hex.Parse(req.Digest)
 	if err != nil {
 		return prepared{}, err
 	}

@@ -32,6 +32,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/aivm-dev/aivm-operator/internal/modeldigest"
+	"github.com/aivm-dev/aivm-operator/internal/sha256hex"
 )
 
 // DefaultFileConcurrency is how many files of one snapshot are fetched at
@@ -103,7 +104,7 @@ type plannedFile struct {
 
 // plan validates spec and resolves every file's source.
 func (f *Fetcher) plan(spec SnapshotSpec) (snapshotPlan, error) {
-	digest, err := ParseDigest(spec.Digest)
+	digest, err := sha256hex.Parse(spec.Digest)
 	if err != nil {
 		return snapshotPlan{}, fmt.Errorf("snapshot digest: %w", err)
 	}
@@ -113,7 +114,7 @@ func (f *Fetcher) plan(spec SnapshotSpec) (snapshotPlan, error) {
 	entries := make([]modeldigest.File, len(spec.Files))
 	files := make([]plannedFile, len(spec.Files))
 	for i, sf := range spec.Files {
-		d, err := ParseDigest(sf.Digest)
+		d, err := sha256hex.Parse(sf.Digest)
 		if err != nil {
 			return snapshotPlan{}, &FileError{Path: sf.Path, Err: err}
 		}

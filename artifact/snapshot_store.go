@@ -31,6 +31,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/aivm-dev/aivm-operator/internal/modeldigest"
+	"github.com/aivm-dev/aivm-operator/internal/sha256hex"
 )
 
 // Snapshot directories of a cache (see the package documentation).
@@ -46,7 +47,7 @@ const (
 )
 
 // SnapshotPath returns where the snapshot of a modelDigest lives (or would
-// live). The digest must be lowercase hex, as returned by ParseDigest.
+// live). The digest must be lowercase hex, as returned by sha256hex.Parse.
 func (c *Cache) SnapshotPath(digest string) string { return filepath.Join(c.dir, snapshotDir, digest) }
 
 func (c *Cache) manifestPath(digest string) string { return filepath.Join(c.dir, manifestDir, digest) }
@@ -110,7 +111,7 @@ func (c *Cache) snapshotComplete(digest string) bool {
 
 // HasSnapshot reports whether the complete snapshot of digest is in the cache.
 func (c *Cache) HasSnapshot(digest string) (bool, error) {
-	d, err := ParseDigest(digest)
+	d, err := sha256hex.Parse(digest)
 	if err != nil {
 		return false, err
 	}
@@ -136,7 +137,7 @@ func (c *Cache) ListSnapshots() ([]Snapshot, error) {
 	var out []Snapshot
 	for _, de := range des {
 		name := de.Name()
-		if d, err := ParseDigest(name); err != nil || d != name || !de.IsDir() {
+		if !sha256hex.IsCanonical(name) || !de.IsDir() {
 			continue
 		}
 		s, ok, err := c.snapshot(name)
@@ -179,7 +180,7 @@ func (c *Cache) snapshot(digest string) (Snapshot, bool, error) {
 // collection keeps a snapshot with any holder, and its blobs. Pin before
 // EnsureSnapshot. Pinning twice with one holder is one pin.
 func (c *Cache) PinSnapshot(digest, holder string) error {
-	d, err := ParseDigest(digest)
+	d, err := sha256hex.Parse(digest)
 	if err != nil {
 		return err
 	}
@@ -207,7 +208,7 @@ func (c *Cache) PinSnapshot(digest, holder string) error {
 // UnpinSnapshot drops holder's pin on the snapshot of digest. Dropping a
 // pin that is not there is not an error.
 func (c *Cache) UnpinSnapshot(digest, holder string) error {
-	d, err := ParseDigest(digest)
+	d, err := sha256hex.Parse(digest)
 	if err != nil {
 		return err
 	}
@@ -261,7 +262,7 @@ func (c *Cache) snapshotHeld(digest string) (bool, error) {
 // returns ErrInUse when the snapshot is pinned or being built, and
 // ErrNotCached when there is none.
 func (c *Cache) RemoveSnapshot(digest string) error {
-	d, err := ParseDigest(digest)
+	d, err := sha256hex.Parse(digest)
 	if err != nil {
 		return err
 	}

@@ -26,35 +26,6 @@ import (
 	"github.com/aivm-dev/aivm-operator/internal/text"
 )
 
-func TestParseDigest(t *testing.T) {
-	good := strings.Repeat("ab", 32)
-	tests := []struct {
-		in      string
-		want    string
-		wantErr string
-	}{
-		{in: good, want: good},
-		{in: "sha256:" + good, want: good},
-		{in: strings.ToUpper(good), want: good},
-		{in: "", wantErr: "want 64 hexadecimal characters, got 0"},
-		{in: good[:63], wantErr: "got 63"},
-		{in: "sha512:" + good, wantErr: "want 64 hexadecimal characters"},
-		{in: good[:63] + "g", wantErr: `character 'g' at position 63`},
-	}
-	for _, tt := range tests {
-		got, err := ParseDigest(tt.in)
-		if tt.wantErr != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Errorf("ParseDigest(%q) error = %v, want containing %q", tt.in, err, tt.wantErr)
-			}
-			continue
-		}
-		if err != nil || got != tt.want {
-			t.Errorf("ParseDigest(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
-		}
-	}
-}
-
 func TestResolveSource(t *testing.T) {
 	tests := []struct {
 		in, base string

@@ -47,6 +47,7 @@ import (
 	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
 	"github.com/aivm-dev/aivm-operator/artifact"
 	"github.com/aivm-dev/aivm-operator/internal/modeldigest"
+	"github.com/aivm-dev/aivm-operator/internal/text"
 )
 
 // Field indexes the Model reconciler registers on the manager's cache.
@@ -697,9 +698,6 @@ func errString(err error) string {
 	return err.Error()
 }
 
-func truncateMessage(s string) string {
-	if len(s) <= maxConditionMessage {
-		return s
-	}
-	return s[:maxConditionMessage-3] + "..."
-}
+// truncateMessage bounds a condition or placement message, cutting at a rune
+// boundary.
+func truncateMessage(s string) string { return text.Shorten(s, maxConditionMessage) }

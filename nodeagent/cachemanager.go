@@ -36,6 +36,7 @@ import (
 	aivmv1alpha1 "github.com/aivm-dev/aivm-operator/api/v1alpha1"
 	"github.com/aivm-dev/aivm-operator/artifact"
 	"github.com/aivm-dev/aivm-operator/internal/modeldigest"
+	"github.com/aivm-dev/aivm-operator/internal/text"
 )
 
 // The node agent's permissions for prefetching Models (config/node-agent/rbac):
@@ -440,9 +441,9 @@ func (m *CacheManager) recordFailure(mod *aivmv1alpha1.Model, err error) *prefet
 		request: req,
 		entry: aivmv1alpha1.ModelCacheError{
 			Digest:  digest,
-			File:    truncate(file, 1024),
+			File:    text.Truncate(file, 1024),
 			Reason:  reason,
-			Message: truncate(msg, maxCacheErrorMessage),
+			Message: text.Truncate(msg, maxCacheErrorMessage),
 			// The API keeps seconds; so does the entry, so that the
 			// publisher sees it unchanged after a round trip.
 			Time: &metav1.Time{Time: now.Truncate(time.Second)},

@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	aivmv1alpha1 "github.com/aivm-dev/aivm-operator/api/v1alpha1"
+	"github.com/aivm-dev/aivm-operator/internal/text"
 )
 
 // maxStatusGPUs and maxMIGDevices are the API's list bounds.
@@ -66,14 +67,14 @@ func StatusFor(inv Inventory, cachedModels []string) aivmv1alpha1.GPUNodeStatus 
 		s := aivmv1alpha1.GPUStatus{
 			Index:                    int32(g.Index),
 			UUID:                     g.UUID,
-			Product:                  truncate(g.Product, 128),
+			Product:                  text.Truncate(g.Product, 128),
 			MemoryTotal:              bytesQuantity(g.MemoryTotal),
 			MemoryUsed:               bytesQuantity(g.MemoryUsed),
 			MemoryFree:               bytesQuantity(g.MemoryFree),
 			ComputeCapability:        g.ComputeCapability,
 			MIGMode:                  aivmv1alpha1.MIGMode(g.MIGMode),
 			Health:                   aivmv1alpha1.GPUHealth(g.Health),
-			HealthReason:             truncate(g.HealthReason, maxReasonLength),
+			HealthReason:             text.Truncate(g.HealthReason, maxReasonLength),
 			UtilizationPercent:       g.UtilizationPercent,
 			MemoryUtilizationPercent: g.MemoryUtilizationPercent,
 			TemperatureCelsius:       g.TemperatureCelsius,
@@ -85,7 +86,7 @@ func StatusFor(inv Inventory, cachedModels []string) aivmv1alpha1.GPUNodeStatus 
 		for _, m := range migs {
 			s.MIGDevices = append(s.MIGDevices, aivmv1alpha1.MIGDevice{
 				UUID:              m.UUID,
-				Profile:           truncate(m.Profile, 32),
+				Profile:           text.Truncate(m.Profile, 32),
 				MemoryTotal:       bytesQuantity(m.MemoryTotal),
 				GPUInstanceID:     m.GPUInstanceID,
 				ComputeInstanceID: m.ComputeInstanceID,
@@ -98,13 +99,6 @@ func StatusFor(inv Inventory, cachedModels []string) aivmv1alpha1.GPUNodeStatus 
 
 func bytesQuantity(b uint64) resource.Quantity {
 	return *resource.NewQuantity(int64(min(b, 1<<62)), resource.BinarySI)
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }
 
 // LabelsFor returns the values of the GPU labels for an inventory: present,

@@ -25,8 +25,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
-	"strings"
 	"unicode/utf8"
 
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
@@ -36,6 +34,7 @@ import (
 	"github.com/aivm-dev/aivm-operator/chain-client/aivmv1"
 	"github.com/aivm-dev/aivm-operator/chain-client/keys"
 	"github.com/aivm-dev/aivm-operator/chain-client/merkle"
+	"github.com/aivm-dev/aivm-operator/internal/sha256hex"
 )
 
 // Version names the envelope format.
@@ -50,27 +49,20 @@ const MaxJobUIDLen = 128
 // SignatureSize is the length of a receipt signature.
 const SignatureSize = 64
 
-// digestPattern accepts a digest in the record's canonical form: a
-// lowercase hex sha256 without prefix.
-var digestPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
-
-// inputDigestPattern is what CanonicalDigest converts from.
-var inputDigestPattern = regexp.MustCompile(`^(sha256:)?[0-9a-fA-F]{64}$`)
-
 // DigestPrefix is the prefix digests carry elsewhere (the runtime's
 // envelope, a Kernel's status.kernelDigest) and never in a record.
-const DigestPrefix = "sha256:"
+const DigestPrefix = sha256hex.Prefix
 
 // CanonicalDigest returns d in the record's one form, 64 lowercase hex
-// digits without the "sha256:" prefix, converting from "sha256:<hex>" or
-// upper-case hex. A record holds only this form, so one result has one
-// leaf hash; callers convert at the boundary where a digest enters a
-// record or a job's status.result.
+// digits without the "sha256:" prefix (sha256hex.Parse). A record holds only
+// this form, so one result has one leaf hash; callers convert at the
+// boundary where a digest enters a record or a job's status.result.
 func CanonicalDigest(d string) (string, error) {
-	if !inputDigestPattern.MatchString(d) {
-		return "", fmt.Errorf("receipt: digest %q is not a sha256 (64 hex digits, optionally prefixed sha256:)", d)
+	c, err := sha256hex.Parse(d)
+	if err != nil {
+		return "", fmt.Errorf("receipt: %w", err)
 	}
-	return strings.ToLower(strings.TrimPrefix(d, DigestPrefix)), nil
+	return c, nil
 }
 
 // ErrInvalidSignature is returned when a signature does not verify.
@@ -97,7 +89,7 @@ func ValidateRecord(r *aivmv1.ResultRecord) error {
 		{"inputDigest", r.GetInputDigest()},
 		{"outputDigest", r.GetOutputDigest()},
 	} {
-		if !digestPattern.MatchString(d.value) {
+		if !sha256hex.IsCanonical(d.value) {
 			return fmt.Errorf("receipt: %s %q is not a canonical digest (64 lowercase hex digits without the sha256: prefix; see CanonicalDigest)", d.name, d.value)
 		}
 	}

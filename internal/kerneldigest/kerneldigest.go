@@ -82,8 +82,6 @@ limitations under the License.
 package kerneldigest
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"sort"
 	"strconv"
@@ -93,13 +91,14 @@ import (
 
 	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
 	"github.com/aivm-dev/aivm-operator/internal/modeldigest"
+	"github.com/aivm-dev/aivm-operator/internal/sha256hex"
 )
 
 // Version is the first line of the encoding; a new encoding gets a new one.
 const Version = "aivm.dev/kernel-digest/v1"
 
 // Prefix starts every digest.
-const Prefix = "sha256:"
+const Prefix = sha256hex.Prefix
 
 // Digest returns "sha256:<hex>" over Encode(kernel, model).
 func Digest(kernel *v1alpha1.KernelSpec, model *v1alpha1.ModelSpec) (string, error) {
@@ -107,8 +106,7 @@ func Digest(kernel *v1alpha1.KernelSpec, model *v1alpha1.ModelSpec) (string, err
 	if err != nil {
 		return "", err
 	}
-	sum := sha256.Sum256(enc)
-	return Prefix + hex.EncodeToString(sum[:]), nil
+	return Prefix + sha256hex.Of(enc), nil
 }
 
 // Encode returns the canonical encoding described in the package

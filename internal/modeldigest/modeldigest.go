@@ -37,8 +37,6 @@ package modeldigest
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net/url"
 	"path"
@@ -47,6 +45,7 @@ import (
 	"strings"
 
 	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
+	"github.com/aivm-dev/aivm-operator/internal/sha256hex"
 	"github.com/aivm-dev/aivm-operator/internal/text"
 )
 
@@ -96,7 +95,7 @@ func Of(spec *v1alpha1.ModelSpec) (string, error) {
 		return "", fmt.Errorf("model spec is required")
 	}
 	if len(spec.Files) == 0 {
-		if !isLowerHex64(spec.SHA256) {
+		if !sha256hex.IsCanonical(spec.SHA256) {
 			return "", fmt.Errorf("model sha256 %q is not 64 lowercase hexadecimal characters", text.Shorten(spec.SHA256, 80))
 		}
 		return spec.SHA256, nil
@@ -109,8 +108,7 @@ func Of(spec *v1alpha1.ModelSpec) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	sum := sha256.Sum256(m)
-	return hex.EncodeToString(sum[:]), nil
+	return sha256hex.Of(m), nil
 }
 
 // Manifest returns the canonical manifest of files. It fails on an invalid
@@ -128,7 +126,7 @@ func Manifest(files []File) ([]byte, error) {
 		if i > 0 && sorted[i-1].Path == f.Path {
 			return nil, fmt.Errorf("path %q is listed twice", text.Shorten(f.Path, 120))
 		}
-		if !isLowerHex64(f.SHA256) {
+		if !sha256hex.IsCanonical(f.SHA256) {
 			return nil, fmt.Errorf("file %q: sha256 %q is not 64 lowercase hexadecimal characters", text.Shorten(f.Path, 120), text.Shorten(f.SHA256, 80))
 		}
 		size := "-"
@@ -235,17 +233,4 @@ func BaseName(uri string) string {
 		return "model"
 	}
 	return b
-}
-
-func isLowerHex64(s string) bool {
-	if len(s) != 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
 }

@@ -31,7 +31,7 @@ import (
 	"google.golang.org/grpc/status"
 	"k8s.io/apimachinery/pkg/util/validation"
 
-	"github.com/aivm-dev/aivm-operator/artifact"
+	"github.com/aivm-dev/aivm-operator/internal/sha256hex"
 )
 
 // NodePublishVolume serves a Model at the target path: it pins the Model's
@@ -199,7 +199,7 @@ func volumeFromContext(id, target string, vc map[string]string) (*record, error)
 		return nil, status.Errorf(codes.PermissionDenied, "volume %s: model %s is not in the pod's namespace %s: a pod may use only Models of its own namespace",
 			id, r.model(), r.PodNamespace)
 	}
-	if d, err := artifact.ParseDigest(r.Digest); err != nil || d != r.Digest {
+	if !sha256hex.IsCanonical(r.Digest) {
 		return nil, invalid("volume %s: model %s: volumeAttribute %s %q is not a lowercase hex sha256", id, r.model(), AttrModelDigest, r.Digest)
 	}
 	return r, nil

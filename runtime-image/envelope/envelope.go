@@ -22,8 +22,7 @@ limitations under the License.
 package envelope
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
+	"github.com/aivm-dev/aivm-operator/internal/sha256hex"
 )
 
 // Version names the envelope format; the endpoint refuses other versions.
@@ -75,7 +74,7 @@ type Timings struct {
 }
 
 // Digests are sha256 digests, each "sha256:" followed by 64 lowercase hex
-// digits.
+// digits (sha256hex.Prefixed).
 type Digests struct {
 	// Input is Digest of the input bytes exactly as the job holds them.
 	Input string `json:"input"`
@@ -89,6 +88,5 @@ type Digests struct {
 
 // Digest is the canonical digest of b: "sha256:" + lowercase hex sha256.
 func Digest(b []byte) string {
-	sum := sha256.Sum256(b)
-	return "sha256:" + hex.EncodeToString(sum[:])
+	return sha256hex.Prefix + sha256hex.Of(b)
 }

@@ -94,20 +94,3 @@ func ParseTermination(b []byte) (Termination, error) {
 	}
 	return t, nil
 }
-
-// CanonicalDigest returns d as "sha256:" + 64 lowercase hex digits. It
-// accepts the bare hex form (a Model's status.modelDigest) and the prefixed
-// form (a Kernel's status.kernelDigest), so both sides compare one form.
-func CanonicalDigest(d string) (string, error) {
-	hex := strings.TrimPrefix(d, "sha256:")
-	if len(hex) != 64 {
-		return "", fmt.Errorf("digest %q is not sha256:<64 lowercase hex digits>", d)
-	}
-	for i := 0; i < len(hex); i++ {
-		c := hex[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return "", fmt.Errorf("digest %q is not sha256:<64 lowercase hex digits>", d)
-		}
-	}
-	return "sha256:" + hex, nil
-}

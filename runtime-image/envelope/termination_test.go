@@ -38,17 +38,3 @@ func TestTerminationFitsTheKubeletsLimit(t *testing.T) {
 		}
 	}
 }
-
-func TestCanonicalDigest(t *testing.T) {
-	hex := strings.Repeat("0a", 32)
-	for _, in := range []string{hex, "sha256:" + hex} {
-		if got, err := CanonicalDigest(in); err != nil || got != "sha256:"+hex {
-			t.Errorf("CanonicalDigest(%q) = %q, %v", in, got, err)
-		}
-	}
-	for _, in := range []string{"", "sha256:", strings.ToUpper(hex), hex[:63], "sha512:" + hex, hex + "0"} {
-		if _, err := CanonicalDigest(in); err == nil {
-			t.Errorf("CanonicalDigest(%q) accepted it", in)
-		}
-	}
-}

@@ -28,7 +28,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aivm-dev/aivm-operator/runtime-image/envelope"
+	"github.com/aivm-dev/aivm-operator/internal/sha256hex"
 )
 
 // Default paths of the job pod (docs/runtime-contract.md); the env vars
@@ -174,7 +174,7 @@ func digestEnv(getenv func(string) string, name string, required bool) (string, 
 		}
 		return "", nil
 	}
-	d, err := envelope.CanonicalDigest(v)
+	d, err := sha256hex.Prefixed(v)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", name, err)
 	}
