@@ -190,6 +190,28 @@ func describeJob(ctx context.Context, c client.Client, key client.ObjectKey) str
 	return s
 }
 
+// builtinKernel returns the file-set Model serveModel serves (files under
+// base) and a one-GPU builtin Kernel named name that runs it.
+func builtinKernel(ns, name string, files []v1alpha1.ModelFile, base string) (*v1alpha1.Model, *v1alpha1.Kernel) {
+	model := &v1alpha1.Model{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gpt2-tiny"},
+		Spec: v1alpha1.ModelSpec{
+			BaseURI: base, Files: files, Format: v1alpha1.ModelFormatSafetensors,
+			GPUMemory: resource.MustParse("1Gi"),
+		},
+	}
+	kernel := &v1alpha1.Kernel{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: v1alpha1.KernelSpec{
+			ModelRef:    v1alpha1.LocalObjectReference{Name: model.Name},
+			Runtime:     v1alpha1.KernelRuntime{Image: devenv.RuntimeImage, Engine: v1alpha1.EngineBuiltin},
+			GPU:         v1alpha1.KernelGPU{Count: 1, Memory: ptr.To(resource.MustParse("1Gi"))},
+			Determinism: v1alpha1.Determinism{Seed: ptr.To[int64](42)},
+		},
+	}
+	return model, kernel
+}
+
 // TestBuiltinJobRunsToSucceededAndReported applies a Model served from a
 // local HTTP server, a builtin Kernel and an InferenceJob; the job's pod
 // runs aivm-runtime as a process on a simulated A100 node with the model
@@ -206,22 +228,7 @@ func TestBuiltinJobRunsToSucceededAndReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	files, base, modelDir := serveModel(t)
-	model := &v1alpha1.Model{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gpt2-tiny"},
-		Spec: v1alpha1.ModelSpec{
-			BaseURI: base, Files: files, Format: v1alpha1.ModelFormatSafetensors,
-			GPUMemory: resource.MustParse("1Gi"),
-		},
-	}
-	kernel := &v1alpha1.Kernel{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gpt2-tiny-builtin"},
-		Spec: v1alpha1.KernelSpec{
-			ModelRef:    v1alpha1.LocalObjectReference{Name: model.Name},
-			Runtime:     v1alpha1.KernelRuntime{Image: devenv.RuntimeImage, Engine: v1alpha1.EngineBuiltin},
-			GPU:         v1alpha1.KernelGPU{Count: 1, Memory: ptr.To(resource.MustParse("1Gi"))},
-			Determinism: v1alpha1.Determinism{Seed: ptr.To[int64](42)},
-		},
-	}
+	model, kernel := builtinKernel(ns, "gpt2-tiny-builtin", files, base)
 	prompt := "Hello world"
 	job := &v1alpha1.InferenceJob{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hello"},

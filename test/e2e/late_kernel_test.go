@@ -23,13 +23,11 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/aivm-dev/aivm-operator/api/v1alpha1"
-	"github.com/aivm-dev/aivm-operator/internal/devenv"
 )
 
 // TestJobWaitsForItsKernel applies an InferenceJob whose Kernel does not
@@ -78,22 +76,7 @@ func TestJobWaitsForItsKernel(t *testing.T) {
 	}
 
 	files, base, _ := serveModel(t)
-	model := &v1alpha1.Model{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gpt2-tiny"},
-		Spec: v1alpha1.ModelSpec{
-			BaseURI: base, Files: files, Format: v1alpha1.ModelFormatSafetensors,
-			GPUMemory: resource.MustParse("1Gi"),
-		},
-	}
-	kernel := &v1alpha1.Kernel{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "later"},
-		Spec: v1alpha1.KernelSpec{
-			ModelRef:    v1alpha1.LocalObjectReference{Name: model.Name},
-			Runtime:     v1alpha1.KernelRuntime{Image: devenv.RuntimeImage, Engine: v1alpha1.EngineBuiltin},
-			GPU:         v1alpha1.KernelGPU{Count: 1, Memory: ptr.To(resource.MustParse("1Gi"))},
-			Determinism: v1alpha1.Determinism{Seed: ptr.To[int64](42)},
-		},
-	}
+	model, kernel := builtinKernel(ns, "later", files, base)
 	for _, o := range []client.Object{model, kernel} {
 		if err := c.Create(ctx, o); err != nil {
 			t.Fatalf("create %T: %v", o, err)
