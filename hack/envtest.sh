@@ -9,6 +9,8 @@
 #   4. a build from the Kubernetes and etcd Go modules through the Go module
 #      proxy (about 15 minutes on 2 cores the first time, then cached).
 set -euo pipefail
+# shellcheck source=hack/lib/k8s-command.sh
+source "$(dirname "$0")/lib/k8s-command.sh"
 
 K8S_VERSION=${ENVTEST_K8S_VERSION:-1.37.2}
 ETCD_VERSION=${ENVTEST_ETCD_VERSION:-3.7.3}
@@ -52,34 +54,8 @@ export GOWORK=off GOFLAGS=-mod=mod CGO_ENABLED=0
 out="$DIR.tmp"
 rm -rf "$out"; mkdir -p "$out"
 
-# kube-apiserver: k8s.io/kubernetes with every staging module pinned to the
-# matching v0.x release, and a one-line main around NewAPIServerCommand.
 log "building kube-apiserver v$K8S_VERSION"
-mkdir -p "$work/apiserver"
-kmod=$(cd "$work/apiserver" && go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | sed -n 's/^\t"GoMod": "\(.*\)",$/\1/p')
-staging_version="v0.${K8S_VERSION#1.}"
-{
-  echo "module aivm.dev/envtest/kube-apiserver"
-  echo
-  echo "go 1.26"
-  echo
-  echo "require k8s.io/kubernetes v$K8S_VERSION"
-  echo
-  grep -E '=> \./staging/' "$kmod" | awk -v v="$staging_version" '{print "replace " $1 " => " $1 " " v}'
-} >"$work/apiserver/go.mod"
-cat >"$work/apiserver/main.go" <<'GO'
-package main
-
-import (
-	"os"
-
-	"k8s.io/component-base/cli"
-	"k8s.io/kubernetes/cmd/kube-apiserver/app"
-)
-
-func main() { os.Exit(cli.Run(app.NewAPIServerCommand())) }
-GO
-(cd "$work/apiserver" && go mod tidy >&2 && go build -trimpath -ldflags '-s -w' -o "$out/kube-apiserver" .)
+build_k8s_command kube-apiserver NewAPIServerCommand "$K8S_VERSION" "$work" "$out"
 
 log "building etcd v$ETCD_VERSION"
 mkdir -p "$work/etcd"

@@ -10,6 +10,8 @@
 #   3. a build from the k8s.io/kubernetes Go module through the Go module proxy
 #      (about 10 minutes on 2 cores the first time, then cached).
 set -euo pipefail
+# shellcheck source=hack/lib/k8s-command.sh
+source "$(dirname "$0")/lib/k8s-command.sh"
 
 K8S_VERSION=${ENVTEST_K8S_VERSION:-1.37.2}
 CACHE=${AIVM_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/aivm-operator}
@@ -39,34 +41,8 @@ export GOWORK=off GOFLAGS=-mod=mod CGO_ENABLED=0
 out="$DIR.tmp"
 rm -rf "$out"; mkdir -p "$out"
 
-# k8s.io/kubernetes with every staging module pinned to the matching v0.x
-# release, and a one-line main around NewSchedulerCommand.
 log "building kube-scheduler v$K8S_VERSION"
-mkdir -p "$work/scheduler"
-kmod=$(cd "$work/scheduler" && go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | sed -n 's/^\t"GoMod": "\(.*\)",$/\1/p')
-staging_version="v0.${K8S_VERSION#1.}"
-{
-  echo "module aivm.dev/bench/kube-scheduler"
-  echo
-  echo "go 1.26"
-  echo
-  echo "require k8s.io/kubernetes v$K8S_VERSION"
-  echo
-  grep -E '=> \./staging/' "$kmod" | awk -v v="$staging_version" '{print "replace " $1 " => " $1 " " v}'
-} >"$work/scheduler/go.mod"
-cat >"$work/scheduler/main.go" <<'GO'
-package main
-
-import (
-	"os"
-
-	"k8s.io/component-base/cli"
-	"k8s.io/kubernetes/cmd/kube-scheduler/app"
-)
-
-func main() { os.Exit(cli.Run(app.NewSchedulerCommand())) }
-GO
-(cd "$work/scheduler" && go mod tidy >&2 && go build -trimpath -ldflags '-s -w' -o "$out/kube-scheduler" .)
+build_k8s_command kube-scheduler NewSchedulerCommand "$K8S_VERSION" "$work" "$out"
 
 rm -rf "$DIR"; mv "$out" "$DIR"
 log "binary cached in $BIN"
