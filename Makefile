@@ -44,8 +44,20 @@ manifests: ## Generate CRDs and RBAC roles from the Go markers.
 	./hack/sync-chart.sh
 
 .PHONY: generate
-generate: ## Generate deepcopy code (and other go:generate outputs).
+generate: proto ## Generate deepcopy code and the protobuf code.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
+
+# hack/protogen is a module of its own that pins its generator
+# (github.com/bufbuild/protocompile, no protoc needed) in its go.mod; its
+# google.golang.org/protobuf must be the operator's.
+.PHONY: proto
+proto: ## Generate chain-client/aivmv1 from chain-client/proto (protoc-gen-go of go.mod's protobuf version).
+	@want=$$($(GO) list -m -f '{{.Version}}' google.golang.org/protobuf); \
+	  got=$$(cd hack/protogen && $(GO) list -m -f '{{.Version}}' google.golang.org/protobuf); \
+	  if [ "$$want" != "$$got" ]; then \
+	    echo "hack/protogen has google.golang.org/protobuf $$got, go.mod $$want: run 'cd hack/protogen && go get google.golang.org/protobuf@$$want && go mod tidy'"; exit 1; fi
+	cd hack/protogen && $(GO) run . -I ../../chain-client/proto -out ../../chain-client \
+	  -module github.com/aivm-dev/aivm-operator/chain-client aivm/v1/aivm.proto
 
 .PHONY: fmt
 fmt: ## Run gofmt on the code.
@@ -108,9 +120,9 @@ bench: ## Run the benchmarks.
 verify: ## Regenerate everything and fail if anything changed; check formatting.
 	$(MAKE) generate manifests
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
-	@if [ -n "$$(git status --porcelain -- api config charts)" ]; then \
+	@if [ -n "$$(git status --porcelain -- api config charts chain-client/aivmv1)" ]; then \
 	  echo "generated files are out of date; run 'make generate manifests' and commit:"; \
-	  git status --porcelain -- api config charts; git diff --stat; exit 1; fi
+	  git status --porcelain -- api config charts chain-client/aivmv1; git diff --stat; exit 1; fi
 
 ##@ Build
 

@@ -18,11 +18,9 @@ limitations under the License.
 // chain-client/proto/aivm/v1/aivm.proto (proto package aivm.v1), plus the
 // type URLs and query paths that go with them.
 //
-// Regenerate with `go generate ./chain-client/aivmv1` (needs protoc and
-// protoc-gen-go v1.36.12 on PATH).
+// Regenerate with `make proto` (hack/protogen: no protoc needed); `make
+// verify` fails while aivm.pb.go differs from what the .proto generates.
 package aivmv1
-
-//go:generate protoc -I ../proto --go_out=.. --go_opt=module=github.com/aivm-dev/aivm-operator/chain-client ../proto/aivm/v1/aivm.proto
 
 // Type URLs of the module's messages, as they appear in a TxBody's Any.
 const (
