@@ -114,4 +114,3 @@ func run() error {
 	}
 	return nil
 }
-
