@@ -3,49 +3,12 @@
 //
 // A Client owns one provider key and one signer queue for it. Results are
 // enqueued into a durable outbox (package outbox) keyed by job UID; a single
-// loop folds pending results into batches (up to MaxBatchResults results or
-// BatchDelay, within MaxTxBytes), builds a MsgSubmitResults with the batch's
-// Merkle root, signs it with the locally tracked account sequence, stores the
-// signed bytes in the outbox and only then broadcasts them with
-// broadcast_tx_sync. Inclusion is confirmed by polling the transaction hash.
-//
-// Exactly once, in practice:
-//   - a broadcast that may have reached the node is retried with the same
-//     signed bytes, never re-signed; "tx already in mempool" counts as
-//     accepted;
-//   - a batch's results are signed again only once its transaction can no
-//     longer be included: the chain refused its first broadcast at CheckTx
-//     (so it is in no mempool), or its account sequence was used by another transaction
-//     (the account's sequence is past it and the chain's state does not hold
-//     its results under its hash). A resend refused for its sequence, or
-//     for a condition of the moment (insufficient funds or fee, a full
-//     mempool), while the account's sequence has not passed it keeps the
-//     transaction in flight: it may still sit in a mempool (its node's own,
-//     when the node keeps no cache of transactions seen, or another node's)
-//     and land. Other refusals settle a resent batch as they settle a first
-//     broadcast: those the very bytes can never get past (a bad signature,
-//     chain-id or account number, a decoding or size error, a result
-//     already on chain), and a missing registration (the results wait for
-//     the registration, which is signed at the chain's next sequence);
-//   - a job UID already on chain never sinks its batch: a result this
-//     provider put there before (the outbox was lost) is recorded as
-//     committed with its proof rebuilt from the carrying transaction, any
-//     other duplicate is rejected, and the rest is signed again;
-//   - on "account sequence mismatch" the local sequence is re-synced from the
-//     chain's answer (the sequence the node expects, counting its mempool);
-//   - after any other refusal that re-syncs (a first broadcast refused for
-//     funds, fee or a full mempool, say) the next sequence is the chain's
-//     committed one, but never at or below a transaction still in flight:
-//     one held in a mempool has not used its sequence yet, and a
-//     transaction signed at it would take its place on a node without it,
-//     forcing its results to be signed again. The refused transaction's
-//     own sequence is signed at again: it is in no mempool, since the
-//     client broadcasts to one RPC endpoint, these were the bytes' first
-//     broadcast, and a node does not relay a transaction it refused at
-//     CheckTx (an endpoint that fans one broadcast out to several nodes
-//     breaks this assumption);
-//   - an unreachable chain is retried with exponential backoff; the outbox
-//     keeps everything meanwhile, across restarts.
+// loop folds pending results into batches, signs each, stores the signed
+// bytes in the outbox and only then broadcasts them, and confirms inclusion
+// by hash. A batch's results are signed again only once its transaction can
+// no longer land. docs/chain-client.md has the outbox's states, the rules
+// for resending, re-signing and the account sequence, and the tests that
+// prove each.
 //
 // At start the provider registers itself (MsgRegisterProvider) and renews
 // the registration before it expires. Commits and rejections are reported
@@ -206,6 +169,11 @@ type Client struct {
 	chainErr error
 	running  bool
 	kick     chan struct{}
+
+	// batchStored, when set (by tests, before Run), is called with a
+	// batch's hash once it is stored in the outbox, before its first
+	// broadcast.
+	batchStored func(txHash string)
 }
 
 // Validate reports what New would refuse in opts, other than a missing

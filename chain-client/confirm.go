@@ -78,16 +78,9 @@ func (l *loop) confirmOne(ctx context.Context, f *flight) (done bool, err error)
 	}
 }
 
-// resendRefused handles a resend refused for a reason that does not prove
-// f can never land: its sequence, or a condition of the moment (funds,
-// fees, a full mempool; a chain checks the fee before the sequence, so a
-// node holding f itself can answer either). f may still sit in a mempool
-// (its node's own, when the node keeps no cache of transactions seen, or
-// another node's) and land, so signing its results again could put them on
-// chain twice: f stays in flight, looked up by hash and resent after
-// ResendAfterBlocks, until it lands or the chain's sequence passes it
-// without it. Refusals those bytes can never get past (signature, decoding,
-// size, a result already on chain) go to settleRefused instead.
+// resendRefused handles a resend refused for its sequence or a condition of
+// the moment: f may still land, so it stays in flight until it does or the
+// account's sequence passes it without it (docs/chain-client.md).
 func (l *loop) resendRefused(ctx context.Context, f *flight, br rpc.BroadcastResult) (done bool, err error) {
 	_, seq, err := l.o.Chain.Account(ctx, l.c.address)
 	if err != nil {

@@ -189,14 +189,9 @@ func (l *loop) prune() error {
 	return nil
 }
 
-// resync reads the account and sets the next sequence. With hint set (the
-// sequence a node said it expects, counting its mempool), the hint wins.
-// Otherwise the next sequence is the chain's committed one, raised above
-// every transaction still in flight: one held in a mempool has not used its
-// sequence yet, and a transaction signed at it would take its place on a
-// node without it, forcing its results to be signed again. A transaction
-// refused at its first broadcast is not in flight, so its sequence is
-// signed at again.
+// resync reads the account and sets the next sequence: hint when set (the
+// sequence a node expects), else the chain's, raised above every transaction
+// in flight (docs/chain-client.md, "The account sequence").
 func (l *loop) resync(ctx context.Context, hint uint64, haveHint bool) error {
 	num, seq, err := l.o.Chain.Account(ctx, l.c.address)
 	if err != nil {

@@ -1,15 +1,11 @@
 // Package outbox is the durable queue between finished jobs and the chain.
 //
 // Results are keyed by job UID in a cometbft-db (goleveldb) database and move
-// through the states Pending -> Batched -> Committed (or Rejected). A batch's
-// signed transaction bytes and hash are stored in the same atomic write that
-// marks its results Batched, before the transaction is broadcast, so after a
-// crash the same bytes are confirmed by hash or resent, and nothing is signed
-// twice for one job while its transaction can still land.
-//
-// Every state change is one atomic, synced database batch. Concurrent Enqueue
-// calls are group-committed: a single writer goroutine drains all waiting
-// callers into one batch and one fsync.
+// through the states Pending -> Batched -> Committed (or Rejected); a batch's
+// signed bytes are stored in the write that marks its results Batched, before
+// any broadcast. Every state change is one atomic, synced write, and
+// concurrent Enqueue calls share one. docs/chain-client.md has the state
+// diagram and the invariants.
 package outbox
 
 import (
