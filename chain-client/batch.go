@@ -87,6 +87,9 @@ func (l *loop) send(ctx context.Context) error {
 		}
 		l.firstPendingAt = time.Time{}
 		l.nextSeq++
+		if l.c.batchStored != nil {
+			l.c.batchStored(f.hash)
+		}
 		br, err := l.o.Chain.BroadcastSync(ctx, f.txBytes)
 		if err != nil {
 			// The bytes may have reached the node: keep them, resend later.

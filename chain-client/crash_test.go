@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -32,6 +33,7 @@ const (
 	crashKeyEnv    = "AIVM_CRASH_KEY_FILE"
 	crashChainEnv  = "AIVM_CRASH_CHAIN_ID"
 	crashUpToEnv   = "AIVM_CRASH_UPTO"
+	crashHoldEnv   = "AIVM_CRASH_HOLD"
 	crashGroupSize = 3
 )
 
@@ -44,14 +46,21 @@ func TestMain(m *testing.M) {
 
 // crashChild is the reporter process of TestCrashExactlyOnce: it enqueues
 // results 0..UPTO-1 (idempotently; earlier runs may have stored some),
-// reports progress on stdout ("E" per enqueue call, "C <uid>" per commit)
-// and prints "DONE" once all of them are committed.
+// reports progress on stdout ("E" per enqueue call, "B <tx hash>" per batch
+// stored in the outbox, "C <uid>" per commit) and prints "DONE" once all of
+// them are committed. With HOLD=N its N-th stored batch prints
+// "H <tx hash>" instead and stops the client's loop there, stored and not
+// yet broadcast, until the parent kills the process.
 func crashChild() int {
 	fail := func(err error) int {
 		fmt.Fprintln(os.Stderr, "crash child:", err)
 		return 2
 	}
 	upto, err := strconv.Atoi(os.Getenv(crashUpToEnv))
+	if err != nil {
+		return fail(err)
+	}
+	hold, err := strconv.Atoi(os.Getenv(crashHoldEnv))
 	if err != nil {
 		return fail(err)
 	}
@@ -79,6 +88,18 @@ func crashChild() int {
 	if err != nil {
 		return fail(err)
 	}
+	stored := 0
+	chainclient.SetBatchStoredHook(c, func(txHash string) {
+		stored++
+		if stored != hold {
+			lines <- "B " + txHash
+			return
+		}
+		lines <- "H " + txHash
+		for {
+			time.Sleep(time.Minute) // until SIGKILL
+		}
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	runErr := make(chan error, 1)
@@ -114,10 +135,18 @@ func crashChild() int {
 	}
 }
 
-// TestCrashExactlyOnce kills the reporter process with SIGKILL at random
-// points, over and over, while it enqueues and reports a few hundred
-// results, then lets a last run finish: every result must be on chain
-// exactly once.
+// TestCrashExactlyOnce kills the reporter process with SIGKILL over and
+// over while it enqueues and reports a few hundred results, then lets a last
+// run finish. Odd rounds kill at a random line of the child's output; even
+// rounds kill with a signed batch stored in the outbox and not yet
+// broadcast (the child holds there), so every run proves that a restart
+// resends the stored bytes: each held batch must be committed under its own
+// hash, first offered to the mempool by a later run. Of the exactly-once
+// checks, "never lost" is that every job is on chain and Committed in the
+// outbox; "never twice" is the devnet's mempool record (checkSignedOnce):
+// each job was signed into exactly one transaction ever offered, so no
+// second signing could land (the chain's duplicate-UID refusal would hide
+// one from checkExactlyOnce). See docs/chain-client.md.
 func TestCrashExactlyOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test re-executes the test binary many times")
@@ -149,7 +178,10 @@ func TestCrashExactlyOnce(t *testing.T) {
 	t.Logf("kill points seeded with %d", seed)
 	rng = rand.New(rand.NewPCG(seed, 7))
 
-	run := func(upto, killAfter int) (done bool) {
+	// run starts a child for results 0..upto-1 and SIGKILLs it after
+	// killAfter lines (0: never), or once it holds its hold-th stored batch
+	// (0: never). It returns whether the child finished and the batch held.
+	run := func(upto, killAfter, hold int) (done bool, held string) {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(),
 			crashChildEnv+"=1",
@@ -158,6 +190,7 @@ func TestCrashExactlyOnce(t *testing.T) {
 			crashKeyEnv+"="+keyFile,
 			crashChainEnv+"="+env.node.ChainID(),
 			crashUpToEnv+"="+strconv.Itoa(upto),
+			crashHoldEnv+"="+strconv.Itoa(hold),
 		)
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
@@ -177,6 +210,10 @@ func TestCrashExactlyOnce(t *testing.T) {
 				done = true
 				break
 			}
+			if h, ok := strings.CutPrefix(sc.Text(), "H "); ok {
+				held = h
+				break
+			}
 			seen++
 			if killAfter > 0 && seen >= killAfter {
 				break
@@ -185,24 +222,36 @@ func TestCrashExactlyOnce(t *testing.T) {
 		// SIGKILL: no deferred code, no flush, no clean close.
 		cmd.Process.Kill()
 		err = cmd.Wait()
-		if !done && killAfter == 0 {
-			t.Fatalf("final run ended without DONE: %v\n%s", err, stderr.String())
+		if !done && killAfter == 0 && held == "" {
+			t.Fatalf("run ended without DONE or a held batch: %v\n%s", err, stderr.String())
 		}
 		if strings.Contains(stderr.String(), "crash child:") {
 			t.Fatalf("child failed: %s", stderr.String())
 		}
-		return done
+		return done, held
 	}
 
 	kills, inFlightAtKill := 0, 0
+	var heldBatches []string
 	// Every round adds perRound results; rounds go on (without new results
 	// once all are in) until enough runs were killed before finishing.
 	for round := 1; round <= rounds || (kills < minKills && round <= maxRounds); round++ {
 		upto := min(round, rounds) * perRound
-		// A kill point among the lines this run prints: its enqueue calls
-		// (always printed) and, often, some of its commits.
-		killAfter := 1 + rng.IntN(upto/crashGroupSize+perRound/2)
-		if run(upto, killAfter) {
+		killAfter, hold := 0, 0
+		switch {
+		case round <= rounds && round%4 == 2:
+			// The round's new results make at least one batch.
+			hold = 1
+		case round <= rounds && round%4 == 0:
+			hold = 2
+		default:
+			// A kill point among the lines this run prints: its enqueue
+			// calls (always printed) and, often, some of its batches and
+			// commits.
+			killAfter = 1 + rng.IntN(upto/crashGroupSize+perRound/2)
+		}
+		done, held := run(upto, killAfter, hold)
+		if done {
 			continue
 		}
 		kills++
@@ -211,25 +260,52 @@ func TestCrashExactlyOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		counts, err := box.Counts()
+		if err != nil {
+			t.Fatal(err)
+		}
+		inFlight, err := box.InFlight()
 		box.Close()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if counts[outbox.StateBatched] > 0 {
+		if len(inFlight) > 0 {
 			inFlightAtKill++
 		}
-		t.Logf("killed run %d after %d lines: outbox %v", round, killAfter, counts)
+		if held != "" {
+			if !slices.ContainsFunc(inFlight, func(b outbox.Batch) bool { return b.TxHash == held }) {
+				t.Fatalf("run %d held batch %s, which the outbox does not hold in flight: %v", round, held, counts)
+			}
+			if offered(env, held) {
+				t.Fatalf("run %d held batch %s before its broadcast, yet the mempool was offered it", round, held)
+			}
+			heldBatches = append(heldBatches, held)
+		}
+		t.Logf("killed run %d (after %d lines, held %q): outbox %v, %d batches in flight", round, killAfter, held, counts, len(inFlight))
 	}
 	if kills < minKills {
 		t.Fatalf("only %d runs were killed before finishing", kills)
 	}
-	if !run(total, 0) {
+	if len(heldBatches) < rounds/4 {
+		t.Fatalf("only %d runs were killed holding a stored batch, want at least %d", len(heldBatches), rounds/4)
+	}
+	if done, _ := run(total, 0, 0); !done {
 		t.Fatal("final run did not finish")
 	}
-	t.Logf("%d runs killed with SIGKILL before finishing, %d of them with signed batches in flight", kills, inFlightAtKill)
+	t.Logf("%d runs killed with SIGKILL before finishing, %d of them with signed batches in flight, %d held before the batch's broadcast",
+		kills, inFlightAtKill, len(heldBatches))
 
-	recs := records("crash", 0, total)
 	ctx := ctxT(t)
+	// The resend path ran: every held batch, never broadcast by the run
+	// that signed it, was sent by a later run and committed as signed.
+	for _, h := range heldBatches {
+		var res rpc.TxResult
+		retry(t, func() (err error) { res, err = env.rpc.Tx(ctx, h); return err })
+		if !res.Found || res.Code != 0 {
+			t.Errorf("held batch %s was not resent and committed after the restart: %+v (offered: %v)", h, res, offered(env, h))
+		}
+	}
+	// Never lost: every job is on chain.
+	recs := records("crash", 0, total)
 	for _, rec := range recs {
 		var stored *aivmv1.StoredResult
 		retry(t, func() (err error) { stored, err = env.rpc.Result(ctx, rec.GetJobUid()); return err })
@@ -238,7 +314,8 @@ func TestCrashExactlyOnce(t *testing.T) {
 		}
 	}
 	checkExactlyOnce(t, env, uidsOf(recs))
-	// Killed runs resent their signed batches, never signed them again.
+	// Never twice: killed runs resent their signed batches, never signed
+	// them again.
 	checkSignedOnce(t, env, uidsOf(recs))
 	box, err := outbox.Open(dir, outbox.Options{})
 	if err != nil {
@@ -252,6 +329,14 @@ func TestCrashExactlyOnce(t *testing.T) {
 	if counts[outbox.StateCommitted] != total || len(counts) != 1 {
 		t.Fatalf("outbox after the last run = %v, want %d Committed", counts, total)
 	}
+}
+
+// offered reports whether the devnet's mempool was ever offered the
+// transaction hash.
+func offered(env *chainEnv, hash string) bool {
+	env.offers.mu.Lock()
+	defer env.offers.mu.Unlock()
+	return env.offers.txs[hash] != nil
 }
 
 // registerOutOfBand registers k's provider with the test's registration,
