@@ -16,6 +16,9 @@ IMG ?= ghcr.io/aivm-dev/aivm-operator:dev
 # Packages whose tests run in `make test`.
 TEST_PKGS ?= ./...
 TEST_FLAGS ?= -timeout 30m
+# Packages whose tests also run under the race detector in `make test-race`
+# (CI runs it).
+RACE_PKGS ?= ./chain-client/...
 # `make test` includes the end-to-end tests (test/e2e, on the dev
 # environment; they need root for the model volumes' bind mounts).
 # AIVM_E2E=0 leaves them out.
@@ -85,6 +88,10 @@ test: $(HELM) ## Run unit, integration and end-to-end tests (a real kube-apiserv
 	@assets=$$(./hack/envtest.sh) && \
 	  echo "KUBEBUILDER_ASSETS=$$assets" && \
 	  KUBEBUILDER_ASSETS="$$assets" HELM="$(abspath $(HELM))" AIVM_E2E=$(AIVM_E2E) $(GO) test $(TEST_FLAGS) $(TEST_PKGS)
+
+.PHONY: test-race
+test-race: ## Run the tests of RACE_PKGS (the chain client, its outbox and devnet) with the race detector.
+	$(GO) test -race $(TEST_FLAGS) $(RACE_PKGS)
 
 .PHONY: e2e
 e2e: ## Run the end-to-end tests on the local dev environment (builds the binaries; minutes).
