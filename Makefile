@@ -90,8 +90,9 @@ test: $(HELM) ## Run unit, integration and end-to-end tests (a real kube-apiserv
 	  KUBEBUILDER_ASSETS="$$assets" HELM="$(abspath $(HELM))" AIVM_E2E=$(AIVM_E2E) $(GO) test $(TEST_FLAGS) $(TEST_PKGS)
 
 .PHONY: test-race
-test-race: ## Run the tests of RACE_PKGS (the chain client, its outbox and devnet) with the race detector.
+test-race: ## Run the tests of RACE_PKGS (the chain client, its outbox and devnet), and each of their benchmarks once, with the race detector.
 	$(GO) test -race $(TEST_FLAGS) $(RACE_PKGS)
+	$(GO) test -race -run '^$$' -bench . -benchtime 1x $(RACE_PKGS)
 
 .PHONY: e2e
 e2e: ## Run the end-to-end tests on the local dev environment (builds the binaries; minutes).
