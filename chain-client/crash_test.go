@@ -232,7 +232,10 @@ func TestCrashExactlyOnce(t *testing.T) {
 	}
 
 	kills, inFlightAtKill := 0, 0
-	var heldBatches []string
+	var heldBatches []outbox.Batch
+	// requeuesAtHold is each held result's requeue count when its run was
+	// killed.
+	requeuesAtHold := map[string]int{}
 	// Every round adds perRound results; rounds go on (without new results
 	// once all are in) until enough runs were killed before finishing.
 	for round := 1; round <= rounds || (kills < minKills && round <= maxRounds); round++ {
@@ -264,7 +267,6 @@ func TestCrashExactlyOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		inFlight, err := box.InFlight()
-		box.Close()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -272,14 +274,23 @@ func TestCrashExactlyOnce(t *testing.T) {
 			inFlightAtKill++
 		}
 		if held != "" {
-			if !slices.ContainsFunc(inFlight, func(b outbox.Batch) bool { return b.TxHash == held }) {
+			i := slices.IndexFunc(inFlight, func(b outbox.Batch) bool { return b.TxHash == held })
+			if i < 0 {
 				t.Fatalf("run %d held batch %s, which the outbox does not hold in flight: %v", round, held, counts)
 			}
 			if offered(env, held) {
 				t.Fatalf("run %d held batch %s before its broadcast, yet the mempool was offered it", round, held)
 			}
-			heldBatches = append(heldBatches, held)
+			heldBatches = append(heldBatches, inFlight[i])
+			for _, uid := range inFlight[i].UIDs {
+				e, err := box.Get(uid)
+				if err != nil {
+					t.Fatal(err)
+				}
+				requeuesAtHold[uid] = e.Requeues
+			}
 		}
+		box.Close()
 		t.Logf("killed run %d (after %d lines, held %q): outbox %v, %d batches in flight", round, killAfter, held, counts, len(inFlight))
 	}
 	if kills < minKills {
@@ -294,14 +305,27 @@ func TestCrashExactlyOnce(t *testing.T) {
 	t.Logf("%d runs killed with SIGKILL before finishing, %d of them with signed batches in flight, %d held before the batch's broadcast",
 		kills, inFlightAtKill, len(heldBatches))
 
+	box, err := outbox.Open(dir, outbox.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer box.Close()
 	ctx := ctxT(t)
 	// The resend path ran: every held batch, never broadcast by the run
-	// that signed it, was sent by a later run and committed as signed.
-	for _, h := range heldBatches {
+	// that signed it, was sent by a later run and committed as signed, its
+	// results never back in Pending (signing them again at the same
+	// sequence could make the same bytes).
+	for _, b := range heldBatches {
 		var res rpc.TxResult
-		retry(t, func() (err error) { res, err = env.rpc.Tx(ctx, h); return err })
+		retry(t, func() (err error) { res, err = env.rpc.Tx(ctx, b.TxHash); return err })
 		if !res.Found || res.Code != 0 {
-			t.Errorf("held batch %s was not resent and committed after the restart: %+v (offered: %v)", h, res, offered(env, h))
+			t.Errorf("held batch %s was not resent and committed after the restart: %+v (offered: %v)", b.TxHash, res, offered(env, b.TxHash))
+		}
+		for _, uid := range b.UIDs {
+			if e, err := box.Get(uid); err != nil || e.TxHash != b.TxHash || e.Requeues != requeuesAtHold[uid] {
+				t.Errorf("job %s of held batch %s: outbox has tx %s after %d requeues, %d when held (%v); want the held batch, not requeued",
+					uid, b.TxHash, e.TxHash, e.Requeues, requeuesAtHold[uid], err)
+			}
 		}
 	}
 	// Never lost: every job is on chain.
@@ -317,11 +341,6 @@ func TestCrashExactlyOnce(t *testing.T) {
 	// Never twice: killed runs resent their signed batches, never signed
 	// them again.
 	checkSignedOnce(t, env, uidsOf(recs))
-	box, err := outbox.Open(dir, outbox.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer box.Close()
 	counts, err := box.Counts()
 	if err != nil {
 		t.Fatal(err)
