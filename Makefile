@@ -71,8 +71,9 @@ vet: ## Run go vet.
 	$(GO) vet ./...
 
 .PHONY: lint
-lint: $(GOLANGCI_LINT) ## Run golangci-lint.
+lint: $(GOLANGCI_LINT) ## Run golangci-lint (on hack/protogen's module too).
 	$(GOLANGCI_LINT) run ./...
+	cd hack/protogen && $(GOLANGCI_LINT) run ./...
 
 $(GOLANGCI_LINT):
 	mkdir -p $(LOCALBIN)

@@ -56,7 +56,7 @@ func run() error {
 	flag.Parse()
 	names := flag.Args()
 	if *root == "" || *out == "" || len(names) == 0 {
-		return errors.New("usage: protogen -I ROOT -out DIR [-module PREFIX] FILE.proto...")
+		return errors.New("usage: protogen -I ROOT -out DIR [-module PREFIX] FILE.proto ...: the import root, the output directory and at least one file are required")
 	}
 	compiler := protocompile.Compiler{
 		Resolver:       protocompile.WithStandardImports(&protocompile.SourceResolver{ImportPaths: []string{*root}}),
