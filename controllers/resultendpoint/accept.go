@@ -51,7 +51,7 @@ var errReplay = errors.New("replayed result")
 // accept stores the output, then appends the member's result and, when the
 // committee agrees, the job's result in one status write. The output is
 // stored first so status never points at a missing key.
-func (s *Server) accept(ctx context.Context, job *aivmv1alpha1.InferenceJob, c *checked) error {
+func (s *Server) accept(ctx context.Context, job *aivmv1alpha1.InferenceJob, id identity, c *checked) error {
 	now := metav1.NewTime(s.clock.Now())
 	mr := aivmv1alpha1.MemberResult{
 		Attempt: c.env.Attempt, Member: c.env.Member, Pod: c.pod,
@@ -80,8 +80,12 @@ func (s *Server) accept(ctx context.Context, job *aivmv1alpha1.InferenceJob, c *
 		if err := sameAsRecorded(j, &mr); err != nil {
 			return err
 		}
-		if j.Status.Attempts != mr.Attempt {
-			return refuse(http.StatusForbidden, ReasonStaleAttempt, "attempt %d is no longer the job's current attempt %d", mr.Attempt, j.Status.Attempts)
+		// authorize may have read a cached copy: the copy written must allow the post too.
+		if _, err := placementOf(j, id, c.env); err != nil {
+			if errors.Is(err, errNotRecorded) {
+				return refuse(http.StatusForbidden, ReasonNotCurrentPod, "pod %s is not the pod of %s", id.podName, attemptLabel(mr.Attempt, mr.Member))
+			}
+			return err
 		}
 		// memberResults hold the current attempt only.
 		results := slices.DeleteFunc(slices.Clone(j.Status.MemberResults), func(r aivmv1alpha1.MemberResult) bool { return r.Attempt != mr.Attempt })
@@ -140,7 +144,7 @@ func (s *Server) committee(ctx context.Context, job *aivmv1alpha1.InferenceJob, 
 	}
 	policy := aivmv1alpha1.AggregationPolicy("")
 	kernel := &aivmv1alpha1.Kernel{}
-	err := s.reader.Get(ctx, client.ObjectKey{Namespace: job.Namespace, Name: job.Spec.KernelRef.Name}, kernel)
+	err := s.client.Get(ctx, client.ObjectKey{Namespace: job.Namespace, Name: job.Spec.KernelRef.Name}, kernel)
 	switch {
 	case err == nil:
 		policy = kernel.Spec.Committee.Aggregation
@@ -203,35 +207,32 @@ func (s *Server) result(job *aivmv1alpha1.InferenceJob, c *checked, dec committe
 // committee can reach it): the digest is still recorded.
 func (s *Server) storeOutput(ctx context.Context, job *aivmv1alpha1.InferenceJob, key, output string) (bool, error) {
 	name := controllers.ResultConfigMapName(job.Name)
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		cm := &corev1.ConfigMap{}
-		err := s.reader.Get(ctx, client.ObjectKey{Namespace: job.Namespace, Name: name}, cm)
-		if apierrors.IsNotFound(err) {
-			cm = &corev1.ConfigMap{
-				ObjectMeta: metav1.ObjectMeta{Namespace: job.Namespace, Name: name, Labels: map[string]string{controllers.LabelJobName: controllers.JobNameLabel(job.Name)}},
-				Data:       map[string]string{key: output},
-			}
-			if err := controllerutil.SetControllerReference(job, cm, s.client.Scheme()); err != nil {
+	// Most jobs have one member: create first, and read only when another
+	// member's output is there already.
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Namespace: job.Namespace, Name: name, Labels: map[string]string{controllers.LabelJobName: controllers.JobNameLabel(job.Name)}},
+		Data:       map[string]string{key: output},
+	}
+	if err := controllerutil.SetControllerReference(job, cm, s.client.Scheme()); err != nil {
+		return false, err
+	}
+	err := s.client.Create(ctx, cm)
+	if apierrors.IsAlreadyExists(err) {
+		err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			cm := &corev1.ConfigMap{}
+			if err := s.reader.Get(ctx, client.ObjectKey{Namespace: job.Namespace, Name: name}, cm); err != nil {
 				return err
 			}
-			err = s.client.Create(ctx, cm)
-			if apierrors.IsAlreadyExists(err) {
-				return apierrors.NewConflict(corev1.Resource("configmaps"), name, err)
+			if v, ok := cm.Data[key]; ok && v == output {
+				return nil
 			}
-			return err
-		}
-		if err != nil {
-			return err
-		}
-		if v, ok := cm.Data[key]; ok && v == output {
-			return nil
-		}
-		if cm.Data == nil {
-			cm.Data = map[string]string{}
-		}
-		cm.Data[key] = output
-		return s.client.Update(ctx, cm)
-	})
+			if cm.Data == nil {
+				cm.Data = map[string]string{}
+			}
+			cm.Data[key] = output
+			return s.client.Update(ctx, cm)
+		})
+	}
 	if apierrors.IsRequestEntityTooLargeError(err) || apierrors.IsInvalid(err) {
 		s.log.Info("Result ConfigMap is full; output not stored", "configMap", job.Namespace+"/"+name, "key", key)
 		return false, nil

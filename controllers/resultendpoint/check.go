@@ -18,6 +18,7 @@ package resultendpoint
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -52,23 +53,53 @@ type checked struct {
 // authorize accepts only the current attempt's pod of the job the envelope
 // names: same namespace as the token's service account, same job UID, the
 // current attempt, and a placement of that attempt and member recording
-// the token's pod by name and UID.
+// the token's pod by name and UID. It reads the job from the client's
+// cache first and, when that copy refuses, once more through the API
+// reader, since the cache can lag the write that recorded the pod. A stale
+// copy that passes is harmless: accept writes status with the optimistic
+// lock from that copy and runs placementOf again on every fresh copy.
 func (s *Server) authorize(ctx context.Context, id identity, env *envelope.Envelope) (*aivmv1alpha1.InferenceJob, *aivmv1alpha1.Placement, error) {
 	if id.namespace != env.Namespace {
 		return nil, nil, refuse(http.StatusForbidden, ReasonNotCurrentPod, "the token's service account is not in namespace %s", env.Namespace)
 	}
+	job, p, err := s.authorizeFrom(ctx, s.client, id, env)
+	var rf *refusal
+	if err == nil || !errors.As(err, &rf) || s.reader == client.Reader(s.client) {
+		return job, p, err
+	}
+	return s.authorizeFrom(ctx, s.reader, id, env)
+}
+
+func (s *Server) authorizeFrom(ctx context.Context, r client.Reader, id identity, env *envelope.Envelope) (*aivmv1alpha1.InferenceJob, *aivmv1alpha1.Placement, error) {
 	job := &aivmv1alpha1.InferenceJob{}
-	if err := s.reader.Get(ctx, client.ObjectKey{Namespace: env.Namespace, Name: env.Job}, job); err != nil {
+	if err := r.Get(ctx, client.ObjectKey{Namespace: env.Namespace, Name: env.Job}, job); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, nil, refuse(http.StatusForbidden, ReasonNotCurrentPod, "InferenceJob %s/%s does not exist", env.Namespace, env.Job)
 		}
 		return nil, nil, fmt.Errorf("get InferenceJob %s/%s: %w", env.Namespace, env.Job, err)
 	}
+	p, err := placementOf(job, id, env)
+	if errors.Is(err, errNotRecorded) {
+		return nil, nil, s.unrecorded(ctx, job, id, env)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return job, p, nil
+}
+
+// errNotRecorded is placementOf's answer for a placement whose pod the job
+// controller has not recorded yet.
+var errNotRecorded = errors.New("pod not recorded")
+
+// placementOf returns the placement of job that the token's pod may post
+// for, or the refusal that says why there is none.
+func placementOf(job *aivmv1alpha1.InferenceJob, id identity, env *envelope.Envelope) (*aivmv1alpha1.Placement, error) {
 	if string(job.UID) != env.JobUID {
-		return nil, nil, refuse(http.StatusForbidden, ReasonNotCurrentPod, "jobUID %s is not the UID of InferenceJob %s/%s", env.JobUID, env.Namespace, env.Job)
+		return nil, refuse(http.StatusForbidden, ReasonNotCurrentPod, "jobUID %s is not the UID of InferenceJob %s/%s", env.JobUID, env.Namespace, env.Job)
 	}
 	if env.Attempt != job.Status.Attempts {
-		return nil, nil, refuse(http.StatusForbidden, ReasonStaleAttempt, "attempt %d is not the job's current attempt %d", env.Attempt, job.Status.Attempts)
+		return nil, refuse(http.StatusForbidden, ReasonStaleAttempt, "attempt %d is not the job's current attempt %d", env.Attempt, job.Status.Attempts)
 	}
 	var target *aivmv1alpha1.Placement
 	for i := range job.Status.Placements {
@@ -78,18 +109,18 @@ func (s *Server) authorize(ctx context.Context, id identity, env *envelope.Envel
 		}
 	}
 	if target != nil && target.PodUID == "" && target.Outcome == "" {
-		return nil, nil, s.unrecorded(ctx, job, id, env)
+		return nil, errNotRecorded
 	}
 	if target == nil || target.PodUID != id.podUID || target.Pod != id.podName {
-		return nil, nil, refuse(http.StatusForbidden, ReasonNotCurrentPod, "pod %s is not the pod of %s", id.podName, attemptLabel(env.Attempt, env.Member))
+		return nil, refuse(http.StatusForbidden, ReasonNotCurrentPod, "pod %s is not the pod of %s", id.podName, attemptLabel(env.Attempt, env.Member))
 	}
 	if target.Outcome == aivmv1alpha1.PlacementFailed {
-		return nil, nil, refuse(http.StatusForbidden, ReasonNotCurrentPod, "%s already failed (%s)", attemptLabel(env.Attempt, env.Member), target.Reason)
+		return nil, refuse(http.StatusForbidden, ReasonNotCurrentPod, "%s already failed (%s)", attemptLabel(env.Attempt, env.Member), target.Reason)
 	}
 	if meta.IsStatusConditionTrue(job.Status.Conditions, aivmv1alpha1.ConditionFailed) {
-		return nil, nil, refuse(http.StatusConflict, ReasonJobFinished, "the job has failed")
+		return nil, refuse(http.StatusConflict, ReasonJobFinished, "the job has failed")
 	}
-	return job, target, nil
+	return target, nil
 }
 
 // podNotRecordedRetry is the Retry-After of a post that arrived before the

@@ -233,7 +233,7 @@ func (s *Server) handle(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	if err != nil {
 		return err
 	}
-	return s.accept(ctx, job, checked)
+	return s.accept(ctx, job, id, checked)
 }
 
 // attemptLabel formats an attempt/member pair for messages.

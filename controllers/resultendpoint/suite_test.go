@@ -28,6 +28,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,6 +41,7 @@ import (
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -91,6 +93,7 @@ func run(m *testing.M) (int, error) {
 		return 0, err
 	}
 	env, cfg = e, c
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return countingTransport{rt} })
 	defer func() { _ = env.Stop() }()
 	if k8sClient, err = client.New(cfg, client.Options{Scheme: testenv.Scheme()}); err != nil {
 		return 0, err
@@ -123,12 +126,41 @@ func startServer(ctx context.Context, key client.ObjectKey, opts ...Option) (*Se
 	if err := certs.Sync(ctx); err != nil {
 		return nil, nil, err
 	}
-	srv := NewServer(k8sClient, k8sClient, certs, "127.0.0.1:0", append([]Option{WithLogger(testLogger())}, opts...)...)
+	cached, err := cachedClient(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	srv := NewServer(cached, k8sClient, certs, "127.0.0.1:0", append([]Option{WithLogger(testLogger())}, opts...)...)
 	go func() { _ = srv.Start(ctx) }()
 	if srv.Addr() == nil {
 		return nil, nil, fmt.Errorf("the result endpoint did not listen")
 	}
 	return srv, certs, nil
+}
+
+// apiRequests counts the requests every client of the suite sent to the
+// API server, so a benchmark can report the requests per accepted result.
+var apiRequests atomic.Int64
+
+type countingTransport struct{ next http.RoundTripper }
+
+func (t countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	apiRequests.Add(1)
+	return t.next.RoundTrip(r)
+}
+
+// cachedClient is a client that reads from an informer cache, as the
+// manager's is, until ctx ends: the endpoint must tolerate its lag.
+func cachedClient(ctx context.Context) (client.Client, error) {
+	c, err := cache.New(cfg, cache.Options{Scheme: testenv.Scheme()})
+	if err != nil {
+		return nil, err
+	}
+	go func() { _ = c.Start(ctx) }()
+	if !c.WaitForCacheSync(ctx) {
+		return nil, fmt.Errorf("the cache did not sync")
+	}
+	return client.New(cfg, client.Options{Scheme: testenv.Scheme(), Cache: &client.CacheOptions{Reader: c}})
 }
 
 // tlsClient trusts only bundle and checks the Service name of namespace, as
