@@ -239,14 +239,19 @@ func TestJobWaitsForKernel(t *testing.T) {
 		}
 		return nil
 	})
+	// A Ready kernel: the job's first admission comes with its first
+	// placement, in the scheduler's one write (here the test's).
 	e.setKernelReady(k)
-	got = e.waitCond(job, v1alpha1.ConditionAdmitted, metav1.ConditionTrue, v1alpha1.ReasonAdmitted)
+	e.place(job, e.node)
+	e.pod("early-1")
+	got = e.waitCond(job, v1alpha1.ConditionRunning, metav1.ConditionFalse, v1alpha1.ReasonPodPending)
+	if err := hasCondition(v1alpha1.ConditionAdmitted, metav1.ConditionTrue, v1alpha1.ReasonAdmitted)(got.Status.Conditions); err != nil {
+		t.Error(err)
+	}
 	if got.Status.Attempts != 1 || got.Status.StartTime == nil {
 		t.Errorf("attempts %d startTime %v, want 1 and set", got.Status.Attempts, got.Status.StartTime)
 	}
 	waitEvent(t, e.ns, "early", corev1.EventTypeWarning, v1alpha1.ReasonKernelNotFound)
-	e.place(job, e.node)
-	e.pod("early-1")
 }
 
 // TestJobSucceeds: a running pod makes Running=True; the endpoint's result

@@ -808,7 +808,7 @@ func memPod(ns, pool string, p int) *corev1.Pod {
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{
 			controllers.LabelJobUID: fmt.Sprintf("00000000-0000-0000-0000-%012d", p), "app.kubernetes.io/managed-by": "aivm-operator",
-		}},
+		}, Annotations: map[string]string{controllers.AnnotationInput: "summarize the attached report in three sentences"}},
 		Spec: corev1.PodSpec{
 			NodeName:                     fmt.Sprintf("%s-%04d", pool, p/8),
 			RestartPolicy:                corev1.RestartPolicyNever,
@@ -826,8 +826,9 @@ func memPod(ns, pool string, p int) *corev1.Pod {
 			Volumes: []corev1.Volume{
 				{Name: "model", VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{Driver: "models.aivm.dev", ReadOnly: ptr.To(true),
 					VolumeAttributes: map[string]string{"digest": strings.Repeat("ab", 32)}}}},
-				{Name: "input", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
-					LocalObjectReference: corev1.LocalObjectReference{Name: name + "-input"}}}},
+				{Name: "input", VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
+					Items: []corev1.DownwardAPIVolumeFile{{Path: "input", FieldRef: &corev1.ObjectFieldSelector{
+						FieldPath: "metadata.annotations['" + controllers.AnnotationInput + "']"}}}}}},
 				{Name: "result-ca", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
 					LocalObjectReference: corev1.LocalObjectReference{Name: "aivm-result-ca"}}}},
 			},
