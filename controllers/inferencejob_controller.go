@@ -65,10 +65,16 @@ const (
 	DefaultResultURL = "https://aivm-operator-result.aivm-system.svc:9443/v1/results"
 )
 
-// jobEventRule: condition transitions of the job controller's own conditions.
+// jobEventRule: condition transitions of the job controller's own
+// conditions. On the way to a running pod a job gets one Normal event, the
+// scheduler's Placed (it names the node and GPUs, and the pod's name is
+// <job>-<attempt>): admission and the waits for a placement and for the
+// pod are quiet. Warnings (not admitted, failures) and the later steps
+// (running, backoff, suspension, the end) keep their events.
 var jobEventRule = status.EventRule{
 	Types:           []string{v1alpha1.ConditionAdmitted, v1alpha1.ConditionRunning, v1alpha1.ConditionSucceeded, v1alpha1.ConditionFailed},
 	NormalWhenFalse: []string{v1alpha1.ConditionRunning},
+	QuietReasons:    []string{v1alpha1.ReasonAdmitted, v1alpha1.ReasonWaitingForPlacement, v1alpha1.ReasonPodPending},
 }
 
 // CABundleSource gives the result endpoint's current CA bundle (PEM); the
@@ -266,6 +272,8 @@ func (r *InferenceJobReconciler) reconcileFinished(ctx context.Context, job *v1a
 	}
 	// Owner references would remove the ConfigMaps with a garbage collector;
 	// deleting them here keeps clusters (and test servers) without one clean.
+	// The input ConfigMap is only there for jobs whose pods were made
+	// before inline input travelled in the pod.
 	for _, name := range []string{InputConfigMapName(job.Name), ResultConfigMapName(job.Name)} {
 		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: job.Namespace, Name: name}}
 		if err := r.client.Delete(ctx, cm); client.IgnoreNotFound(err) != nil {
@@ -395,40 +403,20 @@ func (r *InferenceJobReconciler) createPods(ctx context.Context, job *v1alpha1.I
 			// made anew): check it again on the next try.
 			r.saCreated.Delete(job.Namespace)
 			return fmt.Errorf("create pod %s: %w", pod.Name, err)
-		} else if r.recorder != nil {
-			r.recorder.Eventf(job, pod, corev1.EventTypeNormal, v1alpha1.ReasonPodCreated, "CreatePod",
-				"created pod %s on node %s for attempt %d", pod.Name, pod.Spec.NodeName, job.Status.Placements[i].Attempt)
 		}
 		obs.pods[pod.Name] = pod
 	}
 	return nil
 }
 
-// ensureNamespaceObjects creates the runtime service account, keeps the
-// result CA ConfigMap current and creates the inline input ConfigMap.
+// ensureNamespaceObjects creates the runtime service account and keeps
+// the result CA ConfigMap current: objects of the namespace, written once
+// for all its jobs. A job's inline input travels in its pod.
 func (r *InferenceJobReconciler) ensureNamespaceObjects(ctx context.Context, job *v1alpha1.InferenceJob) error {
-	managed := map[string]string{labelManaged: managedByAIVM}
 	if err := r.ensureServiceAccount(ctx, job.Namespace); err != nil {
 		return err
 	}
-	if err := r.ensureResultCA(ctx, job.Namespace); err != nil {
-		return err
-	}
-	if job.Spec.Input.Text == nil {
-		return nil
-	}
-	in := &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{
-			Namespace: job.Namespace, Name: InputConfigMapName(job.Name), Labels: managed,
-			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(job, v1alpha1.GroupVersion.WithKind("InferenceJob"))},
-		},
-		Data:      map[string]string{inputKey: *job.Spec.Input.Text},
-		Immutable: ptr.To(true),
-	}
-	if err := r.client.Create(ctx, in); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create input configmap %s: %w", in.Name, err)
-	}
-	return nil
+	return r.ensureResultCA(ctx, job.Namespace)
 }
 
 // ensureServiceAccount creates the namespace's runtime service account

@@ -144,21 +144,26 @@ func TestJobPodSpec(t *testing.T) {
 		ptr.Deref(tok.Sources[0].ServiceAccountToken.ExpirationSeconds, 0) != 600 {
 		t.Errorf("token volume %+v", vols["token"])
 	}
-	if in := vols["input"].ConfigMap; in == nil || in.Name != "summarize-input" {
+	// The inline input travels in the pod: an annotation that a downward
+	// API volume turns into the input file.
+	if in := vols["input"].DownwardAPI; in == nil || len(in.Items) != 1 || in.Items[0].Path != "input" || in.Items[0].FieldRef == nil ||
+		in.Items[0].FieldRef.FieldPath != "metadata.annotations['aivm.dev/input']" {
 		t.Errorf("input volume %+v", vols["input"])
+	}
+	if got := pod.Annotations[AnnotationInput]; got != "hello" {
+		t.Errorf("pod annotation %s = %q, want the job's input %q", AnnotationInput, got, "hello")
 	}
 	if vols["tmp"].EmptyDir == nil || vols["ca"].ConfigMap == nil || vols["ca"].ConfigMap.Name != ResultCAConfigMap {
 		t.Errorf("tmp %+v / ca %+v volumes", vols["tmp"], vols["ca"])
 	}
 
-	// What the pod mounts exists: service account, input, CA.
+	// What the pod mounts exists: service account, CA; no input ConfigMap is made.
 	sa := &corev1.ServiceAccount{}
 	if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: RuntimeServiceAccount}, sa); err != nil || ptr.Deref(sa.AutomountServiceAccountToken, true) {
 		t.Errorf("service account: %v, automount %v", err, sa.AutomountServiceAccountToken)
 	}
-	in := &corev1.ConfigMap{}
-	if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: "summarize-input"}, in); err != nil || in.Data["input"] != "hello" || metav1.GetControllerOf(in) == nil {
-		t.Errorf("input configmap: %v %+v", err, in)
+	if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: "summarize-input"}, &corev1.ConfigMap{}); !apierrors.IsNotFound(err) {
+		t.Errorf("input configmap: %v, want none", err)
 	}
 	ca := &corev1.ConfigMap{}
 	if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: ResultCAConfigMap}, ca); err != nil || ca.Data["ca.crt"] != "test-ca" {
@@ -234,14 +239,19 @@ func TestJobWaitsForKernel(t *testing.T) {
 		}
 		return nil
 	})
+	// A Ready kernel: the job's first admission comes with its first
+	// placement, in the scheduler's one write (here the test's).
 	e.setKernelReady(k)
-	got = e.waitCond(job, v1alpha1.ConditionAdmitted, metav1.ConditionTrue, v1alpha1.ReasonAdmitted)
+	e.place(job, e.node)
+	e.pod("early-1")
+	got = e.waitCond(job, v1alpha1.ConditionRunning, metav1.ConditionFalse, v1alpha1.ReasonPodPending)
+	if err := hasCondition(v1alpha1.ConditionAdmitted, metav1.ConditionTrue, v1alpha1.ReasonAdmitted)(got.Status.Conditions); err != nil {
+		t.Error(err)
+	}
 	if got.Status.Attempts != 1 || got.Status.StartTime == nil {
 		t.Errorf("attempts %d startTime %v, want 1 and set", got.Status.Attempts, got.Status.StartTime)
 	}
 	waitEvent(t, e.ns, "early", corev1.EventTypeWarning, v1alpha1.ReasonKernelNotFound)
-	e.place(job, e.node)
-	e.pod("early-1")
 }
 
 // TestJobSucceeds: a running pod makes Running=True; the endpoint's result

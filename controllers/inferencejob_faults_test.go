@@ -219,6 +219,8 @@ func TestJobTTL(t *testing.T) {
 	e.kubelet(pod, corev1.PodRunning, running())
 	result := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: "short-result"}, Data: map[string]string{"output": "hi"}}
 	mustCreate(t, result)
+	// The input ConfigMap an older manager made for inline input.
+	mustCreate(t, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: "short-input"}, Data: map[string]string{"input": "hello"}})
 	endpointResult(e, job, 1, 0, "short-1", strings.Repeat("aa", 32), true)
 	e.waitCond(job, v1alpha1.ConditionSucceeded, metav1.ConditionTrue, v1alpha1.ReasonResultReceived)
 	e.clock.Step(31 * time.Second)

@@ -274,11 +274,16 @@ func (e *jobEnv) writeStatus(j *v1alpha1.InferenceJob, mutate func(*v1alpha1.Inf
 }
 
 // place appends placements for the job's current attempt as the scheduler
-// would, once the job waits for one: one member per node.
+// would, once the job waits for one: one member per node. A job never
+// admitted (its Kernel Ready) is admitted in the same write, as the
+// scheduler does with a job's first decision.
 func (e *jobEnv) place(j *v1alpha1.InferenceJob, nodes ...string) int32 {
 	e.t.Helper()
 	cur := e.waitJob(j, func(j *v1alpha1.InferenceJob) error {
-		if !meta.IsStatusConditionTrue(j.Status.Conditions, v1alpha1.ConditionAdmitted) || j.Status.Attempts == 0 {
+		if j.Status.Attempts == 0 {
+			return nil // admitted with this placement
+		}
+		if !meta.IsStatusConditionTrue(j.Status.Conditions, v1alpha1.ConditionAdmitted) {
 			return fmt.Errorf("not admitted: %+v", j.Status.Conditions)
 		}
 		for _, p := range j.Status.Placements {
@@ -288,9 +293,12 @@ func (e *jobEnv) place(j *v1alpha1.InferenceJob, nodes ...string) int32 {
 		}
 		return nil
 	})
-	attempt := cur.Status.Attempts
+	attempt := max(cur.Status.Attempts, 1)
 	e.writeStatus(j, func(o *v1alpha1.InferenceJob) {
 		now := metav1.NewTime(e.clock.Now())
+		if o.Status.Attempts == 0 {
+			admit(o, o.Spec.KernelRef.Name, now)
+		}
 		for m, n := range nodes {
 			o.Status.Placements = append(o.Status.Placements, v1alpha1.Placement{
 				Attempt: attempt, Member: int32(m), Node: n, GPUUUIDs: []string{gpuUUID(n)}, PlacedTime: &now})

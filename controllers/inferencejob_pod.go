@@ -36,12 +36,15 @@ import (
 // The job pod contract (CONTRACT.md, docs/runtime-contract.md): labels,
 // names, paths and environment the runtime relies on.
 const (
-	LabelJobName  = "aivm.dev/job-name"
-	LabelJobUID   = "aivm.dev/job-uid"
-	LabelAttempt  = "aivm.dev/attempt"
-	LabelMember   = "aivm.dev/member"
-	labelManaged  = "app.kubernetes.io/managed-by"
-	managedByAIVM = "aivm-operator"
+	LabelJobName = "aivm.dev/job-name"
+	LabelJobUID  = "aivm.dev/job-uid"
+	LabelAttempt = "aivm.dev/attempt"
+	LabelMember  = "aivm.dev/member"
+	// AnnotationInput holds a job's inline input (spec.input.text, at most
+	// 64 KiB) on its pod; a downward API volume makes it the input file.
+	AnnotationInput = "aivm.dev/input"
+	labelManaged    = "app.kubernetes.io/managed-by"
+	managedByAIVM   = "aivm-operator"
 
 	// RuntimeServiceAccount is the per-namespace service account of job
 	// pods: no RBAC, no automounted token; it only names the projected
@@ -127,7 +130,9 @@ func PodName(job string, attempt, member int32, committee bool) string {
 	return shortName(name, maxPodName)
 }
 
-// InputConfigMapName is the ConfigMap holding a job's inline input.
+// InputConfigMapName is the ConfigMap that held a job's inline input
+// before the input travelled in the pod (AnnotationInput); a finished
+// job's TTL still removes it.
 func InputConfigMapName(job string) string { return shortName(job+"-input", 253) }
 
 // JobNameLabel is the value of a job's LabelJobName: the name, shortened
@@ -259,6 +264,9 @@ func buildPod(job *v1alpha1.InferenceJob, kernel *v1alpha1.Kernel, p v1alpha1.Pl
 			Volumes:    volumes(job, kernel),
 		},
 	}
+	if t := job.Spec.Input.Text; t != nil {
+		pod.Annotations = map[string]string{AnnotationInput: *t}
+	}
 	switch {
 	case cfg.binding == GPUBindingVisibleDevices:
 		pod.Spec.RuntimeClassName = ptr.To(nvidiaRuntimeCls)
@@ -326,9 +334,11 @@ func volumes(job *v1alpha1.InferenceJob, kernel *v1alpha1.Kernel) []corev1.Volum
 	case in.SecretKeyRef != nil:
 		input.Secret = &corev1.SecretVolumeSource{SecretName: in.SecretKeyRef.Name, Items: items(in.SecretKeyRef.Key)}
 	default:
-		input.ConfigMap = &corev1.ConfigMapVolumeSource{
-			LocalObjectReference: corev1.LocalObjectReference{Name: InputConfigMapName(job.Name)}, Items: items(inputKey),
-		}
+		// Inline text is the pod's own annotation: no object to create
+		// per job, and the file the runtime reads is the same.
+		input.DownwardAPI = &corev1.DownwardAPIVolumeSource{Items: []corev1.DownwardAPIVolumeFile{{
+			Path: inputKey, FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.annotations['" + AnnotationInput + "']"},
+		}}}
 	}
 	return []corev1.Volume{
 		{Name: "model", VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{

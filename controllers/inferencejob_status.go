@@ -95,9 +95,46 @@ func finished(job *v1alpha1.InferenceJob) bool {
 
 func suspended(job *v1alpha1.InferenceJob) bool { return ptr.Deref(job.Spec.Suspend, false) }
 
+// kernelAdmits reports whether jobs on kernel are admitted: it is Ready
+// and carries its digest.
+func kernelAdmits(kernel *v1alpha1.Kernel) bool {
+	ready := kernelReady(kernel)
+	return ready != nil && ready.Status == metav1.ConditionTrue && kernel.Status.KernelDigest != ""
+}
+
+// awaitsFirstAdmission reports whether the job is admissible and has never
+// been admitted. Its admission (Admitted=True, attempt 1, startTime) is
+// written by the scheduler together with its first scheduling decision,
+// in one status write (admit); the job controller writes nothing for it
+// until then.
+func awaitsFirstAdmission(job *v1alpha1.InferenceJob, kernel *v1alpha1.Kernel) bool {
+	return job.Status.Attempts == 0 && !suspended(job) && !finished(job) && kernelAdmits(kernel)
+}
+
+// admit records the job's admission: Admitted=True, its first attempt and
+// startTime when it has none. The job controller calls it for a job
+// admitted again (after a resume, or a Kernel that was not ready for a
+// while); the scheduler for a job's first admission, with its first
+// placement, so both write the same condition.
+func admit(job *v1alpha1.InferenceJob, kernel string, now metav1.Time) {
+	meta.SetStatusCondition(&job.Status.Conditions, metav1.Condition{
+		Type: v1alpha1.ConditionAdmitted, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonAdmitted,
+		Message: truncateMessage(fmt.Sprintf("kernel %s is ready", kernel)), ObservedGeneration: job.Generation, LastTransitionTime: now,
+	})
+	if job.Status.Attempts == 0 {
+		job.Status.Attempts = 1
+	}
+	if job.Status.StartTime == nil {
+		job.Status.StartTime = &now
+	}
+}
+
 // decide writes the job controller's fields of job.Status from obs.
 func decide(job *v1alpha1.InferenceJob, obs *observed, cfg jobConfig) decision {
 	var d decision
+	if awaitsFirstAdmission(job, obs.kernel) {
+		return d // the scheduler admits it with its first decision
+	}
 	st := &job.Status
 	st.ObservedGeneration = job.Generation
 	now := metav1.NewTime(obs.now)
@@ -174,17 +211,11 @@ func decide(job *v1alpha1.InferenceJob, obs *observed, cfg jobConfig) decision {
 			fmt.Sprintf("kernel %s is not ready (%s): %s", kernel.Name, reason, msg))
 	default:
 		admitted = true
-		set(v1alpha1.ConditionAdmitted, metav1.ConditionTrue, v1alpha1.ReasonAdmitted,
-			fmt.Sprintf("kernel %s is ready", kernel.Name))
-		if st.Attempts == 0 {
-			st.Attempts = 1
-			attempt = 1
-		}
-		if st.StartTime == nil {
-			st.StartTime = &now
-			if job.Spec.ActiveDeadlineSeconds != nil {
-				d.wakeAt(obs.now.Add(time.Duration(*job.Spec.ActiveDeadlineSeconds) * time.Second))
-			}
+		started := st.StartTime != nil
+		admit(job, kernel.Name, now)
+		attempt = st.Attempts
+		if !started && job.Spec.ActiveDeadlineSeconds != nil {
+			d.wakeAt(obs.now.Add(time.Duration(*job.Spec.ActiveDeadlineSeconds) * time.Second))
 		}
 	}
 	if attempt == 0 {

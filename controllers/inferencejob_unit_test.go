@@ -22,8 +22,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/validation"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
 )
@@ -143,5 +145,57 @@ func TestDecideCommitteeMemberFails(t *testing.T) {
 	}
 	if job.Status.Attempts != 1 || !d.requeueAt.Equal(now.Add(10*time.Second)) {
 		t.Errorf("attempts %d requeue %v, want 1 and a 10s backoff", job.Status.Attempts, d.requeueAt.Sub(now))
+	}
+}
+
+// TestFirstAdmissionComesWithPlacement: the job controller writes nothing
+// for a job it would admit for the first time (the scheduler's decision
+// admits it), and the scheduler queues exactly such jobs besides admitted
+// ones without a placement.
+func TestFirstAdmissionComesWithPlacement(t *testing.T) {
+	ready := &v1alpha1.Kernel{ObjectMeta: metav1.ObjectMeta{Name: "k", Namespace: "ns"}}
+	ready.Status.KernelDigest = "sha256:x"
+	ready.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: "Ready"}}
+	notReady := ready.DeepCopy()
+	notReady.Status.Conditions[0].Status = metav1.ConditionFalse
+	fresh := func(change func(*v1alpha1.InferenceJob)) *v1alpha1.InferenceJob {
+		j := &v1alpha1.InferenceJob{ObjectMeta: metav1.ObjectMeta{Name: "j", Namespace: "ns", Generation: 1},
+			Spec: v1alpha1.InferenceJobSpec{KernelRef: v1alpha1.LocalObjectReference{Name: "k"}}}
+		if change != nil {
+			change(j)
+		}
+		return j
+	}
+	admitted := func(j *v1alpha1.InferenceJob) { admit(j, "k", metav1.Now()) }
+	placed := func(j *v1alpha1.InferenceJob) {
+		admitted(j)
+		j.Status.Placements = []v1alpha1.Placement{{Attempt: 1, Node: "n"}}
+	}
+	suspend := func(j *v1alpha1.InferenceJob) { j.Spec.Suspend = ptr.To(true) }
+	for _, tc := range []struct {
+		name          string
+		job           *v1alpha1.InferenceJob
+		kernel        *v1alpha1.Kernel
+		jobController bool // the job controller writes its status
+		needs         bool // the scheduler places it
+	}{
+		{"never admitted, kernel ready", fresh(nil), ready, false, true},
+		{"never admitted, kernel not ready", fresh(nil), notReady, true, false},
+		{"never admitted, kernel missing", fresh(nil), nil, true, false},
+		{"never admitted, suspended", fresh(suspend), ready, true, false},
+		{"admitted, no placement", fresh(admitted), ready, true, true},
+		{"admitted and placed", fresh(placed), ready, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := needsPlacement(tc.job, tc.kernel); got != tc.needs {
+				t.Errorf("needsPlacement = %v, want %v", got, tc.needs)
+			}
+			j := tc.job.DeepCopy()
+			decide(j, &observed{now: time.Now(), kernel: tc.kernel, pods: map[string]*corev1.Pod{}, nodes: map[string]nodeState{}},
+				jobConfig{nodeGrace: time.Minute, imagePullGrace: time.Minute, backoffBase: time.Second, backoffMax: time.Minute})
+			if wrote := !equality.Semantic.DeepEqual(j.Status, tc.job.Status); wrote != tc.jobController {
+				t.Errorf("job controller changed status: %v, want %v (%+v)", wrote, tc.jobController, j.Status)
+			}
+		})
 	}
 }

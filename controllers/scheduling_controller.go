@@ -107,7 +107,8 @@ func NewSchedulingReconciler(c client.Client, apiReader client.Reader, recorder 
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile feeds one InferenceJob to the scheduler. It writes nothing:
-// the decision loop does.
+// the decision loop does. A job never admitted is queued as soon as its
+// Kernel is Ready; the decision's write admits it (see admit).
 func (r *SchedulingReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	job := &v1alpha1.InferenceJob{}
 	if err := r.client.Get(ctx, req.NamespacedName, job); err != nil {
@@ -133,8 +134,8 @@ func (r *SchedulingReconciler) syncJob(ctx context.Context, job *v1alpha1.Infere
 	if err != nil {
 		return err
 	}
-	r.sched.Observe(key, job.Status.Attempts, memoryPerGPU(kernel, model), activePlacements(job))
-	if needsPlacement(job) && kernel != nil && model != nil {
+	r.sched.Observe(key, schedAttempt(job), memoryPerGPU(kernel, model), activePlacements(job))
+	if needsPlacement(job, kernel) && kernel != nil && model != nil {
 		r.sched.Enqueue(requestFor(job, kernel, model))
 	} else {
 		// Not placeable now; the job controller says why (Admitted=False).
@@ -345,13 +346,28 @@ func (r *SchedulingReconciler) record(ctx context.Context, d scheduler.Decision)
 		}
 		return
 	}
+	kernel := &v1alpha1.Kernel{}
+	if err := r.client.Get(ctx, types.NamespacedName{Namespace: job.Namespace, Name: job.Spec.KernelRef.Name}, kernel); err != nil {
+		if !apierrors.IsNotFound(err) {
+			r.sched.Forget(d.Request.Key, d.Request.Attempt)
+			log.Error(err, "Could not read the job's kernel to record its placement")
+			r.retryLater(ctx, d.Request.Key)
+			return
+		}
+		kernel = nil
+	}
 	before := job.Status.DeepCopy().Conditions
 	stale := false
 	now := metav1.NewTime(r.clock.Now())
 	_, err := status.Update(ctx, r.client, r.apiReader, job, func(j *v1alpha1.InferenceJob) error {
-		stale = !needsPlacement(j) || j.Status.Attempts != d.Request.Attempt
+		stale = !needsPlacement(j, kernel) || schedAttempt(j) != d.Request.Attempt
 		if stale {
 			return nil
+		}
+		if j.Status.Attempts == 0 {
+			// The first decision carries the job's admission: one write
+			// where there were two, and no wait for the first to come back.
+			admit(j, kernel.Name, now)
 		}
 		if d.Placed() {
 			setPlaced(j, d, now)

@@ -236,6 +236,63 @@ func TestSchedulerPlacesJobsOnGPUsThatFit(t *testing.T) {
 	checkNoOverbooking(t, ns, map[string]int64{"big": 60 << 30, "small": 30 << 30}, 80<<30)
 }
 
+// TestSchedulerAdmitsWithFirstPlacement: a job never admitted, on a Ready
+// Kernel, is admitted and placed by one status write: its first status
+// change carries Admitted=True, attempt 1, startTime, the placement and
+// Scheduled=True.
+func TestSchedulerAdmitsWithFirstPlacement(t *testing.T) {
+	ns := newNamespace(t)
+	node := ns + "-n"
+	addGPUNode(t, ns, node, 1, dgxH100)
+	addKernel(t, ns, "k", "50Gi")
+	kernel := &v1alpha1.Kernel{}
+	if err := k8sClient.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "k"}, kernel); err != nil {
+		t.Fatal(err)
+	}
+	kernel.Status.KernelDigest = "sha256:" + strings.Repeat("ab", 32)
+	kernel.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue,
+		Reason: v1alpha1.ReasonReady, Message: "ready", LastTransitionTime: metav1.Now()}}
+	if err := k8sClient.Status().Update(context.Background(), kernel); err != nil {
+		t.Fatal(err)
+	}
+	wc, err := client.NewWithWatch(cfg, client.Options{Scheme: k8sClient.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	w, err := wc.Watch(ctx, &v1alpha1.InferenceJobList{}, client.InNamespace(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	startScheduler(t)
+	mustCreate(t, &v1alpha1.InferenceJob{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "fresh"},
+		Spec: v1alpha1.InferenceJobSpec{KernelRef: v1alpha1.LocalObjectReference{Name: "k"},
+			Input: v1alpha1.JobInput{Text: ptr.To("hello")}},
+	})
+	for ev := range w.ResultChan() {
+		job, ok := ev.Object.(*v1alpha1.InferenceJob)
+		if !ok || len(job.Status.Conditions) == 0 && len(job.Status.Placements) == 0 {
+			continue // the creation
+		}
+		if err := hasCondition(v1alpha1.ConditionAdmitted, metav1.ConditionTrue, v1alpha1.ReasonAdmitted)(job.Status.Conditions); err != nil {
+			t.Errorf("first status write: %v", err)
+		}
+		if err := hasCondition(v1alpha1.ConditionScheduled, metav1.ConditionTrue, v1alpha1.ReasonPlaced)(job.Status.Conditions); err != nil {
+			t.Errorf("first status write: %v", err)
+		}
+		if job.Status.Attempts != 1 || job.Status.StartTime == nil || len(job.Status.Placements) != 1 ||
+			job.Status.Placements[0].Node != node || job.Status.Placements[0].Attempt != 1 {
+			t.Errorf("first status write: attempts %d, startTime %v, placements %+v; want 1, set, one on %s",
+				job.Status.Attempts, job.Status.StartTime, job.Status.Placements, node)
+		}
+		return
+	}
+	t.Fatal("the watch ended before the job's status was written")
+}
+
 // TestSchedulerRestartKeepsReservations: a second scheduler started from
 // the same API state holds the first one's placements: no GPU is booked
 // twice, and a finished job frees its GPU.

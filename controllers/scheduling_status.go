@@ -46,8 +46,12 @@ func jobFinished(job *v1alpha1.InferenceJob) bool {
 
 // needsPlacement is step 2 of the lifecycle handshake (CONTRACT.md):
 // admitted, not suspended, not finished, attempts >= 1, and no placement
-// for the current attempt yet.
-func needsPlacement(job *v1alpha1.InferenceJob) bool {
+// for the current attempt yet; or never admitted and admissible on kernel
+// (Ready), when the placement write admits it (awaitsFirstAdmission).
+func needsPlacement(job *v1alpha1.InferenceJob, kernel *v1alpha1.Kernel) bool {
+	if awaitsFirstAdmission(job, kernel) {
+		return true
+	}
 	if !meta.IsStatusConditionTrue(job.Status.Conditions, v1alpha1.ConditionAdmitted) ||
 		(job.Spec.Suspend != nil && *job.Spec.Suspend) || jobFinished(job) || job.Status.Attempts < 1 {
 		return false
@@ -58,6 +62,12 @@ func needsPlacement(job *v1alpha1.InferenceJob) bool {
 		}
 	}
 	return true
+}
+
+// schedAttempt is the attempt the scheduler places: the current one, or
+// 1 for a job whose first admission comes with its placement.
+func schedAttempt(job *v1alpha1.InferenceJob) int32 {
+	return max(job.Status.Attempts, 1)
 }
 
 // activePlacements are the placements that hold GPUs: the current
@@ -104,7 +114,7 @@ func requestFor(job *v1alpha1.InferenceJob, kernel *v1alpha1.Kernel, model *v1al
 	g := kernel.Spec.GPU
 	r := scheduler.Request{
 		Key:                  jobKey(job),
-		Attempt:              job.Status.Attempts,
+		Attempt:              schedAttempt(job),
 		Priority:             job.Spec.Priority,
 		Created:              job.CreationTimestamp.Time,
 		Members:              int(max(kernel.Spec.Committee.Replicas, 1)),
@@ -162,7 +172,8 @@ func toSchedulerNode(n *corev1.Node) scheduler.Node {
 }
 
 // setPlaced appends the decision's placements for the attempt and sets
-// Scheduled=True, in one status write.
+// Scheduled=True, in one status write (with the job's first admission,
+// when this is its first decision).
 func setPlaced(job *v1alpha1.InferenceJob, d scheduler.Decision, now metav1.Time) {
 	nodes := make([]string, 0, len(d.Placements))
 	for _, p := range d.Placements {

@@ -32,6 +32,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,6 +44,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
@@ -414,10 +417,20 @@ func (bp *boundPods) wait(b *testing.B, timeout time.Duration) {
 }
 
 // Size of the end-to-end scheduling benchmark (issue's target shape).
+// AIVM_BENCH_E2E_JOBS sets fewer jobs for a quicker look (at most 2,000:
+// the nodes hold that many).
 const (
 	e2eNodes = 250
 	e2eJobs  = 2000
 )
+
+// e2eJobCount is AIVM_BENCH_E2E_JOBS when set to 1..e2eJobs, else e2eJobs.
+func e2eJobCount() int {
+	if n, err := strconv.Atoi(os.Getenv("AIVM_BENCH_E2E_JOBS")); err == nil && n >= 1 && n <= e2eJobs {
+		return n
+	}
+	return e2eJobs
+}
 
 // BenchmarkSchedulingEndToEnd: N InferenceJobs created → N pods bound by
 // the manager, against kube-scheduler (built from the same Kubernetes
@@ -436,6 +449,7 @@ func BenchmarkSchedulingEndToEnd(b *testing.B) {
 }
 
 func benchAIVM(b *testing.B, args []string) {
+	jobs := e2eJobCount()
 	c := benchClient(b)
 	ctx := context.Background()
 	for i := 0; i < b.N; i++ {
@@ -464,11 +478,12 @@ func benchAIVM(b *testing.B, args []string) {
 				meta.IsStatusConditionTrue(kernel.Status.Conditions, aivmv1alpha1.ConditionReady)
 		})
 		wctx, cancel := context.WithCancel(ctx)
-		bp := watchBound(wctx, b, ns, e2eJobs)
+		bp := watchBound(wctx, b, ns, jobs)
 		text := "hello"
+		requests := apiRequests(b)
 		b.StartTimer()
 		start := time.Now()
-		parallel(b, e2eJobs, func(j int) error {
+		parallel(b, jobs, func(j int) error {
 			return c.Create(ctx, &aivmv1alpha1.InferenceJob{
 				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("job-%05d", j)},
 				Spec: aivmv1alpha1.InferenceJobSpec{
@@ -481,8 +496,9 @@ func benchAIVM(b *testing.B, args []string) {
 		bp.wait(b, 10*time.Minute)
 		elapsed := time.Since(start)
 		b.StopTimer()
-		b.ReportMetric(float64(e2eJobs)/elapsed.Seconds(), "pods/s")
+		b.ReportMetric(float64(jobs)/elapsed.Seconds(), "pods/s")
 		b.ReportMetric(created.Seconds(), "create-s")
+		reportRequests(b, requests, jobs)
 		cancel()
 		stop()
 		cleanupNamespace(c, ns, pool)
@@ -491,6 +507,7 @@ func benchAIVM(b *testing.B, args []string) {
 
 func benchKubeScheduler(b *testing.B, tuned bool) {
 	bin := kubeSchedulerBinary(b)
+	jobs := e2eJobCount()
 	c := benchClient(b)
 	ctx := context.Background()
 	for i := 0; i < b.N; i++ {
@@ -532,20 +549,122 @@ func benchKubeScheduler(b *testing.B, tuned bool) {
 		})
 		mustBench(b, c.Delete(ctx, warm, client.GracePeriodSeconds(0)))
 		wctx, cancel := context.WithCancel(ctx)
-		bp := watchBound(wctx, b, ns, e2eJobs)
+		bp := watchBound(wctx, b, ns, jobs)
+		requests := apiRequests(b)
 		b.StartTimer()
 		start := time.Now()
-		parallel(b, e2eJobs, func(j int) error { return c.Create(ctx, pod(fmt.Sprintf("pod-%05d", j))) })
+		parallel(b, jobs, func(j int) error { return c.Create(ctx, pod(fmt.Sprintf("pod-%05d", j))) })
 		created := time.Since(start)
 		bp.wait(b, 10*time.Minute)
 		elapsed := time.Since(start)
 		b.StopTimer()
-		b.ReportMetric(float64(e2eJobs)/elapsed.Seconds(), "pods/s")
+		b.ReportMetric(float64(jobs)/elapsed.Seconds(), "pods/s")
 		b.ReportMetric(created.Seconds(), "create-s")
+		reportRequests(b, requests, jobs)
 		cancel()
 		stop()
 		cleanupNamespace(c, ns, pool)
 	}
+}
+
+// apiRequests reads the API server's request counts
+// (apiserver_request_total) by verb and resource, summed over codes:
+// "PATCH inferencejobs/status" → n.
+func apiRequests(b *testing.B) map[string]float64 {
+	b.Helper()
+	rc, err := rest.RESTClientFor(restConfigForMetrics())
+	if err != nil {
+		b.Fatal(err)
+	}
+	body, err := rc.Get().AbsPath("/metrics").DoRaw(context.Background())
+	if err != nil {
+		b.Fatalf("read the API server's metrics: %v", err)
+	}
+	counts := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		sample, ok := strings.CutPrefix(line, "apiserver_request_total{")
+		if !ok {
+			continue
+		}
+		labels, value, ok := strings.Cut(sample, "} ")
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if err != nil {
+			continue
+		}
+		l := map[string]string{}
+		for _, kv := range strings.Split(labels, ",") {
+			if k, val, ok := strings.Cut(kv, "="); ok {
+				l[k] = strings.Trim(val, `"`)
+			}
+		}
+		key := l["verb"] + " " + l["resource"]
+		if l["subresource"] != "" {
+			key += "/" + l["subresource"]
+		}
+		counts[key] += v
+	}
+	return counts
+}
+
+// restConfigForMetrics is the test API server's admin config for a plain
+// REST client (no group, no rate limit).
+func restConfigForMetrics() *rest.Config {
+	c := rest.CopyConfig(cfg)
+	c.QPS, c.Burst = 1000, 1000
+	c.NegotiatedSerializer = scheme.Codecs.WithoutConversion()
+	c.GroupVersion = &schema.GroupVersion{}
+	return c
+}
+
+// writeVerbs are the request verbs that change objects.
+var writeVerbs = map[string]bool{"POST": true, "PUT": true, "PATCH": true, "APPLY": true, "DELETE": true, "DELETECOLLECTION": true}
+
+// reportRequests waits until the API server has had no write for two
+// seconds (the last status writes of a run may follow its last binding;
+// at most a minute), then reports the writes and reads made since before
+// (the run's creations included) per pod, and logs them by verb and
+// resource, so runs can be compared by what they cost the API server.
+func reportRequests(b *testing.B, before map[string]float64, pods int) {
+	b.Helper()
+	writes := func(m map[string]float64) (n float64) {
+		for k, v := range m {
+			if writeVerbs[strings.Fields(k)[0]] {
+				n += v
+			}
+		}
+		return n
+	}
+	after := apiRequests(b)
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
+		time.Sleep(2 * time.Second)
+		now := apiRequests(b)
+		if writes(now) == writes(after) {
+			break
+		}
+		after = now
+	}
+	var w, r float64
+	var lines []string
+	for k, v := range after {
+		d := v - before[k]
+		verb := strings.Fields(k)[0]
+		if d <= 0 || verb == "WATCH" {
+			continue
+		}
+		if writeVerbs[verb] {
+			w += d
+		} else {
+			r += d
+		}
+		lines = append(lines, fmt.Sprintf("%-40s %8.0f %6.2f/pod", k, d, d/float64(pods)))
+	}
+	sort.Strings(lines)
+	b.Logf("API requests while %d pods were made and bound, and until writes stopped:\n%s", pods, strings.Join(lines, "\n"))
+	b.ReportMetric(w/float64(pods), "writes/pod")
+	b.ReportMetric(r/float64(pods), "reads/pod")
 }
 
 // kubeSchedulerBinary is KUBE_SCHEDULER, else what hack/kube-scheduler.sh
@@ -689,7 +808,7 @@ func memPod(ns, pool string, p int) *corev1.Pod {
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{
 			controllers.LabelJobUID: fmt.Sprintf("00000000-0000-0000-0000-%012d", p), "app.kubernetes.io/managed-by": "aivm-operator",
-		}},
+		}, Annotations: map[string]string{controllers.AnnotationInput: "summarize the attached report in three sentences"}},
 		Spec: corev1.PodSpec{
 			NodeName:                     fmt.Sprintf("%s-%04d", pool, p/8),
 			RestartPolicy:                corev1.RestartPolicyNever,
@@ -707,8 +826,9 @@ func memPod(ns, pool string, p int) *corev1.Pod {
 			Volumes: []corev1.Volume{
 				{Name: "model", VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{Driver: "models.aivm.dev", ReadOnly: ptr.To(true),
 					VolumeAttributes: map[string]string{"digest": strings.Repeat("ab", 32)}}}},
-				{Name: "input", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
-					LocalObjectReference: corev1.LocalObjectReference{Name: name + "-input"}}}},
+				{Name: "input", VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
+					Items: []corev1.DownwardAPIVolumeFile{{Path: "input", FieldRef: &corev1.ObjectFieldSelector{
+						FieldPath: "metadata.annotations['" + controllers.AnnotationInput + "']"}}}}}},
 				{Name: "result-ca", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
 					LocalObjectReference: corev1.LocalObjectReference{Name: "aivm-result-ca"}}}},
 			},

@@ -27,10 +27,11 @@ import (
 	"github.com/aivm-dev/aivm-operator/controllers/scheduler"
 )
 
-// Defaults of the API client rate. A job costs about six writes from
-// admission to a pod on its node (three status patches, the input
-// ConfigMap, the pod, its events), so 2,000 a second lets through about
-// 300 jobs a second, the rate of kube-scheduler with a high client rate.
+// Defaults of the API client rate. A job costs four writes from its
+// creation to a pod on its node (the placement with its admission, the
+// pod, the pod's UID in status, one event), so 2,000 a second lets
+// through about 500 jobs a second, above kube-scheduler's rate with a
+// high client rate.
 // The API server protects itself with priority and fairness.
 const (
 	defaultKubeAPIQPS   = 2000

@@ -207,3 +207,31 @@ func TestPodRunsAsProcess(t *testing.T) {
 		}
 	}
 }
+
+// TestDownwardAPIVolume: a downward API volume's files hold the pod's own
+// fields, an annotation's value as it is (the job pod's inline input).
+func TestDownwardAPIVolume(t *testing.T) {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "job-1", Namespace: "ns", UID: "u-1",
+		Annotations: map[string]string{"aivm.dev/input": "hello\nworld"}, Labels: map[string]string{"app": "x"}}}
+	w := &podWorker{pod: pod, dir: t.TempDir()}
+	dir := w.volumeDir("input")
+	err := w.writeDownwardAPI(dir, []corev1.DownwardAPIVolumeFile{
+		{Path: "input", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.annotations['aivm.dev/input']"}},
+		{Path: "meta/app", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.labels['app']"}},
+		{Path: "name", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{"input": "hello\nworld", "meta/app": "x", "name": "job-1"} {
+		got, err := os.ReadFile(dir + "/" + path)
+		if err != nil || string(got) != want {
+			t.Errorf("%s = %q (%v), want %q", path, got, err, want)
+		}
+	}
+	if err := w.writeDownwardAPI(dir, []corev1.DownwardAPIVolumeFile{
+		{Path: "x", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}},
+	}); err == nil || !strings.Contains(err.Error(), "spec.nodeName") {
+		t.Errorf("unsupported field path: err %v, want one naming it", err)
+	}
+}

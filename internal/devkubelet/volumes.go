@@ -69,6 +69,8 @@ func (w *podWorker) prepareVolumes(ctx context.Context) error {
 			err = w.writeSecret(ctx, dir, v.Secret.SecretName, v.Secret.Items, ptrBool(v.Secret.Optional))
 		case v.Projected != nil:
 			err = w.writeProjected(ctx, dir, v.Projected)
+		case v.DownwardAPI != nil:
+			err = w.writeDownwardAPI(dir, v.DownwardAPI.Items)
 		case v.CSI != nil:
 			err = w.publishCSI(ctx, v.Name, v.CSI)
 		case v.HostPath != nil:
@@ -122,6 +124,48 @@ func writeFiles(dir string, data map[string][]byte, items []corev1.KeyToPath, mo
 		}
 	}
 	return nil
+}
+
+// writeDownwardAPI writes the pod's own fields that items select, as the
+// kubelet's downward API volume does: metadata.name, namespace, uid and
+// single labels or annotations (metadata.annotations['key']).
+func (w *podWorker) writeDownwardAPI(dir string, items []corev1.DownwardAPIVolumeFile) error {
+	data := map[string][]byte{}
+	var keys []corev1.KeyToPath
+	for _, it := range items {
+		if it.FieldRef == nil {
+			return fmt.Errorf("downward API item %q: only fieldRef is supported by the dev process runner", it.Path)
+		}
+		v, err := podField(w.pod, it.FieldRef.FieldPath)
+		if err != nil {
+			return fmt.Errorf("downward API item %q: %w", it.Path, err)
+		}
+		data[it.Path] = []byte(v)
+		keys = append(keys, corev1.KeyToPath{Key: it.Path, Path: it.Path})
+	}
+	return writeFiles(dir, data, keys, 0o644)
+}
+
+// podField is the value of a downward API field path of pod.
+func podField(pod *corev1.Pod, path string) (string, error) {
+	for prefix, m := range map[string]map[string]string{"metadata.annotations": pod.Annotations, "metadata.labels": pod.Labels} {
+		if rest, ok := strings.CutPrefix(path, prefix+"['"); ok {
+			key, ok := strings.CutSuffix(rest, "']")
+			if !ok {
+				return "", fmt.Errorf("field path %q is malformed", path)
+			}
+			return m[key], nil
+		}
+	}
+	switch path {
+	case "metadata.name":
+		return pod.Name, nil
+	case "metadata.namespace":
+		return pod.Namespace, nil
+	case "metadata.uid":
+		return string(pod.UID), nil
+	}
+	return "", fmt.Errorf("field path %q is not supported by the dev process runner", path)
 }
 
 // writeAtomic replaces path with b through a rename, as the kubelet's

@@ -89,6 +89,11 @@ type EventRule struct {
 	NormalWhenFalse []string
 	// Action is the event's action (for example "Reconcile").
 	Action string
+	// QuietReasons are reasons whose transitions produce no event: steps
+	// on the way that another event already tells (for example a job's
+	// admission, which its placement event follows). Warnings are never
+	// quiet.
+	QuietReasons []string
 }
 
 // RecordTransitions emits one event per condition in rule.Types whose
@@ -115,6 +120,9 @@ func RecordTransitions(rec events.EventRecorder, obj runtime.Object, before, aft
 		typ := corev1.EventTypeNormal
 		if n.Status != metav1.ConditionTrue && !contains(rule.NormalWhenFalse, t) {
 			typ = corev1.EventTypeWarning
+		}
+		if typ == corev1.EventTypeNormal && contains(rule.QuietReasons, n.Reason) {
+			continue
 		}
 		rec.Eventf(obj, nil, typ, n.Reason, action, "%s", n.Message)
 	}
