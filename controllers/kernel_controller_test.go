@@ -40,7 +40,7 @@ const runtimeImage = "ghcr.io/aivm-dev/aivm-runtime@sha256:bbbbbbbbbbbbbbbbbbbbb
 func startKernelAndModelControllers(t *testing.T) {
 	t.Helper()
 	startModelController(t, func(mgr ctrl.Manager) error {
-		return NewKernelReconciler(mgr.GetClient(), mgr.GetEventRecorder("kernel-controller")).SetupWithManager(mgr)
+		return NewKernelReconciler(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetEventRecorder("kernel-controller")).SetupWithManager(mgr)
 	})
 }
 

@@ -47,6 +47,7 @@ import (
 	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
 	"github.com/aivm-dev/aivm-operator/artifact"
 	"github.com/aivm-dev/aivm-operator/internal/modeldigest"
+	"github.com/aivm-dev/aivm-operator/internal/status"
 	"github.com/aivm-dev/aivm-operator/internal/text"
 )
 
@@ -222,14 +223,14 @@ func (r *ModelReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		return ctrl.Result{}, err
 	}
 	before := model.DeepCopy()
-	r.setStatus(model, obs)
-	if !equality.Semantic.DeepEqual(before.Status, model.Status) {
-		if err := r.client.Status().Patch(ctx, model, optimisticMergeFrom(before)); err != nil {
-			if apierrors.IsConflict(err) {
-				return requeueStale, nil
-			}
-			return ctrl.Result{}, fmt.Errorf("patch model status: %w", err)
-		}
+	changed, err := status.Update(ctx, r.client, r.apiReader, model, func(m *v1alpha1.Model) error {
+		r.setStatus(m, obs)
+		return nil
+	})
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if changed {
 		r.recordEvents(before, model)
 	}
 	return ctrl.Result{RequeueAfter: obs.nextCheck}, nil
@@ -500,28 +501,23 @@ func (r *ModelReconciler) setStatus(model *v1alpha1.Model, obs modelObservation)
 	}
 }
 
+// Model events: Verified only when it becomes True (its other states show
+// through Ready); Ready when it goes False or Unknown, and when it recovers
+// (reason Ready), not when it is first True.
+var (
+	modelVerifiedEvents = status.EventRule{
+		Types: []string{v1alpha1.ConditionVerified}, OnlyTrue: []string{v1alpha1.ConditionVerified}, Action: "Verify",
+	}
+	modelReadyEvents = status.EventRule{
+		Types: []string{v1alpha1.ConditionReady}, TrueOnRecovery: []string{v1alpha1.ConditionReady},
+		TrueReason: v1alpha1.ReasonReady, Action: "CheckSource",
+	}
+)
+
 // recordEvents emits events for condition changes, after the status is saved.
 func (r *ModelReconciler) recordEvents(before, after *v1alpha1.Model) {
-	if r.recorder == nil {
-		return
-	}
-	oldV := meta.FindStatusCondition(before.Status.Conditions, v1alpha1.ConditionVerified)
-	newV := meta.FindStatusCondition(after.Status.Conditions, v1alpha1.ConditionVerified)
-	if newV != nil && newV.Status == metav1.ConditionTrue && (oldV == nil || oldV.Status != metav1.ConditionTrue) {
-		r.recorder.Eventf(after, nil, corev1.EventTypeNormal, v1alpha1.ReasonVerified, "Verify", "%s", newV.Message)
-	}
-	oldR := meta.FindStatusCondition(before.Status.Conditions, v1alpha1.ConditionReady)
-	newR := meta.FindStatusCondition(after.Status.Conditions, v1alpha1.ConditionReady)
-	if newR == nil || (oldR != nil && oldR.Status == newR.Status && oldR.Reason == newR.Reason) {
-		return
-	}
-	if newR.Status == metav1.ConditionTrue {
-		if oldR != nil && oldR.Status != metav1.ConditionTrue {
-			r.recorder.Eventf(after, nil, corev1.EventTypeNormal, v1alpha1.ReasonReady, "CheckSource", "%s", newR.Message)
-		}
-		return
-	}
-	r.recorder.Eventf(after, nil, corev1.EventTypeWarning, newR.Reason, "CheckSource", "%s", newR.Message)
+	status.RecordTransitions(r.recorder, after, before.Status.Conditions, after.Status.Conditions, modelVerifiedEvents)
+	status.RecordTransitions(r.recorder, after, before.Status.Conditions, after.Status.Conditions, modelReadyEvents)
 }
 
 // SetupWithManager registers the field indexes and watches: Models, and

@@ -79,7 +79,7 @@ func TestKernelStatusFromStaleCache(t *testing.T) {
 	key := client.ObjectKey{Namespace: ns, Name: "k"}
 	reconcileWith := func(c client.Client) ctrl.Result {
 		t.Helper()
-		res, err := NewKernelReconciler(c, nil).Reconcile(ctx, ctrl.Request{NamespacedName: key})
+		res, err := NewKernelReconciler(c, k8sClient, nil).Reconcile(ctx, ctrl.Request{NamespacedName: key})
 		if err != nil {
 			t.Fatalf("reconcile: %v", err)
 		}

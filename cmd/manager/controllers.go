@@ -126,7 +126,7 @@ func setupControllers(mgr ctrl.Manager, opts options, ca controllers.CABundleSou
 	).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the Model controller: %w", err)
 	}
-	if err := controllers.NewKernelReconciler(mgr.GetClient(), mgr.GetEventRecorder("kernel-controller")).SetupWithManager(mgr); err != nil {
+	if err := controllers.NewKernelReconciler(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetEventRecorder("kernel-controller")).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the Kernel controller: %w", err)
 	}
 	if err := controllers.NewGPUNodeGCReconciler(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetEventRecorder("gpunode-controller"),
