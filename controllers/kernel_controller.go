@@ -38,14 +38,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
+	"github.com/aivm-dev/aivm-operator/controllers/indexer"
 	"github.com/aivm-dev/aivm-operator/internal/kerneldigest"
 	"github.com/aivm-dev/aivm-operator/internal/modeldigest"
 	"github.com/aivm-dev/aivm-operator/internal/status"
 )
-
-// IndexKernelModelRef indexes Kernels by spec.modelRef.name; the Kernel
-// reconciler registers it.
-const IndexKernelModelRef = "spec.modelRef.name"
 
 // KernelReconciler keeps a Kernel's status current: status.kernelDigest
 // (see internal/kerneldigest) and the Ready condition, True when the Model
@@ -181,14 +178,9 @@ func (r *KernelReconciler) recordEvents(before, after *v1alpha1.Kernel) {
 	status.RecordTransitions(r.recorder, after, before.Status.Conditions, after.Status.Conditions, kernelEvents)
 }
 
-// SetupWithManager registers the Model-reference index and the watches:
-// Kernels, and Models (each mapped to the Kernels that reference it).
+// SetupWithManager registers the watches: Kernels, and Models (each mapped
+// to the Kernels that reference it, through indexer.KernelModelRef).
 func (r *KernelReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.Kernel{}, IndexKernelModelRef, func(o client.Object) []string {
-		return []string{o.(*v1alpha1.Kernel).Spec.ModelRef.Name}
-	}); err != nil {
-		return fmt.Errorf("index kernels by model: %w", err)
-	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.Kernel{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&v1alpha1.Model{}, handler.EnqueueRequestsFromMapFunc(r.kernelsForModel)).
@@ -198,7 +190,7 @@ func (r *KernelReconciler) SetupWithManager(mgr ctrl.Manager) error {
 
 func (r *KernelReconciler) kernelsForModel(ctx context.Context, o client.Object) []reconcile.Request {
 	var kernels v1alpha1.KernelList
-	if err := r.client.List(ctx, &kernels, client.InNamespace(o.GetNamespace()), client.MatchingFields{IndexKernelModelRef: o.GetName()}); err != nil {
+	if err := r.client.List(ctx, &kernels, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexer.KernelModelRef: o.GetName()}); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "Could not list kernels for model", "model", klog.KObj(o))
 		return nil
 	}

@@ -46,22 +46,10 @@ import (
 
 	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
 	"github.com/aivm-dev/aivm-operator/artifact"
+	"github.com/aivm-dev/aivm-operator/controllers/indexer"
 	"github.com/aivm-dev/aivm-operator/internal/modeldigest"
 	"github.com/aivm-dev/aivm-operator/internal/status"
 	"github.com/aivm-dev/aivm-operator/internal/text"
-)
-
-// Field indexes the Model reconciler registers on the manager's cache.
-// Other reconcilers may list with them once it is set up.
-const (
-	// IndexModelDigest indexes Models by their modelDigest, computed from
-	// the spec (internal/modeldigest): for a single file its sha256.
-	IndexModelDigest = "spec.modelDigest"
-	// IndexGPUNodeCachedModel indexes GPUNodes by each digest in status.cachedModels.
-	IndexGPUNodeCachedModel = "status.cachedModels"
-	// IndexGPUNodeCacheError indexes GPUNodes by the digest of each entry
-	// in status.modelCacheErrors.
-	IndexGPUNodeCacheError = "status.modelCacheErrors.digest"
 )
 
 // Model source checking.
@@ -272,7 +260,7 @@ func (r *ModelReconciler) observe(ctx context.Context, model *v1alpha1.Model) (m
 		}
 	}
 	var holding v1alpha1.GPUNodeList
-	if err := r.client.List(ctx, &holding, client.MatchingFields{IndexGPUNodeCachedModel: digest}); err != nil {
+	if err := r.client.List(ctx, &holding, client.MatchingFields{indexer.GPUNodeCachedModel: digest}); err != nil {
 		return obs, fmt.Errorf("list nodes holding the model: %w", err)
 	}
 	for _, n := range holding.Items {
@@ -285,7 +273,7 @@ func (r *ModelReconciler) observe(ctx context.Context, model *v1alpha1.Model) (m
 	slices.Sort(obs.cachedNodes)
 	slices.Sort(obs.downNodes)
 	var failing v1alpha1.GPUNodeList
-	if err := r.client.List(ctx, &failing, client.MatchingFields{IndexGPUNodeCacheError: digest}); err != nil {
+	if err := r.client.List(ctx, &failing, client.MatchingFields{indexer.GPUNodeCacheError: digest}); err != nil {
 		return obs, fmt.Errorf("list nodes reporting cache errors: %w", err)
 	}
 	for _, n := range failing.Items {
@@ -520,12 +508,10 @@ func (r *ModelReconciler) recordEvents(before, after *v1alpha1.Model) {
 	status.RecordTransitions(r.recorder, after, before.Status.Conditions, after.Status.Conditions, modelReadyEvents)
 }
 
-// SetupWithManager registers the field indexes and watches: Models, and
-// GPUNodes whose cached models, cache errors or readiness change.
+// SetupWithManager registers the watches: Models, and GPUNodes whose
+// cached models, cache errors or readiness change. It lists with the
+// field indexes of controllers/indexer (indexer.Setup).
 func (r *ModelReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if err := setupModelIndexes(mgr); err != nil {
-		return err
-	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.Model{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&v1alpha1.GPUNode{}, handler.EnqueueRequestsFromMapFunc(r.modelsForGPUNode),
@@ -533,36 +519,6 @@ func (r *ModelReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.workers}).
 		Named("model").
 		Complete(r)
-}
-
-// setupModelIndexes registers the field indexes the Model reconciler lists with.
-func setupModelIndexes(mgr ctrl.Manager) error {
-	ctx := context.Background()
-	idx := mgr.GetFieldIndexer()
-	if err := idx.IndexField(ctx, &v1alpha1.Model{}, IndexModelDigest, func(o client.Object) []string {
-		d, err := modeldigest.Of(&o.(*v1alpha1.Model).Spec)
-		if err != nil {
-			return nil
-		}
-		return []string{d}
-	}); err != nil {
-		return fmt.Errorf("index models by model digest: %w", err)
-	}
-	if err := idx.IndexField(ctx, &v1alpha1.GPUNode{}, IndexGPUNodeCachedModel, func(o client.Object) []string {
-		return o.(*v1alpha1.GPUNode).Status.CachedModels
-	}); err != nil {
-		return fmt.Errorf("index gpunodes by cached model: %w", err)
-	}
-	if err := idx.IndexField(ctx, &v1alpha1.GPUNode{}, IndexGPUNodeCacheError, func(o client.Object) []string {
-		var out []string
-		for _, e := range o.(*v1alpha1.GPUNode).Status.ModelCacheErrors {
-			out = append(out, e.Digest)
-		}
-		return out
-	}); err != nil {
-		return fmt.Errorf("index gpunodes by cache error: %w", err)
-	}
-	return nil
 }
 
 // modelsForGPUNode maps a GPUNode to the Models whose digests it holds or
@@ -582,7 +538,7 @@ func (r *ModelReconciler) modelsForGPUNode(ctx context.Context, o client.Object)
 	var reqs []reconcile.Request
 	for _, d := range digests {
 		var models v1alpha1.ModelList
-		if err := r.client.List(ctx, &models, client.MatchingFields{IndexModelDigest: d}); err != nil {
+		if err := r.client.List(ctx, &models, client.MatchingFields{indexer.ModelDigest: d}); err != nil {
 			ctrl.LoggerFrom(ctx).Error(err, "Could not list models for node", "gpuNode", klog.KObj(node))
 			continue
 		}

@@ -42,6 +42,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
+	"github.com/aivm-dev/aivm-operator/controllers/indexer"
 	"github.com/aivm-dev/aivm-operator/artifact"
 )
 
@@ -121,6 +122,9 @@ func startModelControllerWith(t *testing.T, checker SourceChecker, opts []ModelR
 	}
 	opts = append([]ModelReconcilerOption{WithSourceRecheck(DefaultSourceRecheckInterval, 100*time.Millisecond)}, opts...)
 	setup := func(mgr ctrl.Manager) error {
+		if err := indexer.Setup(context.Background(), mgr.GetFieldIndexer()); err != nil {
+			return err
+		}
 		return NewModelReconciler(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetEventRecorder("model-controller"), checker,
 			opts...).SetupWithManager(mgr)
 	}
@@ -459,7 +463,7 @@ func TestModelRecreatedIsCheckedAgain(t *testing.T) {
 	var r *ModelReconciler
 	mgr := startManager(t, func(mgr ctrl.Manager) error {
 		r = NewModelReconciler(mgr.GetClient(), mgr.GetAPIReader(), nil, checker)
-		return setupModelIndexes(mgr)
+		return indexer.Setup(context.Background(), mgr.GetFieldIndexer())
 	})
 	ctx := context.Background()
 	ns := newNamespace(t)

@@ -119,6 +119,10 @@ func setupControllers(mgr ctrl.Manager, opts options, ca controllers.CABundleSou
 	if err != nil {
 		return fmt.Errorf("model source checker: %w", err)
 	}
+	// Every field index the controllers list with, registered once.
+	if err := indexer.Setup(context.Background(), mgr.GetFieldIndexer()); err != nil {
+		return err
+	}
 	if err := controllers.NewModelReconciler(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetEventRecorder("model-controller"), checker,
 		controllers.WithSourceRecheck(opts.controllers.sourceRecheck, controllers.DefaultSourceRetryInterval),
 		controllers.WithSourceCheckTimeout(opts.controllers.sourceCheckTimeout),
@@ -135,9 +139,6 @@ func setupControllers(mgr ctrl.Manager, opts options, ca controllers.CABundleSou
 		return fmt.Errorf("set up the GPUNode controller: %w", err)
 	}
 	if _, err := reporter.Setup(mgr, opts.controllers.chain); err != nil {
-		return err
-	}
-	if err := indexer.Setup(context.Background(), mgr.GetFieldIndexer()); err != nil {
 		return err
 	}
 	binding, _ := controllers.ParseGPUBinding(opts.controllers.jobs.gpuBinding) // checked by validate
