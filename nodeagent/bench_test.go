@@ -35,6 +35,7 @@ import (
 	"github.com/aivm-dev/aivm-operator/artifact"
 	"github.com/aivm-dev/aivm-operator/internal/testenv"
 	"github.com/aivm-dev/aivm-operator/nodeagent"
+	"github.com/aivm-dev/aivm-operator/nodeagent/discovery"
 	"github.com/aivm-dev/aivm-operator/nodeagent/simulate"
 )
 
@@ -131,7 +132,7 @@ func BenchmarkPoll8GPUs(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	d, err := nodeagent.Open(n, nodeagent.Options{})
+	d, err := discovery.Open(n, discovery.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -157,7 +158,7 @@ func BenchmarkSyncQuiet8GPUs(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	d, err := nodeagent.Open(n, nodeagent.Options{})
+	d, err := discovery.Open(n, discovery.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -54,8 +54,10 @@ import (
 	aivmv1alpha1 "github.com/aivm-dev/aivm-operator/api/v1alpha1"
 	"github.com/aivm-dev/aivm-operator/artifact"
 	"github.com/aivm-dev/aivm-operator/controllers"
+	"github.com/aivm-dev/aivm-operator/controllers/indexer"
 	"github.com/aivm-dev/aivm-operator/internal/testenv"
 	"github.com/aivm-dev/aivm-operator/nodeagent"
+	"github.com/aivm-dev/aivm-operator/nodeagent/discovery"
 )
 
 // weightsServer serves random weights and counts GET requests (the Model
@@ -215,6 +217,9 @@ func startModelController(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := indexer.Setup(context.Background(), mgr.GetFieldIndexer()); err != nil {
+		t.Fatal(err)
+	}
 	if err := controllers.NewModelReconciler(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetEventRecorder("model-controller"), checker).SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
@@ -227,25 +232,6 @@ func startModelController(t *testing.T) {
 			t.Errorf("manager: %v", err)
 		}
 	})
-}
-
-// eventually polls fn until it returns nil, failing the test with its last
-// error after 30 s.
-func eventually(t *testing.T, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	tick := time.NewTicker(25 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within 30s: %v", err)
-		}
-		<-tick.C
-	}
 }
 
 func waitModelCondition(t *testing.T, ns, name, typ string, status metav1.ConditionStatus, reason string) {
@@ -389,7 +375,7 @@ func TestPrefetchDoesNotBlockPolls(t *testing.T) {
 	clk := clocktesting.NewFakeClock(start)
 	dir := t.TempDir()
 	cm := newCacheManager(t, name, dir, clk, nil)
-	src := &notifyingSource{inner: open(t, newNode(t, "dgxa100"), nodeagent.Options{}), polls: make(chan struct{}, 64)}
+	src := &notifyingSource{inner: open(t, newNode(t, "dgxa100"), discovery.Options{}), polls: make(chan struct{}, 64)}
 	pub, err := nodeagent.NewPublisher(plainClient(t), nodeagent.PublisherOptions{NodeName: name, HeartbeatInterval: time.Minute, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
