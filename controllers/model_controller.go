@@ -18,6 +18,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -209,9 +210,17 @@ func (r *ModelReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	}
 	before := model.DeepCopy()
 	changed, err := status.Update(ctx, r.client, r.apiReader, model, func(m *v1alpha1.Model) error {
+		// obs describes this generation's spec; after a conflict the
+		// fresh copy may hold a newer one, whose own reconcile follows.
+		if m.Generation != before.Generation {
+			return errSpecChanged
+		}
 		r.setStatus(m, obs)
 		return nil
 	})
+	if errors.Is(err, errSpecChanged) {
+		return ctrl.Result{}, nil
+	}
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -220,6 +229,10 @@ func (r *ModelReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	}
 	return ctrl.Result{RequeueAfter: obs.nextCheck}, nil
 }
+
+// errSpecChanged stops a status write computed for a spec that has since
+// changed.
+var errSpecChanged = errors.New("the model's spec changed while its status was computed")
 
 // modelObservation is everything a Model's status is computed from.
 type modelObservation struct {
