@@ -22,10 +22,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aivm-dev/aivm-operator/internal/testutil"
+
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -216,13 +217,8 @@ func BenchmarkCacheSync200Models(b *testing.B) {
 	for i := range 200 {
 		d := fmt.Sprintf("%064x", i)
 		writeCacheFile(b, dir, d)
-		m := &aivmv1alpha1.Model{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: fmt.Sprintf("m-%03d", i)},
-			Spec: aivmv1alpha1.ModelSpec{
-				URI: "https://models.example/w.gguf", SHA256: d, GPUMemory: resource.MustParse("1Gi"),
-				Prefetch: &aivmv1alpha1.ModelPrefetch{NodeSelector: metav1.LabelSelector{MatchLabels: map[string]string{"pool": "bench"}}},
-			},
-		}
+		m := testutil.MakeModel(ns.Name, fmt.Sprintf("m-%03d", i), "https://models.example/w.gguf", d).
+			GPUMemory("1Gi").Prefetch(map[string]string{"pool": "bench"}).Obj()
 		if err := c.Create(ctx, m); err != nil {
 			b.Fatal(err)
 		}
