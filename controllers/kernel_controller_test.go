@@ -37,8 +37,6 @@ import (
 	"github.com/aivm-dev/aivm-operator/internal/kerneldigest"
 )
 
-const runtimeImage = testutil.RuntimeImage
-
 func startKernelAndModelControllers(t *testing.T) {
 	t.Helper()
 	startModelController(t, func(mgr ctrl.Manager) error {
