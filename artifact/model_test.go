@@ -23,22 +23,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/aivm-dev/aivm-operator/internal/testutil"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
 )
-
-func testModel(name, uri, digest string, prefetch *metav1.LabelSelector) v1alpha1.Model {
-	m := v1alpha1.Model{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name},
-		Spec:       v1alpha1.ModelSpec{URI: uri, SHA256: digest},
-	}
-	if prefetch != nil {
-		m.Spec.Prefetch = &v1alpha1.ModelPrefetch{NodeSelector: *prefetch}
-	}
-	return m
-}
 
 func TestPrefetch(t *testing.T) {
 	const token = "tok_prefetch"
@@ -61,12 +52,12 @@ func TestPrefetch(t *testing.T) {
 	})
 	gpuNodes := &metav1.LabelSelector{MatchLabels: map[string]string{"aivm.dev/gpu.product": "H100"}}
 	models := []v1alpha1.Model{
-		testModel("good", srv.URL+"/good", goodDigest, gpuNodes),
-		testModel("not-prefetched", srv.URL+"/good", goodDigest, nil),
-		testModel("other-nodes", srv.URL+"/other", badDigest, &metav1.LabelSelector{MatchLabels: map[string]string{"pool": "b"}}),
-		testModel("tampered", srv.URL+"/tampered", badDigest, &metav1.LabelSelector{}),
-		testModel("private", srv.URL+"/private", privateDigest, gpuNodes),
-		testModel("bad-selector", srv.URL+"/good", goodDigest, &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "k", Operator: "Bogus"}}}),
+		*testutil.MakeModel("ns", "good", srv.URL+"/good", goodDigest).PrefetchSelector(gpuNodes).Obj(),
+		*testutil.MakeModel("ns", "not-prefetched", srv.URL+"/good", goodDigest).PrefetchSelector(nil).Obj(),
+		*testutil.MakeModel("ns", "other-nodes", srv.URL+"/other", badDigest).PrefetchSelector(&metav1.LabelSelector{MatchLabels: map[string]string{"pool": "b"}}).Obj(),
+		*testutil.MakeModel("ns", "tampered", srv.URL+"/tampered", badDigest).PrefetchSelector(&metav1.LabelSelector{}).Obj(),
+		*testutil.MakeModel("ns", "private", srv.URL+"/private", privateDigest).PrefetchSelector(gpuNodes).Obj(),
+		*testutil.MakeModel("ns", "bad-selector", srv.URL+"/good", goodDigest).PrefetchSelector(&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "k", Operator: "Bogus"}}}).Obj(),
 	}
 	models[4].Spec.CredentialsSecretRef = &v1alpha1.SecretKeyReference{Name: "hf", Key: "token"}
 	tokens := func(_ context.Context, m *v1alpha1.Model) (Token, error) {

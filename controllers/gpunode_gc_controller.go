@@ -38,15 +38,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	aivmv1alpha1 "github.com/aivm-dev/aivm-operator/api/v1alpha1"
+	"github.com/aivm-dev/aivm-operator/internal/status"
 )
 
 // DefaultHeartbeatStaleAfter is how old a GPUNode's heartbeat may grow before
 // the GPUNode is marked Ready=False: three of the node agent's default 30 s
 // heartbeats, plus slack for a slow API server.
 const DefaultHeartbeatStaleAfter = 100 * time.Second
-
-// eventHeartbeatMissed is the event reason when a GPUNode's heartbeat goes stale.
-const eventHeartbeatMissed = "HeartbeatMissed"
 
 // GPUNodeGCReconciler removes GPUNodes whose Node is gone (what the
 // Kubernetes garbage collector does through the owner reference, for
@@ -179,33 +177,49 @@ func (r *GPUNodeGCReconciler) reconcileHeartbeat(ctx context.Context, gn *aivmv1
 	if age < r.staleAfter {
 		return ctrl.Result{RequeueAfter: r.staleAfter - age}, nil
 	}
-	if c := meta.FindStatusCondition(gn.Status.Conditions, aivmv1alpha1.ConditionReady); c != nil &&
-		c.Status == metav1.ConditionFalse && c.Reason == aivmv1alpha1.ReasonHeartbeatMissed {
-		return ctrl.Result{}, nil
-	}
-	orig := gn.DeepCopy()
-	msg := fmt.Sprintf("No heartbeat from the node agent since %s", hb.UTC().Format(time.RFC3339))
-	meta.SetStatusCondition(&gn.Status.Conditions, metav1.Condition{
-		Type:               aivmv1alpha1.ConditionReady,
-		Status:             metav1.ConditionFalse,
-		Reason:             aivmv1alpha1.ReasonHeartbeatMissed,
-		Message:            msg,
-		ObservedGeneration: gn.Generation,
-		LastTransitionTime: metav1.NewTime(r.clock.Now()),
+	before := gn.Status.DeepCopy().Conditions
+	now := r.clock.Now()
+	// Optimistic lock: if the agent just wrote a fresh heartbeat, the patch
+	// is refused and the fresh copy needs no change, so the agent's write wins.
+	changed, err := status.Update(ctx, r.client, r.apiReader, gn, func(g *aivmv1alpha1.GPUNode) error {
+		markHeartbeatMissed(g, now, r.staleAfter)
+		return nil
 	})
-	// Optimistic lock: if the agent just wrote a fresh heartbeat, this
-	// patch fails and the agent's write wins.
-	err := r.client.Status().Patch(ctx, gn, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
-	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+	if apierrors.IsNotFound(err) {
 		return ctrl.Result{}, nil
 	}
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("mark gpunode %s not ready: %w", gn.Name, err)
 	}
-	if r.recorder != nil {
-		r.recorder.Eventf(gn, nil, corev1.EventTypeWarning, eventHeartbeatMissed, "CheckHeartbeat", "%s", msg)
+	if changed {
+		status.RecordTransitions(r.recorder, gn, before, gn.Status.Conditions, heartbeatEvents)
 	}
 	return ctrl.Result{}, nil
+}
+
+// heartbeatEvents: marking a GPUNode Ready=False (HeartbeatMissed) gives a
+// Warning; the node agent sets Ready=True, without an event.
+var heartbeatEvents = status.EventRule{Types: []string{aivmv1alpha1.ConditionReady}, Action: "CheckHeartbeat"}
+
+// markHeartbeatMissed sets Ready=False with HeartbeatMissed on g when its
+// heartbeat is at least staleAfter old at now and it is not marked yet.
+func markHeartbeatMissed(g *aivmv1alpha1.GPUNode, now time.Time, staleAfter time.Duration) {
+	hb := g.Status.HeartbeatTime
+	if hb == nil || now.Sub(hb.Time) < staleAfter {
+		return
+	}
+	if c := meta.FindStatusCondition(g.Status.Conditions, aivmv1alpha1.ConditionReady); c != nil &&
+		c.Status == metav1.ConditionFalse && c.Reason == aivmv1alpha1.ReasonHeartbeatMissed {
+		return
+	}
+	meta.SetStatusCondition(&g.Status.Conditions, metav1.Condition{
+		Type:               aivmv1alpha1.ConditionReady,
+		Status:             metav1.ConditionFalse,
+		Reason:             aivmv1alpha1.ReasonHeartbeatMissed,
+		Message:            fmt.Sprintf("No heartbeat from the node agent since %s", hb.UTC().Format(time.RFC3339)),
+		ObservedGeneration: g.Generation,
+		LastTransitionTime: metav1.NewTime(now),
+	})
 }
 
 // SetupWithManager registers the reconciler with mgr: it watches GPUNodes

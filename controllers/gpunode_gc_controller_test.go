@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aivm-dev/aivm-operator/internal/testutil"
+
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -165,10 +167,11 @@ func gcCreateNode(t *testing.T, c client.Client, name string) *corev1.Node {
 // gcCreateGPUNode creates a GPUNode owned by node (nil: no owner).
 func gcCreateGPUNode(t *testing.T, c client.Client, name string, node *corev1.Node) *aivmv1alpha1.GPUNode {
 	t.Helper()
-	gn := &aivmv1alpha1.GPUNode{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	b := testutil.MakeGPUNode(name)
 	if node != nil {
-		gn.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: node.Name, UID: node.UID}}
+		b.OwnedBy(node)
 	}
+	gn := b.Obj()
 	if err := c.Create(context.Background(), gn); err != nil {
 		t.Fatal(err)
 	}

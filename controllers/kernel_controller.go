@@ -23,7 +23,6 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -39,13 +38,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
+	"github.com/aivm-dev/aivm-operator/controllers/indexer"
 	"github.com/aivm-dev/aivm-operator/internal/kerneldigest"
 	"github.com/aivm-dev/aivm-operator/internal/modeldigest"
+	"github.com/aivm-dev/aivm-operator/internal/status"
 )
-
-// IndexKernelModelRef indexes Kernels by spec.modelRef.name; the Kernel
-// reconciler registers it.
-const IndexKernelModelRef = "spec.modelRef.name"
 
 // KernelReconciler keeps a Kernel's status current: status.kernelDigest
 // (see internal/kerneldigest) and the Ready condition, True when the Model
@@ -56,9 +53,10 @@ const IndexKernelModelRef = "spec.modelRef.name"
 // the Model's sha256), ModelNotReady. It watches Models, so a Kernel
 // follows its Model.
 type KernelReconciler struct {
-	client   client.Client
-	recorder events.EventRecorder
-	clock    clock.PassiveClock
+	client    client.Client
+	apiReader client.Reader
+	recorder  events.EventRecorder
+	clock     clock.PassiveClock
 }
 
 // KernelReconcilerOption configures a KernelReconciler.
@@ -69,9 +67,10 @@ func WithKernelClock(c clock.PassiveClock) KernelReconcilerOption {
 	return func(r *KernelReconciler) { r.clock = c }
 }
 
-// NewKernelReconciler returns a KernelReconciler.
-func NewKernelReconciler(c client.Client, recorder events.EventRecorder, opts ...KernelReconcilerOption) *KernelReconciler {
-	r := &KernelReconciler{client: c, recorder: recorder, clock: clock.RealClock{}}
+// NewKernelReconciler returns a KernelReconciler. apiReader reads a fresh
+// copy after a status patch conflicts (mgr.GetAPIReader()).
+func NewKernelReconciler(c client.Client, apiReader client.Reader, recorder events.EventRecorder, opts ...KernelReconcilerOption) *KernelReconciler {
+	r := &KernelReconciler{client: c, apiReader: apiReader, recorder: recorder, clock: clock.RealClock{}}
 	for _, o := range opts {
 		o(r)
 	}
@@ -99,17 +98,16 @@ func (r *KernelReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		model = nil
 	}
 	before := kernel.DeepCopy()
-	r.setStatus(kernel, model)
-	if equality.Semantic.DeepEqual(before.Status, kernel.Status) {
-		return ctrl.Result{}, nil
+	changed, err := status.Update(ctx, r.client, r.apiReader, kernel, func(k *v1alpha1.Kernel) error {
+		r.setStatus(k, model)
+		return nil
+	})
+	if err != nil {
+		return ctrl.Result{}, err
 	}
-	if err := r.client.Status().Patch(ctx, kernel, optimisticMergeFrom(before)); err != nil {
-		if apierrors.IsConflict(err) {
-			return requeueStale, nil
-		}
-		return ctrl.Result{}, fmt.Errorf("patch kernel status: %w", err)
+	if changed {
+		r.recordEvents(before, kernel)
 	}
-	r.recordEvents(before, kernel)
 	return ctrl.Result{}, nil
 }
 
@@ -168,35 +166,21 @@ func (r *KernelReconciler) setStatus(kernel *v1alpha1.Kernel, model *v1alpha1.Mo
 	}
 }
 
+// kernelEvents: Ready transitions, True as Normal and otherwise Warning.
+var kernelEvents = status.EventRule{Types: []string{v1alpha1.ConditionReady}}
+
 // recordEvents emits events for Ready and digest changes, after the status is saved.
 func (r *KernelReconciler) recordEvents(before, after *v1alpha1.Kernel) {
-	if r.recorder == nil {
-		return
-	}
-	if after.Status.KernelDigest != "" && before.Status.KernelDigest != after.Status.KernelDigest {
+	if r.recorder != nil && after.Status.KernelDigest != "" && before.Status.KernelDigest != after.Status.KernelDigest {
 		r.recorder.Eventf(after, nil, corev1.EventTypeNormal, "DigestComputed", "ComputeDigest",
 			"kernel digest is %s", after.Status.KernelDigest)
 	}
-	oldR := meta.FindStatusCondition(before.Status.Conditions, v1alpha1.ConditionReady)
-	newR := meta.FindStatusCondition(after.Status.Conditions, v1alpha1.ConditionReady)
-	if newR == nil || (oldR != nil && oldR.Status == newR.Status && oldR.Reason == newR.Reason) {
-		return
-	}
-	if newR.Status == metav1.ConditionTrue {
-		r.recorder.Eventf(after, nil, corev1.EventTypeNormal, v1alpha1.ReasonReady, "Reconcile", "%s", newR.Message)
-		return
-	}
-	r.recorder.Eventf(after, nil, corev1.EventTypeWarning, newR.Reason, "Reconcile", "%s", newR.Message)
+	status.RecordTransitions(r.recorder, after, before.Status.Conditions, after.Status.Conditions, kernelEvents)
 }
 
-// SetupWithManager registers the Model-reference index and the watches:
-// Kernels, and Models (each mapped to the Kernels that reference it).
+// SetupWithManager registers the watches: Kernels, and Models (each mapped
+// to the Kernels that reference it, through indexer.KernelModelRef).
 func (r *KernelReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.Kernel{}, IndexKernelModelRef, func(o client.Object) []string {
-		return []string{o.(*v1alpha1.Kernel).Spec.ModelRef.Name}
-	}); err != nil {
-		return fmt.Errorf("index kernels by model: %w", err)
-	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.Kernel{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&v1alpha1.Model{}, handler.EnqueueRequestsFromMapFunc(r.kernelsForModel)).
@@ -206,7 +190,7 @@ func (r *KernelReconciler) SetupWithManager(mgr ctrl.Manager) error {
 
 func (r *KernelReconciler) kernelsForModel(ctx context.Context, o client.Object) []reconcile.Request {
 	var kernels v1alpha1.KernelList
-	if err := r.client.List(ctx, &kernels, client.InNamespace(o.GetNamespace()), client.MatchingFields{IndexKernelModelRef: o.GetName()}); err != nil {
+	if err := r.client.List(ctx, &kernels, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexer.KernelModelRef: o.GetName()}); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "Could not list kernels for model", "model", klog.KObj(o))
 		return nil
 	}

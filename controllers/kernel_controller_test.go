@@ -23,6 +23,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/aivm-dev/aivm-operator/internal/testutil"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -35,27 +37,11 @@ import (
 	"github.com/aivm-dev/aivm-operator/internal/kerneldigest"
 )
 
-const runtimeImage = "ghcr.io/aivm-dev/aivm-runtime@sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
-
 func startKernelAndModelControllers(t *testing.T) {
 	t.Helper()
 	startModelController(t, func(mgr ctrl.Manager) error {
-		return NewKernelReconciler(mgr.GetClient(), mgr.GetEventRecorder("kernel-controller")).SetupWithManager(mgr)
+		return NewKernelReconciler(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetEventRecorder("kernel-controller")).SetupWithManager(mgr)
 	})
-}
-
-func newKernel(ns, name, model string) *v1alpha1.Kernel {
-	return &v1alpha1.Kernel{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: v1alpha1.KernelSpec{
-			ModelRef: v1alpha1.LocalObjectReference{Name: model},
-			Runtime: v1alpha1.KernelRuntime{
-				Image: runtimeImage,
-				Args:  []string{"--max-tokens", "64"},
-			},
-			Determinism: v1alpha1.Determinism{Seed: ptr.To(int64(7)), DType: v1alpha1.DTypeFloat32, BatchInvariant: ptr.To(true)},
-		},
-	}
 }
 
 // waitKernel waits until the Kernel's status, computed for its current
@@ -112,14 +98,14 @@ func getModel(t *testing.T, ns, name string) *v1alpha1.Model {
 func TestKernelFollowsModel(t *testing.T) {
 	startKernelAndModelControllers(t)
 	ns := newNamespace(t)
-	mustCreate(t, newKernel(ns, "k", "llama"))
+	mustCreate(t, testutil.MakeKernel(ns, "k", "llama").Obj())
 	k := waitKernel(t, ns, "k", metav1.ConditionFalse, v1alpha1.ReasonModelNotFound)
 	if k.Status.KernelDigest != "" {
 		t.Errorf("digest %q set without a model", k.Status.KernelDigest)
 	}
 
 	srv := newModelServer(t, "")
-	mustCreate(t, newModel(ns, "llama", srv.URL+"/weights", srv.digest))
+	mustCreate(t, testutil.MakeModel(ns, "llama", srv.URL+"/weights", srv.digest).Obj())
 	k = waitKernel(t, ns, "k", metav1.ConditionTrue, v1alpha1.ReasonReady)
 	want, err := kerneldigest.Digest(&k.Spec, &getModel(t, ns, "llama").Spec)
 	if err != nil {
@@ -163,9 +149,9 @@ func TestKernelInvalidRuntime(t *testing.T) {
 	startKernelAndModelControllers(t)
 	ns := newNamespace(t)
 	srv := newModelServer(t, "")
-	mustCreate(t, newModel(ns, "llama", srv.URL+"/weights", srv.digest)) // needs 8Gi
+	mustCreate(t, testutil.MakeModel(ns, "llama", srv.URL+"/weights", srv.digest).Obj()) // needs 8Gi
 
-	k := newKernel(ns, "k", "llama")
+	k := testutil.MakeKernel(ns, "k", "llama").Obj()
 	k.Spec.Runtime.Image = "ghcr.io/AIVM/runtime:v1"
 	mustCreate(t, k)
 	got := waitKernel(t, ns, "k", metav1.ConditionFalse, v1alpha1.ReasonInvalidRuntime, noDigests)
@@ -205,10 +191,10 @@ func TestKernelDigestStableAndChanging(t *testing.T) {
 
 	// Same content under different names, in different namespaces, whose
 	// models have different URIs: the same digest.
-	mustCreate(t, newModel(ns1, "llama", "file:///models/a.gguf", goldenModelSHA))
-	mustCreate(t, newModel(ns2, "llama-copy", "https://mirror.invalid/a.gguf", goldenModelSHA))
-	mustCreate(t, newKernel(ns1, "k", "llama"))
-	mustCreate(t, newKernel(ns2, "other-name", "llama-copy"))
+	mustCreate(t, testutil.MakeModel(ns1, "llama", "file:///models/a.gguf", goldenModelSHA).Obj())
+	mustCreate(t, testutil.MakeModel(ns2, "llama-copy", "https://mirror.invalid/a.gguf", goldenModelSHA).Obj())
+	mustCreate(t, testutil.MakeKernel(ns1, "k", "llama").Obj())
+	mustCreate(t, testutil.MakeKernel(ns2, "other-name", "llama-copy").Obj())
 	hasDigest := func(k *v1alpha1.Kernel) error {
 		if k.Status.KernelDigest == "" {
 			return fmt.Errorf("no digest yet")
@@ -272,7 +258,7 @@ func TestKernelDigestStableAndChanging(t *testing.T) {
 	changed("model.format")
 
 	// Pointing at a model with other bytes changes it as well.
-	mustCreate(t, newModel(ns1, "mistral", "file:///models/b.gguf", randomDigest()))
+	mustCreate(t, testutil.MakeModel(ns1, "mistral", "file:///models/b.gguf", randomDigest()).Obj())
 	patchSpec(t, key, func(k *v1alpha1.Kernel) { k.Spec.ModelRef.Name = "mistral" })
 	changed("model.sha256")
 

@@ -29,12 +29,10 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -46,21 +44,10 @@ import (
 
 	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
 	"github.com/aivm-dev/aivm-operator/artifact"
+	"github.com/aivm-dev/aivm-operator/controllers/indexer"
 	"github.com/aivm-dev/aivm-operator/internal/modeldigest"
+	"github.com/aivm-dev/aivm-operator/internal/status"
 	"github.com/aivm-dev/aivm-operator/internal/text"
-)
-
-// Field indexes the Model reconciler registers on the manager's cache.
-// Other reconcilers may list with them once it is set up.
-const (
-	// IndexModelDigest indexes Models by their modelDigest, computed from
-	// the spec (internal/modeldigest): for a single file its sha256.
-	IndexModelDigest = "spec.modelDigest"
-	// IndexGPUNodeCachedModel indexes GPUNodes by each digest in status.cachedModels.
-	IndexGPUNodeCachedModel = "status.cachedModels"
-	// IndexGPUNodeCacheError indexes GPUNodes by the digest of each entry
-	// in status.modelCacheErrors.
-	IndexGPUNodeCacheError = "status.modelCacheErrors.digest"
 )
 
 // Model source checking.
@@ -222,18 +209,30 @@ func (r *ModelReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		return ctrl.Result{}, err
 	}
 	before := model.DeepCopy()
-	r.setStatus(model, obs)
-	if !equality.Semantic.DeepEqual(before.Status, model.Status) {
-		if err := r.client.Status().Patch(ctx, model, optimisticMergeFrom(before)); err != nil {
-			if apierrors.IsConflict(err) {
-				return requeueStale, nil
-			}
-			return ctrl.Result{}, fmt.Errorf("patch model status: %w", err)
+	changed, err := status.Update(ctx, r.client, r.apiReader, model, func(m *v1alpha1.Model) error {
+		// obs describes this generation's spec; after a conflict the
+		// fresh copy may hold a newer one, whose own reconcile follows.
+		if m.Generation != before.Generation {
+			return errSpecChanged
 		}
+		r.setStatus(m, obs)
+		return nil
+	})
+	if errors.Is(err, errSpecChanged) {
+		return ctrl.Result{}, nil
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if changed {
 		r.recordEvents(before, model)
 	}
 	return ctrl.Result{RequeueAfter: obs.nextCheck}, nil
 }
+
+// errSpecChanged stops a status write computed for a spec that has since
+// changed.
+var errSpecChanged = errors.New("the model's spec changed while its status was computed")
 
 // modelObservation is everything a Model's status is computed from.
 type modelObservation struct {
@@ -271,7 +270,7 @@ func (r *ModelReconciler) observe(ctx context.Context, model *v1alpha1.Model) (m
 		}
 	}
 	var holding v1alpha1.GPUNodeList
-	if err := r.client.List(ctx, &holding, client.MatchingFields{IndexGPUNodeCachedModel: digest}); err != nil {
+	if err := r.client.List(ctx, &holding, client.MatchingFields{indexer.GPUNodeCachedModel: digest}); err != nil {
 		return obs, fmt.Errorf("list nodes holding the model: %w", err)
 	}
 	for _, n := range holding.Items {
@@ -284,7 +283,7 @@ func (r *ModelReconciler) observe(ctx context.Context, model *v1alpha1.Model) (m
 	slices.Sort(obs.cachedNodes)
 	slices.Sort(obs.downNodes)
 	var failing v1alpha1.GPUNodeList
-	if err := r.client.List(ctx, &failing, client.MatchingFields{IndexGPUNodeCacheError: digest}); err != nil {
+	if err := r.client.List(ctx, &failing, client.MatchingFields{indexer.GPUNodeCacheError: digest}); err != nil {
 		return obs, fmt.Errorf("list nodes reporting cache errors: %w", err)
 	}
 	for _, n := range failing.Items {
@@ -426,110 +425,10 @@ func (r *ModelReconciler) forget(key types.NamespacedName) {
 	r.mu.Unlock()
 }
 
-// setStatus writes the conditions and counts obs implies.
-func (r *ModelReconciler) setStatus(model *v1alpha1.Model, obs modelObservation) {
-	now := metav1.NewTime(r.clock.Now())
-	gen := model.Generation
-	set := func(t string, s metav1.ConditionStatus, reason, msg string) {
-		meta.SetStatusCondition(&model.Status.Conditions, metav1.Condition{
-			Type: t, Status: s, Reason: reason, Message: truncateMessage(msg),
-			ObservedGeneration: gen, LastTransitionTime: now,
-		})
-	}
-	model.Status.ObservedGeneration = gen
-	model.Status.CachedNodes = int32(len(obs.cachedNodes))
-	model.Status.ModelDigest = obs.digest
-	model.Status.FileCount = int32(len(obs.files))
-	model.Status.TotalSizeBytes = totalSize(model, obs.check.result)
-
-	if obs.specErr != nil {
-		set(v1alpha1.ConditionVerified, metav1.ConditionUnknown, v1alpha1.ReasonPendingVerification, "the spec is invalid")
-		set(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonInvalidSource, obs.specErr.Error())
-		return
-	}
-
-	held := len(obs.cachedNodes) > 0
-	nodeLocal := obs.check.result.NodeLocal
-	switch {
-	case held:
-		set(v1alpha1.ConditionVerified, metav1.ConditionTrue, v1alpha1.ReasonVerified,
-			fmt.Sprintf("the verified bytes are cached on %s", nodeList(obs.cachedNodes)))
-	case len(obs.mismatches) > 0:
-		set(v1alpha1.ConditionVerified, metav1.ConditionFalse, v1alpha1.ReasonDigestMismatch, mismatchMessage(obs.mismatches))
-	case len(obs.downNodes) > 0:
-		set(v1alpha1.ConditionVerified, metav1.ConditionUnknown, v1alpha1.ReasonPendingVerification,
-			fmt.Sprintf("no ready node holds the verified bytes; %s holding them %s not Ready",
-				nodeList(obs.downNodes), pluralVerb(len(obs.downNodes), "is", "are")))
-	case nodeLocal:
-		set(v1alpha1.ConditionVerified, metav1.ConditionUnknown, v1alpha1.ReasonPendingVerification,
-			"no node has fetched the bytes yet; file:// sources are checked on the nodes that fetch them")
-	default:
-		set(v1alpha1.ConditionVerified, metav1.ConditionUnknown, v1alpha1.ReasonPendingVerification, "no node has fetched the bytes yet")
-	}
-
-	c := obs.check
-	var sm *artifact.SizeMismatchError
-	switch {
-	case len(obs.mismatches) > 0:
-		set(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonDigestMismatch, mismatchMessage(obs.mismatches))
-	case c.err != nil && errors.As(c.err, &sm):
-		set(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonSizeMismatch, sizeMismatchMessage(c.err, sm))
-	case c.failed() && held:
-		cause := "source unreachable: " + errString(c.err)
-		if c.credErr != nil {
-			cause = "credentials not found: " + c.credErr.Error()
-		}
-		set(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonVerified,
-			fmt.Sprintf("%s; the verified bytes are still cached on %s", cause, nodeList(obs.cachedNodes)))
-	case c.credErr != nil:
-		set(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonCredentialsNotFound, c.credErr.Error())
-	case c.err != nil:
-		set(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonSourceUnreachable, c.err.Error())
-	case held:
-		set(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonVerified,
-			fmt.Sprintf("the source answers and the verified bytes are cached on %s", nodeList(obs.cachedNodes)))
-	case nodeLocal:
-		set(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonReady,
-			"file:// sources are checked on the nodes that fetch them")
-	default:
-		msg := "the source answers"
-		if c.result.Size >= 0 {
-			msg = fmt.Sprintf("the source answers with %d bytes", c.result.Size)
-		}
-		set(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonSourceReachable, msg)
-	}
-}
-
-// recordEvents emits events for condition changes, after the status is saved.
-func (r *ModelReconciler) recordEvents(before, after *v1alpha1.Model) {
-	if r.recorder == nil {
-		return
-	}
-	oldV := meta.FindStatusCondition(before.Status.Conditions, v1alpha1.ConditionVerified)
-	newV := meta.FindStatusCondition(after.Status.Conditions, v1alpha1.ConditionVerified)
-	if newV != nil && newV.Status == metav1.ConditionTrue && (oldV == nil || oldV.Status != metav1.ConditionTrue) {
-		r.recorder.Eventf(after, nil, corev1.EventTypeNormal, v1alpha1.ReasonVerified, "Verify", "%s", newV.Message)
-	}
-	oldR := meta.FindStatusCondition(before.Status.Conditions, v1alpha1.ConditionReady)
-	newR := meta.FindStatusCondition(after.Status.Conditions, v1alpha1.ConditionReady)
-	if newR == nil || (oldR != nil && oldR.Status == newR.Status && oldR.Reason == newR.Reason) {
-		return
-	}
-	if newR.Status == metav1.ConditionTrue {
-		if oldR != nil && oldR.Status != metav1.ConditionTrue {
-			r.recorder.Eventf(after, nil, corev1.EventTypeNormal, v1alpha1.ReasonReady, "CheckSource", "%s", newR.Message)
-		}
-		return
-	}
-	r.recorder.Eventf(after, nil, corev1.EventTypeWarning, newR.Reason, "CheckSource", "%s", newR.Message)
-}
-
-// SetupWithManager registers the field indexes and watches: Models, and
-// GPUNodes whose cached models, cache errors or readiness change.
+// SetupWithManager registers the watches: Models, and GPUNodes whose
+// cached models, cache errors or readiness change. It lists with the
+// field indexes of controllers/indexer (indexer.Setup).
 func (r *ModelReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if err := setupModelIndexes(mgr); err != nil {
-		return err
-	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.Model{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&v1alpha1.GPUNode{}, handler.EnqueueRequestsFromMapFunc(r.modelsForGPUNode),
@@ -537,36 +436,6 @@ func (r *ModelReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.workers}).
 		Named("model").
 		Complete(r)
-}
-
-// setupModelIndexes registers the field indexes the Model reconciler lists with.
-func setupModelIndexes(mgr ctrl.Manager) error {
-	ctx := context.Background()
-	idx := mgr.GetFieldIndexer()
-	if err := idx.IndexField(ctx, &v1alpha1.Model{}, IndexModelDigest, func(o client.Object) []string {
-		d, err := modeldigest.Of(&o.(*v1alpha1.Model).Spec)
-		if err != nil {
-			return nil
-		}
-		return []string{d}
-	}); err != nil {
-		return fmt.Errorf("index models by model digest: %w", err)
-	}
-	if err := idx.IndexField(ctx, &v1alpha1.GPUNode{}, IndexGPUNodeCachedModel, func(o client.Object) []string {
-		return o.(*v1alpha1.GPUNode).Status.CachedModels
-	}); err != nil {
-		return fmt.Errorf("index gpunodes by cached model: %w", err)
-	}
-	if err := idx.IndexField(ctx, &v1alpha1.GPUNode{}, IndexGPUNodeCacheError, func(o client.Object) []string {
-		var out []string
-		for _, e := range o.(*v1alpha1.GPUNode).Status.ModelCacheErrors {
-			out = append(out, e.Digest)
-		}
-		return out
-	}); err != nil {
-		return fmt.Errorf("index gpunodes by cache error: %w", err)
-	}
-	return nil
 }
 
 // modelsForGPUNode maps a GPUNode to the Models whose digests it holds or
@@ -586,7 +455,7 @@ func (r *ModelReconciler) modelsForGPUNode(ctx context.Context, o client.Object)
 	var reqs []reconcile.Request
 	for _, d := range digests {
 		var models v1alpha1.ModelList
-		if err := r.client.List(ctx, &models, client.MatchingFields{IndexModelDigest: d}); err != nil {
+		if err := r.client.List(ctx, &models, client.MatchingFields{indexer.ModelDigest: d}); err != nil {
 			ctrl.LoggerFrom(ctx).Error(err, "Could not list models for node", "gpuNode", klog.KObj(node))
 			continue
 		}
@@ -620,82 +489,6 @@ func modelCacheChanged() predicate.Predicate {
 				gpuNodeDown(o) != gpuNodeDown(n)
 		},
 	}
-}
-
-// totalSize is the size of all of a Model's files when every size is known:
-// from the spec, else from the source check; nil otherwise.
-func totalSize(model *v1alpha1.Model, checked artifact.CheckResult) *int64 {
-	if len(model.Spec.Files) == 0 {
-		if model.Spec.SizeBytes != nil {
-			return ptr.To(*model.Spec.SizeBytes)
-		}
-		if checked.Size >= 0 && !checked.NodeLocal {
-			return ptr.To(checked.Size)
-		}
-		return nil
-	}
-	var sum int64
-	for _, f := range model.Spec.Files {
-		if f.SizeBytes == nil {
-			if checked.Size >= 0 && !checked.NodeLocal {
-				return ptr.To(checked.Size)
-			}
-			return nil
-		}
-		sum += *f.SizeBytes
-	}
-	return &sum
-}
-
-func sizeMismatchMessage(err error, sm *artifact.SizeMismatchError) string {
-	var fe *artifact.FileError
-	if errors.As(err, &fe) {
-		return fmt.Sprintf("file %s: the source announces %d bytes but its sizeBytes is %d", fe.Path, sm.Actual, sm.Expected)
-	}
-	return fmt.Sprintf("the source announces %d bytes but spec.sizeBytes is %d", sm.Actual, sm.Expected)
-}
-
-func mismatchMessage(ms []nodeCacheError) string {
-	m := ms[0]
-	what := "bytes whose sha256 differs from spec.sha256"
-	if m.File != "" {
-		what = fmt.Sprintf("file %s with a sha256 other than the one its files entry gives", m.File)
-	}
-	msg := fmt.Sprintf("node %s fetched %s; nothing runs on them", m.node, what)
-	if m.Message != "" {
-		msg += ": " + m.Message
-	}
-	if len(ms) > 1 {
-		msg += fmt.Sprintf(" (%d nodes reported a mismatch)", len(ms))
-	}
-	return msg
-}
-
-// nodeList renders node names for a message: "node a", "nodes a, b" or
-// "7 nodes (a, b, c, d, e, ...)".
-func nodeList(nodes []string) string {
-	switch {
-	case len(nodes) == 1:
-		return "node " + nodes[0]
-	case len(nodes) <= maxListedNodes:
-		return "nodes " + strings.Join(nodes, ", ")
-	default:
-		return fmt.Sprintf("%d nodes (%s, ...)", len(nodes), strings.Join(nodes[:maxListedNodes], ", "))
-	}
-}
-
-func pluralVerb(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
-}
-
-func errString(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
 }
 
 // truncateMessage bounds a condition or placement message, cutting at a rune

@@ -31,11 +31,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aivm-dev/aivm-operator/internal/testutil"
+
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -43,6 +44,7 @@ import (
 
 	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
 	"github.com/aivm-dev/aivm-operator/artifact"
+	"github.com/aivm-dev/aivm-operator/controllers/indexer"
 )
 
 // modelServer serves random weights at /weights and counts requests by
@@ -121,22 +123,13 @@ func startModelControllerWith(t *testing.T, checker SourceChecker, opts []ModelR
 	}
 	opts = append([]ModelReconcilerOption{WithSourceRecheck(DefaultSourceRecheckInterval, 100*time.Millisecond)}, opts...)
 	setup := func(mgr ctrl.Manager) error {
+		if err := indexer.Setup(context.Background(), mgr.GetFieldIndexer()); err != nil {
+			return err
+		}
 		return NewModelReconciler(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetEventRecorder("model-controller"), checker,
 			opts...).SetupWithManager(mgr)
 	}
 	startManager(t, append([]func(ctrl.Manager) error{setup}, extra...)...)
-}
-
-func newModel(ns, name, uri, digest string) *v1alpha1.Model {
-	return &v1alpha1.Model{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: v1alpha1.ModelSpec{
-			URI:       uri,
-			SHA256:    digest,
-			Format:    v1alpha1.ModelFormatGGUF,
-			GPUMemory: resource.MustParse("8Gi"),
-		},
-	}
 }
 
 // setGPUNodeCache creates (or updates) the GPUNode name with the given
@@ -147,7 +140,7 @@ func setGPUNodeCache(t *testing.T, name string, cached []string, errs ...v1alpha
 	node := &v1alpha1.GPUNode{}
 	err := k8sClient.Get(ctx, client.ObjectKey{Name: name}, node)
 	if apierrors.IsNotFound(err) {
-		node = &v1alpha1.GPUNode{ObjectMeta: metav1.ObjectMeta{Name: name}}
+		node = testutil.MakeGPUNode(name).Obj()
 		if err := k8sClient.Create(ctx, node); err != nil {
 			t.Fatalf("create gpunode: %v", err)
 		}
@@ -218,7 +211,7 @@ func TestModelReadinessFollowsSourceAndNodes(t *testing.T) {
 	startModelController(t)
 	ns := newNamespace(t)
 	srv := newModelServer(t, "")
-	mustCreate(t, newModel(ns, "llama", srv.URL+"/weights", srv.digest))
+	mustCreate(t, testutil.MakeModel(ns, "llama", srv.URL+"/weights", srv.digest).Obj())
 
 	pending := hasCondition(v1alpha1.ConditionVerified, metav1.ConditionUnknown, v1alpha1.ReasonPendingVerification)
 	m := waitModel(t, ns, "llama", modelIs(pending,
@@ -270,7 +263,7 @@ func TestModelSourceUnreachableThenRecovers(t *testing.T) {
 	ns := newNamespace(t)
 	srv := newModelServer(t, "")
 	srv.status.Store(http.StatusNotFound)
-	mustCreate(t, newModel(ns, "m", srv.URL+"/weights", srv.digest))
+	mustCreate(t, testutil.MakeModel(ns, "m", srv.URL+"/weights", srv.digest).Obj())
 	unreachable := hasCondition(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonSourceUnreachable)
 	m := waitModel(t, ns, "m", modelIs(nil, unreachable, 0))
 	if msg := meta.FindStatusCondition(m.Status.Conditions, v1alpha1.ConditionReady).Message; !strings.Contains(msg, "404") {
@@ -304,7 +297,7 @@ func TestModelCredentials(t *testing.T) {
 	}
 	startModelControllerWith(t, checker, nil)
 	ns := newNamespace(t)
-	m := newModel(ns, "private", srv.URL+"/weights", srv.digest)
+	m := testutil.MakeModel(ns, "private", srv.URL+"/weights", srv.digest).Obj()
 	m.Spec.CredentialsSecretRef = &v1alpha1.SecretKeyReference{Name: "hf", Key: "token"}
 	mustCreate(t, m)
 	creds := hasCondition(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonCredentialsNotFound)
@@ -364,7 +357,7 @@ func TestModelCredentials(t *testing.T) {
 func TestModelFileSourceAndSizeMismatch(t *testing.T) {
 	startModelController(t)
 	ns := newNamespace(t)
-	mustCreate(t, newModel(ns, "local", "file:///var/lib/models/llama.gguf", randomDigest()))
+	mustCreate(t, testutil.MakeModel(ns, "local", "file:///var/lib/models/llama.gguf", randomDigest()).Obj())
 	m := waitModel(t, ns, "local", modelIs(
 		hasCondition(v1alpha1.ConditionVerified, metav1.ConditionUnknown, v1alpha1.ReasonPendingVerification),
 		hasCondition(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonReady), 0))
@@ -373,7 +366,7 @@ func TestModelFileSourceAndSizeMismatch(t *testing.T) {
 	}
 
 	srv := newModelServer(t, "")
-	sized := newModel(ns, "sized", srv.URL+"/weights", srv.digest)
+	sized := testutil.MakeModel(ns, "sized", srv.URL+"/weights", srv.digest).Obj()
 	sized.Spec.SizeBytes = ptr.To(int64(len(srv.data) + 1))
 	mustCreate(t, sized)
 	m = waitModel(t, ns, "sized", modelIs(nil, hasCondition(v1alpha1.ConditionReady, metav1.ConditionFalse, artifact.ReasonSizeMismatch), 0))
@@ -382,7 +375,7 @@ func TestModelFileSourceAndSizeMismatch(t *testing.T) {
 		t.Errorf("size message = %q, want containing %q", msg, want)
 	}
 
-	bad := newModel(ns, "creds-in-uri", "https://user:pass@example.invalid/w", randomDigest())
+	bad := testutil.MakeModel(ns, "creds-in-uri", "https://user:pass@example.invalid/w", randomDigest()).Obj()
 	mustCreate(t, bad)
 	m = waitModel(t, ns, "creds-in-uri", modelIs(nil, hasCondition(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonInvalidSource), 0))
 	if msg := meta.FindStatusCondition(m.Status.Conditions, v1alpha1.ConditionReady).Message; strings.Contains(msg, "pass") {
@@ -396,7 +389,7 @@ func TestModelHeartbeatsDoNotRecheck(t *testing.T) {
 	startModelController(t)
 	ns := newNamespace(t)
 	srv := newModelServer(t, "")
-	mustCreate(t, newModel(ns, "m", srv.URL+"/weights", srv.digest))
+	mustCreate(t, testutil.MakeModel(ns, "m", srv.URL+"/weights", srv.digest).Obj())
 	node := "model-hb-" + ns
 	setGPUNodeCache(t, node, []string{srv.digest})
 	waitModel(t, ns, "m", modelIs(nil, hasCondition(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonVerified), 1))
@@ -427,7 +420,7 @@ func TestModelIgnoresNodesThatAreDown(t *testing.T) {
 	startModelController(t)
 	ns := newNamespace(t)
 	srv := newModelServer(t, "")
-	mustCreate(t, newModel(ns, "m", srv.URL+"/weights", srv.digest))
+	mustCreate(t, testutil.MakeModel(ns, "m", srv.URL+"/weights", srv.digest).Obj())
 	node := "model-down-" + ns
 	setGPUNodeCache(t, node, []string{srv.digest})
 	verified := hasCondition(v1alpha1.ConditionVerified, metav1.ConditionTrue, v1alpha1.ReasonVerified)
@@ -459,7 +452,7 @@ func TestModelRecreatedIsCheckedAgain(t *testing.T) {
 	var r *ModelReconciler
 	mgr := startManager(t, func(mgr ctrl.Manager) error {
 		r = NewModelReconciler(mgr.GetClient(), mgr.GetAPIReader(), nil, checker)
-		return setupModelIndexes(mgr)
+		return indexer.Setup(context.Background(), mgr.GetFieldIndexer())
 	})
 	ctx := context.Background()
 	ns := newNamespace(t)
@@ -484,7 +477,7 @@ func TestModelRecreatedIsCheckedAgain(t *testing.T) {
 		return m
 	}
 
-	old := newModel(ns, "m", srv.URL+"/weights", srv.digest)
+	old := testutil.MakeModel(ns, "m", srv.URL+"/weights", srv.digest).Obj()
 	mustCreate(t, old)
 	reconcileUntil(modelIs(nil, hasCondition(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonSourceReachable), 0))
 	heads := srv.heads.Load()
@@ -495,7 +488,7 @@ func TestModelRecreatedIsCheckedAgain(t *testing.T) {
 	if err := k8sClient.Delete(ctx, old); err != nil {
 		t.Fatal(err)
 	}
-	recreated := newModel(ns, "m", deadURL, srv.digest)
+	recreated := testutil.MakeModel(ns, "m", deadURL, srv.digest).Obj()
 	mustCreate(t, recreated)
 	if recreated.Generation != old.Generation || recreated.UID == old.UID {
 		t.Fatalf("recreated model: generation %d, uid %s; old: generation %d, uid %s",
@@ -543,7 +536,7 @@ func TestModelHangingSourceDoesNotStallOthers(t *testing.T) {
 	}))
 	t.Cleanup(hanging.Close)
 	t.Cleanup(func() { close(release) }) // runs before hanging.Close
-	mustCreate(t, newModel(ns, "slow", hanging.URL+"/weights", randomDigest()))
+	mustCreate(t, testutil.MakeModel(ns, "slow", hanging.URL+"/weights", randomDigest()).Obj())
 	select {
 	case <-started:
 	case <-time.After(eventuallyTimeout):
@@ -551,7 +544,7 @@ func TestModelHangingSourceDoesNotStallOthers(t *testing.T) {
 	}
 
 	srv := newModelServer(t, "")
-	mustCreate(t, newModel(ns, "fast", srv.URL+"/weights", srv.digest))
+	mustCreate(t, testutil.MakeModel(ns, "fast", srv.URL+"/weights", srv.digest).Obj())
 	waitModel(t, ns, "fast", modelIs(nil, hasCondition(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonSourceReachable), 0))
 	select {
 	case <-release:

@@ -25,6 +25,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/aivm-dev/aivm-operator/internal/testutil"
+
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -125,7 +127,7 @@ func TestModelFileSetStatus(t *testing.T) {
 	waitModel(t, ns, "gpt2-sized-true", modelIs(hasCondition(v1alpha1.ConditionVerified, metav1.ConditionTrue, v1alpha1.ReasonVerified),
 		hasCondition(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonVerified), 1))
 
-	mustCreate(t, newKernel(ns, "k", "gpt2-sized-true"))
+	mustCreate(t, testutil.MakeKernel(ns, "k", "gpt2-sized-true").Obj())
 	waitKernel(t, ns, "k", metav1.ConditionTrue, v1alpha1.ReasonReady, func(k *v1alpha1.Kernel) error {
 		if k.Status.ModelDigest != digest {
 			return fmt.Errorf("kernel modelDigest %s, want the Model's %s", k.Status.ModelDigest, digest)

@@ -20,6 +20,8 @@ import (
 	"context"
 	"testing"
 
+	"github.com/aivm-dev/aivm-operator/internal/testutil"
+
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -72,14 +74,14 @@ func setModelReady(t *testing.T, m *v1alpha1.Model) {
 func TestKernelStatusFromStaleCache(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
-	model := newModel(ns, "llama", "file:///models/a.gguf", goldenModelSHA)
+	model := testutil.MakeModel(ns, "llama", "file:///models/a.gguf", goldenModelSHA).Obj()
 	mustCreate(t, model)
 	setModelReady(t, model)
-	mustCreate(t, newKernel(ns, "k", "llama"))
+	mustCreate(t, testutil.MakeKernel(ns, "k", "llama").Obj())
 	key := client.ObjectKey{Namespace: ns, Name: "k"}
 	reconcileWith := func(c client.Client) ctrl.Result {
 		t.Helper()
-		res, err := NewKernelReconciler(c, nil).Reconcile(ctx, ctrl.Request{NamespacedName: key})
+		res, err := NewKernelReconciler(c, k8sClient, nil).Reconcile(ctx, ctrl.Request{NamespacedName: key})
 		if err != nil {
 			t.Fatalf("reconcile: %v", err)
 		}

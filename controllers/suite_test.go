@@ -21,7 +21,8 @@ import (
 	"fmt"
 	"os"
 	"testing"
-	"time"
+
+	"github.com/aivm-dev/aivm-operator/internal/testutil"
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
@@ -49,11 +50,8 @@ var (
 	k8sClient client.Client
 )
 
-// Polling bounds of eventually.
-const (
-	eventuallyTimeout = 30 * time.Second
-	eventuallyPoll    = 25 * time.Millisecond
-)
+// eventuallyTimeout bounds the waits of the package's tests.
+const eventuallyTimeout = testutil.EventuallyTimeout
 
 func TestMain(m *testing.M) {
 	ctrl.SetLogger(testLogger())
@@ -137,23 +135,10 @@ func newNamespace(t *testing.T) string {
 	return ns.Name
 }
 
-// eventually polls fn until it returns nil and fails the test with fn's
-// last error if that does not happen within eventuallyTimeout.
+// eventually is testutil.Eventually.
 func eventually(t *testing.T, fn func() error) {
 	t.Helper()
-	deadline := time.Now().Add(eventuallyTimeout)
-	tick := time.NewTicker(eventuallyPoll)
-	defer tick.Stop()
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s: %v", eventuallyTimeout, err)
-		}
-		<-tick.C
-	}
+	testutil.Eventually(t, fn)
 }
 
 // patchSpec re-reads obj, applies change and patches the difference, so a

@@ -37,7 +37,7 @@ const (
 	DefaultHeartbeatInterval = 30 * time.Second
 )
 
-// InventorySource reads the node's GPUs; *Discoverer is one.
+// InventorySource reads the node's GPUs; *discovery.Discoverer is one.
 type InventorySource interface {
 	Poll() Inventory
 }
@@ -67,8 +67,8 @@ type AgentOptions struct {
 	// shows without waiting for the next tick.
 	Wake <-chan struct{}
 	// HealthChanged, when set, also makes Run poll and publish at once
-	// whenever it receives: Discoverer.HealthChanged, while
-	// Discoverer.WatchHealth runs, so a GPU fault is published as soon as
+	// whenever it receives: discovery.Discoverer.HealthChanged, while
+	// discovery.Discoverer.WatchHealth runs, so a GPU fault is published as soon as
 	// NVML reports it rather than at the next tick.
 	HealthChanged <-chan struct{}
 	// Clock tells the time and drives the poll ticker; nil means the real clock.

@@ -41,6 +41,7 @@ import (
 	aivmv1alpha1 "github.com/aivm-dev/aivm-operator/api/v1alpha1"
 	"github.com/aivm-dev/aivm-operator/internal/testenv"
 	"github.com/aivm-dev/aivm-operator/nodeagent"
+	"github.com/aivm-dev/aivm-operator/nodeagent/discovery"
 	"github.com/aivm-dev/aivm-operator/nodeagent/simulate"
 )
 
@@ -191,7 +192,7 @@ func newTestAgent(t *testing.T, nodeName string, ac agentConfig) *testAgent {
 		ac.log = testr.New(t)
 	}
 	sim := newNode(t, ac.profile, simulate.WithSeed(nodeName))
-	disc := open(t, sim, nodeagent.Options{Log: ac.log})
+	disc := open(t, sim, discovery.Options{Log: ac.log})
 	clk := ac.clock
 	if clk == nil {
 		clk = clocktesting.NewFakeClock(start)
@@ -450,7 +451,7 @@ func TestLabelsRemovedWhenGPUsAreGone(t *testing.T) {
 	})
 	sim := newNode(t, "dgxh100")
 	sim.Server.Devices = nil // the GPUs were taken out of the machine
-	disc := open(t, sim, nodeagent.Options{})
+	disc := open(t, sim, discovery.Options{})
 	c, _ := countingClient(t)
 	pub, err := nodeagent.NewPublisher(c, nodeagent.PublisherOptions{NodeName: name, HeartbeatInterval: time.Minute})
 	if err != nil {
@@ -602,7 +603,7 @@ func TestRunPollsEveryInterval(t *testing.T) {
 	const name = "gpu-run-0"
 	createNode(t, name, nil)
 	sim := newNode(t, "dgxa100")
-	src := &countingSource{inner: open(t, sim, nodeagent.Options{}), polls: make(chan struct{})}
+	src := &countingSource{inner: open(t, sim, discovery.Options{}), polls: make(chan struct{})}
 	clk := clocktesting.NewFakeClock(start)
 	pub, err := nodeagent.NewPublisher(plainClient(t), nodeagent.PublisherOptions{NodeName: name, HeartbeatInterval: time.Minute, Clock: clk})
 	if err != nil {
@@ -674,7 +675,7 @@ func TestGPUFaultPublishedWithoutPoll(t *testing.T) {
 	const name = "gpu-push-0"
 	createNode(t, name, nil)
 	sim := newNode(t, "dgxh200", simulate.WithSeed(name))
-	disc := open(t, sim, nodeagent.Options{Log: testr.New(t)})
+	disc := open(t, sim, discovery.Options{Log: testr.New(t)})
 	src := &pollCounter{inner: disc}
 	clk := clocktesting.NewFakeClock(start)
 	pub, err := nodeagent.NewPublisher(plainClient(t), nodeagent.PublisherOptions{NodeName: name, HeartbeatInterval: time.Hour, Clock: clk})

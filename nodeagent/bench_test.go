@@ -22,10 +22,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aivm-dev/aivm-operator/internal/testutil"
+
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -35,6 +36,7 @@ import (
 	"github.com/aivm-dev/aivm-operator/artifact"
 	"github.com/aivm-dev/aivm-operator/internal/testenv"
 	"github.com/aivm-dev/aivm-operator/nodeagent"
+	"github.com/aivm-dev/aivm-operator/nodeagent/discovery"
 	"github.com/aivm-dev/aivm-operator/nodeagent/simulate"
 )
 
@@ -131,7 +133,7 @@ func BenchmarkPoll8GPUs(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	d, err := nodeagent.Open(n, nodeagent.Options{})
+	d, err := discovery.Open(n, discovery.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -157,7 +159,7 @@ func BenchmarkSyncQuiet8GPUs(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	d, err := nodeagent.Open(n, nodeagent.Options{})
+	d, err := discovery.Open(n, discovery.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -215,13 +217,8 @@ func BenchmarkCacheSync200Models(b *testing.B) {
 	for i := range 200 {
 		d := fmt.Sprintf("%064x", i)
 		writeCacheFile(b, dir, d)
-		m := &aivmv1alpha1.Model{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: fmt.Sprintf("m-%03d", i)},
-			Spec: aivmv1alpha1.ModelSpec{
-				URI: "https://models.example/w.gguf", SHA256: d, GPUMemory: resource.MustParse("1Gi"),
-				Prefetch: &aivmv1alpha1.ModelPrefetch{NodeSelector: metav1.LabelSelector{MatchLabels: map[string]string{"pool": "bench"}}},
-			},
-		}
+		m := testutil.MakeModel(ns.Name, fmt.Sprintf("m-%03d", i), "https://models.example/w.gguf", d).
+			GPUMemory("1Gi").Prefetch(map[string]string{"pool": "bench"}).Obj()
 		if err := c.Create(ctx, m); err != nil {
 			b.Fatal(err)
 		}

@@ -34,6 +34,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aivm-dev/aivm-operator/internal/testutil"
+
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/testr"
 	"github.com/google/go-cmp/cmp"
@@ -42,7 +44,6 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -54,8 +55,10 @@ import (
 	aivmv1alpha1 "github.com/aivm-dev/aivm-operator/api/v1alpha1"
 	"github.com/aivm-dev/aivm-operator/artifact"
 	"github.com/aivm-dev/aivm-operator/controllers"
+	"github.com/aivm-dev/aivm-operator/controllers/indexer"
 	"github.com/aivm-dev/aivm-operator/internal/testenv"
 	"github.com/aivm-dev/aivm-operator/nodeagent"
+	"github.com/aivm-dev/aivm-operator/nodeagent/discovery"
 )
 
 // weightsServer serves random weights and counts GET requests (the Model
@@ -137,24 +140,6 @@ func mustCreate(t *testing.T, obj client.Object) {
 	}
 }
 
-// newModel returns a Model; selector, when not nil, asks nodes with those
-// labels to prefetch it.
-func newModel(ns, name, uri, digest string, selector map[string]string) *aivmv1alpha1.Model {
-	m := &aivmv1alpha1.Model{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: aivmv1alpha1.ModelSpec{
-			URI:       uri,
-			SHA256:    digest,
-			Format:    aivmv1alpha1.ModelFormatGGUF,
-			GPUMemory: resource.MustParse("8Gi"),
-		},
-	}
-	if selector != nil {
-		m.Spec.Prefetch = &aivmv1alpha1.ModelPrefetch{NodeSelector: metav1.LabelSelector{MatchLabels: selector}}
-	}
-	return m
-}
-
 // newCacheManager returns a cache manager for the node whose cache is dir.
 func newCacheManager(t *testing.T, nodeName, dir string, clk *clocktesting.FakeClock, edit func(*nodeagent.CacheManagerOptions)) *nodeagent.CacheManager {
 	t.Helper()
@@ -215,6 +200,9 @@ func startModelController(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := indexer.Setup(context.Background(), mgr.GetFieldIndexer()); err != nil {
+		t.Fatal(err)
+	}
 	if err := controllers.NewModelReconciler(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetEventRecorder("model-controller"), checker).SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
@@ -227,25 +215,6 @@ func startModelController(t *testing.T) {
 			t.Errorf("manager: %v", err)
 		}
 	})
-}
-
-// eventually polls fn until it returns nil, failing the test with its last
-// error after 30 s.
-func eventually(t *testing.T, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	tick := time.NewTicker(25 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within 30s: %v", err)
-		}
-		<-tick.C
-	}
 }
 
 func waitModelCondition(t *testing.T, ns, name, typ string, status metav1.ConditionStatus, reason string) {
@@ -286,8 +255,8 @@ func TestPrefetchVerifiesModel(t *testing.T) {
 	createNode(t, "prefetch-b", map[string]string{"pool": "b"})
 	startModelController(t)
 	sel := map[string]string{"pool": "a"}
-	mustCreate(t, newModel(ns, "good", good.URL+"/good.gguf", good.digest, sel))
-	mustCreate(t, newModel(ns, "bad", bad.URL+"/bad.gguf", bad.digest, sel))
+	mustCreate(t, testutil.MakeModel(ns, "good", good.URL+"/good.gguf", good.digest).Prefetch(sel).Obj())
+	mustCreate(t, testutil.MakeModel(ns, "bad", bad.URL+"/bad.gguf", bad.digest).Prefetch(sel).Obj())
 	clk := clocktesting.NewFakeClock(start)
 
 	// A node the selector does not match fetches nothing.
@@ -384,12 +353,12 @@ func TestPrefetchDoesNotBlockPolls(t *testing.T) {
 	ns := newNamespace(t)
 	slow := newWeightsServer(t, "", true)
 	createNode(t, name, map[string]string{"pool": "run"})
-	mustCreate(t, newModel(ns, "slow", slow.URL+"/slow.gguf", slow.digest, map[string]string{"pool": "run"}))
+	mustCreate(t, testutil.MakeModel(ns, "slow", slow.URL+"/slow.gguf", slow.digest).Prefetch(map[string]string{"pool": "run"}).Obj())
 
 	clk := clocktesting.NewFakeClock(start)
 	dir := t.TempDir()
 	cm := newCacheManager(t, name, dir, clk, nil)
-	src := &notifyingSource{inner: open(t, newNode(t, "dgxa100"), nodeagent.Options{}), polls: make(chan struct{}, 64)}
+	src := &notifyingSource{inner: open(t, newNode(t, "dgxa100"), discovery.Options{}), polls: make(chan struct{}, 64)}
 	pub, err := nodeagent.NewPublisher(plainClient(t), nodeagent.PublisherOptions{NodeName: name, HeartbeatInterval: time.Minute, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
@@ -441,8 +410,8 @@ func TestPrefetchConcurrencyBounded(t *testing.T) {
 	second := newWeightsServer(t, "", true)
 	createNode(t, name, map[string]string{"pool": "bounded"})
 	sel := map[string]string{"pool": "bounded"}
-	mustCreate(t, newModel(ns, "a-first", first.URL+"/w.gguf", first.digest, sel))
-	mustCreate(t, newModel(ns, "b-second", second.URL+"/w.gguf", second.digest, sel))
+	mustCreate(t, testutil.MakeModel(ns, "a-first", first.URL+"/w.gguf", first.digest).Prefetch(sel).Obj())
+	mustCreate(t, testutil.MakeModel(ns, "b-second", second.URL+"/w.gguf", second.digest).Prefetch(sel).Obj())
 	dir := t.TempDir()
 	cm := newCacheManager(t, name, dir, clocktesting.NewFakeClock(start), func(o *nodeagent.CacheManagerOptions) { o.Concurrency = 1 })
 	ctx := context.Background()
@@ -486,13 +455,13 @@ func TestPrefetchCredentials(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hub"},
 		Data:       map[string][]byte{"token": []byte(token + "\n")},
 	})
-	withSecret := newModel(ns, "private", private.URL+"/w.gguf", private.digest, sel)
+	withSecret := testutil.MakeModel(ns, "private", private.URL+"/w.gguf", private.digest).Prefetch(sel).Obj()
 	withSecret.Spec.CredentialsSecretRef = &aivmv1alpha1.SecretKeyReference{Name: "hub"}
 	mustCreate(t, withSecret)
-	noSecret := newModel(ns, "nosecret", other.URL+"/w.gguf", other.digest, sel)
+	noSecret := testutil.MakeModel(ns, "nosecret", other.URL+"/w.gguf", other.digest).Prefetch(sel).Obj()
 	noSecret.Spec.CredentialsSecretRef = &aivmv1alpha1.SecretKeyReference{Name: "missing", Key: "token"}
 	mustCreate(t, noSecret)
-	wrongKey := newModel(ns, "wrongkey", other.URL+"/w.gguf", strings.Repeat("ab", 32), sel)
+	wrongKey := testutil.MakeModel(ns, "wrongkey", other.URL+"/w.gguf", strings.Repeat("ab", 32)).Prefetch(sel).Obj()
 	wrongKey.Spec.CredentialsSecretRef = &aivmv1alpha1.SecretKeyReference{Name: "hub", Key: "password"}
 	mustCreate(t, wrongKey)
 
@@ -595,7 +564,7 @@ func TestPrefetchCredentialsForbidden(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hub"},
 		Data:       map[string][]byte{"token": []byte(token)},
 	})
-	mod := newModel(ns, "private", srv.URL+"/w.gguf", srv.digest, map[string]string{"pool": "forbidden"})
+	mod := testutil.MakeModel(ns, "private", srv.URL+"/w.gguf", srv.digest).Prefetch(map[string]string{"pool": "forbidden"}).Obj()
 	mod.Spec.CredentialsSecretRef = &aivmv1alpha1.SecretKeyReference{Name: "hub", Key: "token"}
 	mustCreate(t, mod)
 
@@ -693,11 +662,11 @@ func TestCacheGCKeepsPinnedInUseAndPrefetched(t *testing.T) {
 		digests = append(digests, d)
 	}
 	pinnedD, prefetchedD, evictableD, inUseD, orphanD := digests[0], digests[1], digests[2], digests[3], digests[4]
-	pinned := newModel(ns, "pinned", "file://"+filepath.Join(src, "w0"), pinnedD, nil)
+	pinned := testutil.MakeModel(ns, "pinned", "file://"+filepath.Join(src, "w0"), pinnedD).Obj()
 	pinned.Spec.CachePolicy = aivmv1alpha1.CachePolicyPinned
 	mustCreate(t, pinned)
-	mustCreate(t, newModel(ns, "prefetched", "file://"+filepath.Join(src, "w1"), prefetchedD, map[string]string{"pool": "gc"}))
-	mustCreate(t, newModel(ns, "evictable", "file://"+filepath.Join(src, "w2"), evictableD, nil))
+	mustCreate(t, testutil.MakeModel(ns, "prefetched", "file://"+filepath.Join(src, "w1"), prefetchedD).Prefetch(map[string]string{"pool": "gc"}).Obj())
+	mustCreate(t, testutil.MakeModel(ns, "evictable", "file://"+filepath.Join(src, "w2"), evictableD).Obj())
 	pin, err := cache.Pin(inUseD) // a running job
 	if err != nil {
 		t.Fatal(err)
@@ -784,10 +753,10 @@ func TestPrefetchFailureReasons(t *testing.T) {
 	createNode(t, name, map[string]string{"pool": "reasons"})
 	sel := map[string]string{"pool": "reasons"}
 
-	wrongSize := newModel(ns, "wrong-size", srv.URL+"/w.gguf", srv.digest, sel)
+	wrongSize := testutil.MakeModel(ns, "wrong-size", srv.URL+"/w.gguf", srv.digest).Prefetch(sel).Obj()
 	wrongSize.Spec.SizeBytes = ptr(int64(len(srv.data) + 1))
 	mustCreate(t, wrongSize)
-	missing := newModel(ns, "missing", gone.URL+"/w.gguf?X-Amz-Signature="+signature, strings.Repeat("cd", 32), sel)
+	missing := testutil.MakeModel(ns, "missing", gone.URL+"/w.gguf?X-Amz-Signature="+signature, strings.Repeat("cd", 32)).Prefetch(sel).Obj()
 	mustCreate(t, missing)
 
 	cm := newCacheManager(t, name, t.TempDir(), clocktesting.NewFakeClock(start), nil)

@@ -20,6 +20,7 @@ import (
 	"fmt"
 
 	"github.com/aivm-dev/aivm-operator/nodeagent"
+	"github.com/aivm-dev/aivm-operator/nodeagent/discovery"
 	"github.com/aivm-dev/aivm-operator/nodeagent/simulate"
 )
 
@@ -29,7 +30,7 @@ func ExampleDiscoverer_Poll() {
 	if err != nil {
 		panic(err)
 	}
-	d, err := nodeagent.Open(sim, nodeagent.Options{})
+	d, err := discovery.Open(sim, discovery.Options{})
 	if err != nil {
 		panic(err)
 	}

@@ -14,16 +14,12 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-// Package nodeagent discovers the GPUs of one node through NVML, watches
-// their health through NVML events, scans the node-local model cache and
-// publishes the result as the node's GPUNode.
+// Package nodeagent polls a node's GPU inventory (an [InventorySource]:
+// NVML through package nodeagent/discovery, which alone needs cgo), scans
+// the node-local model cache and publishes the result as the node's
+// GPUNode. Package nodeagent/agent wires it to the API server.
 //
-// The discovery and health logic is plain Go over nvml.Interface, so the
-// go-nvml mock servers (see package simulate) stand in for real GPUs in
-// tests and in the dev environment.
-//
-// [Discoverer.WatchHealth] handles GPU health events as NVML reports them
-// and wakes the [Agent] ([AgentOptions.HealthChanged]), so a fault is
+// A GPU fault wakes the [Agent] ([AgentOptions.HealthChanged]), so it is
 // published at once rather than at the next poll.
 //
 // A [CacheManager] keeps the node-local model cache: it prefetches the

@@ -35,6 +35,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	aivmv1alpha1 "github.com/aivm-dev/aivm-operator/api/v1alpha1"
+	"github.com/aivm-dev/aivm-operator/internal/status"
 )
 
 // The node agent's permissions (config/node-agent/rbac).
@@ -116,16 +117,10 @@ func (p *Publisher) Publish(ctx context.Context, st aivmv1alpha1.GPUNodeStatus, 
 			return err
 		}
 	}
-	err := p.publishStatus(ctx, st, now)
-	if apierrors.IsConflict(err) {
-		// Another writer (the manager marking a missed heartbeat, a
-		// model cache report) changed the GPUNode since it was read:
-		// read it again and write on top of that.
-		if err = p.refresh(ctx, now); err == nil {
-			err = p.publishStatus(ctx, st, now)
-		}
-	}
-	if err != nil {
+	// Another writer (the manager marking a missed heartbeat) may have
+	// changed the GPUNode since it was read: publishStatus then writes on
+	// top of a fresh copy.
+	if err := p.publishStatus(ctx, st, now); err != nil {
 		return err
 	}
 	return p.publishLabels(ctx, labels)
@@ -203,9 +198,33 @@ func ownedBy(obj metav1.Object, uid types.UID) bool {
 	return false
 }
 
+// publishStatus writes st over the last GPUNode read, through the shared
+// status writer: the patch carries the resourceVersion it was computed from
+// (a merge patch from an outdated copy would leave out fields that copy and
+// the new status share, such as a Ready condition the manager has since
+// changed), and a Conflict is retried on a fresh copy.
 func (p *Publisher) publishStatus(ctx context.Context, st aivmv1alpha1.GPUNodeStatus, now time.Time) error {
-	cur := p.obj.Status
-	next := st.DeepCopy()
+	obj := p.obj.DeepCopy()
+	_, err := status.Update(ctx, p.c, p.c, obj, func(gn *aivmv1alpha1.GPUNode) error {
+		if next, write := p.nextStatus(gn, st, now); write {
+			gn.Status = *next
+		}
+		return nil
+	})
+	if err != nil {
+		p.obj = nil // read it again next time
+		return fmt.Errorf("gpunode %s: %w", p.nodeName, err)
+	}
+	p.obj = obj
+	return nil
+}
+
+// nextStatus is the status to write over gn's: st with the merged cache
+// errors, gn's conditions plus Ready, and a new heartbeat time. write is
+// false when the heartbeat is not due and nothing changed significantly.
+func (p *Publisher) nextStatus(gn *aivmv1alpha1.GPUNode, st aivmv1alpha1.GPUNodeStatus, now time.Time) (next *aivmv1alpha1.GPUNodeStatus, write bool) {
+	cur := gn.Status
+	next = st.DeepCopy()
 	next.ModelCacheErrors = mergeCacheErrors(cur.ModelCacheErrors, st.ModelCacheErrors, st.CachedModels)
 	next.Conditions = append([]metav1.Condition(nil), cur.Conditions...)
 	meta.SetStatusCondition(&next.Conditions, metav1.Condition{
@@ -213,27 +232,17 @@ func (p *Publisher) publishStatus(ctx context.Context, st aivmv1alpha1.GPUNodeSt
 		Status:             metav1.ConditionTrue,
 		Reason:             aivmv1alpha1.ReasonHeartbeat,
 		Message:            "The node agent reports the GPU inventory",
-		ObservedGeneration: p.obj.Generation,
+		ObservedGeneration: gn.Generation,
 		LastTransitionTime: metav1.NewTime(now),
 	})
 	next.HeartbeatTime = cur.HeartbeatTime
 
 	heartbeatDue := cur.HeartbeatTime == nil || now.Sub(cur.HeartbeatTime.Time) >= p.heartbeat
 	if !heartbeatDue && !significantChange(&cur, next) {
-		return nil
+		return nil, false
 	}
 	next.HeartbeatTime = &metav1.Time{Time: now}
-	obj := p.obj.DeepCopy()
-	obj.Status = *next
-	// The patch carries the resourceVersion it was computed from: a merge
-	// patch from an outdated copy would leave out fields that copy and the
-	// new status share (a Ready condition someone else has since changed).
-	if err := p.c.Status().Patch(ctx, obj, client.MergeFromWithOptions(p.obj, client.MergeFromWithOptimisticLock{})); err != nil {
-		p.obj = nil // read it again next time
-		return fmt.Errorf("patch gpunode %s status: %w", p.nodeName, err)
-	}
-	p.obj = obj
-	return nil
+	return next, true
 }
 
 // significantChange reports whether next differs from cur by more than

@@ -17,20 +17,13 @@ limitations under the License.
 package main
 
 import (
-	"bytes"
-	"errors"
-	"io"
 	"net/url"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/aivm-dev/aivm-operator/internal/testenv"
 )
@@ -42,31 +35,10 @@ const (
 	configPrefix    = "aivm-"
 )
 
-// configObjects decodes the objects of a kustomize base file by "Kind/name".
+// configObjects decodes the objects of a file under config/ by "Kind/name".
 func configObjects(t *testing.T, elem ...string) testenv.Chart {
 	t.Helper()
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(filepath.Join(append([]string{root, "config"}, elem...)...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	objs := testenv.Chart{}
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-	for {
-		u := &unstructured.Unstructured{}
-		if err := dec.Decode(&u.Object); err != nil {
-			if errors.Is(err, io.EOF) {
-				return objs
-			}
-			t.Fatalf("decode config/%s: %v", filepath.Join(elem...), err)
-		}
-		if len(u.Object) > 0 {
-			objs[u.GetKind()+"/"+u.GetName()] = u
-		}
-	}
+	return testenv.ConfigObjects(t, elem...)
 }
 
 // TestChartMatchesConfig: the chart (defaults) and config/ install the same

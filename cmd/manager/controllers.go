@@ -119,6 +119,10 @@ func setupControllers(mgr ctrl.Manager, opts options, ca controllers.CABundleSou
 	if err != nil {
 		return fmt.Errorf("model source checker: %w", err)
 	}
+	// Every field index the controllers list with, registered once.
+	if err := indexer.Setup(context.Background(), mgr.GetFieldIndexer()); err != nil {
+		return err
+	}
 	if err := controllers.NewModelReconciler(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetEventRecorder("model-controller"), checker,
 		controllers.WithSourceRecheck(opts.controllers.sourceRecheck, controllers.DefaultSourceRetryInterval),
 		controllers.WithSourceCheckTimeout(opts.controllers.sourceCheckTimeout),
@@ -126,7 +130,7 @@ func setupControllers(mgr ctrl.Manager, opts options, ca controllers.CABundleSou
 	).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the Model controller: %w", err)
 	}
-	if err := controllers.NewKernelReconciler(mgr.GetClient(), mgr.GetEventRecorder("kernel-controller")).SetupWithManager(mgr); err != nil {
+	if err := controllers.NewKernelReconciler(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetEventRecorder("kernel-controller")).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the Kernel controller: %w", err)
 	}
 	if err := controllers.NewGPUNodeGCReconciler(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetEventRecorder("gpunode-controller"),
@@ -135,9 +139,6 @@ func setupControllers(mgr ctrl.Manager, opts options, ca controllers.CABundleSou
 		return fmt.Errorf("set up the GPUNode controller: %w", err)
 	}
 	if _, err := reporter.Setup(mgr, opts.controllers.chain); err != nil {
-		return err
-	}
-	if err := indexer.Setup(context.Background(), mgr.GetFieldIndexer()); err != nil {
 		return err
 	}
 	binding, _ := controllers.ParseGPUBinding(opts.controllers.jobs.gpuBinding) // checked by validate

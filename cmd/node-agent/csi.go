@@ -17,12 +17,8 @@ limitations under the License.
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
-
-	"github.com/go-logr/logr"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/aivm-dev/aivm-operator/nodeagent/csi"
 )
@@ -52,36 +48,4 @@ func (o csiOptions) validate(modelCacheDir string) error {
 		return errors.New("--csi-endpoint needs --csi-state-dir")
 	}
 	return nil
-}
-
-// startCSI serves the CSI node plugin until ctx is done; done is closed
-// after it stopped. Models and their credentials Secrets are read through
-// reader, straight from the API server. It returns nil done when the
-// driver is off.
-func startCSI(ctx context.Context, o options, reader client.Reader, log logr.Logger) (done <-chan struct{}, err error) {
-	if o.csi.endpoint == "" {
-		return nil, nil
-	}
-	store, err := openWritableCache(o.modelCacheDir, log.WithName("cache"))
-	if err != nil {
-		return nil, err
-	}
-	fetcher, err := newFetcher(o, store, log)
-	if err != nil {
-		return nil, err
-	}
-	snapshots := csi.NewCacheSnapshots(ctx, fetcher, reader)
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		err := csi.Serve(ctx, csi.Options{
-			DriverOptions:   csi.DriverOptions{NodeID: o.nodeName, StateDir: o.csi.stateDir, Snapshots: snapshots, Log: log},
-			Endpoint:        o.csi.endpoint,
-			RegistrationDir: o.csi.registrationDir,
-		})
-		if err != nil {
-			log.Error(err, "CSI driver stopped; pods on this node cannot mount models")
-		}
-	}()
-	return finished, nil
 }

@@ -17,7 +17,9 @@ limitations under the License.
 // Command node-agent runs on every GPU node (a DaemonSet): it reads the GPUs
 // through NVML, watches their health, prefetches the Models selected for its
 // node into the node-local model cache, keeps that cache within its size
-// limit, and publishes the node's GPUNode and GPU labels.
+// limit, and publishes the node's GPUNode and GPU labels. It parses and
+// checks its flags, opens NVML (nodeagent/discovery) and runs the agent
+// (nodeagent/agent).
 package main
 
 import (
@@ -27,31 +29,21 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/go-logr/logr"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	toolscache "k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	aivmv1alpha1 "github.com/aivm-dev/aivm-operator/api/v1alpha1"
 	"github.com/aivm-dev/aivm-operator/artifact"
 	"github.com/aivm-dev/aivm-operator/nodeagent"
+	"github.com/aivm-dev/aivm-operator/nodeagent/agent"
+	"github.com/aivm-dev/aivm-operator/nodeagent/discovery"
 	"github.com/aivm-dev/aivm-operator/nodeagent/simulate"
 )
 
@@ -130,7 +122,7 @@ func run(ctx context.Context, o options, log logr.Logger, stdout io.Writer) erro
 	if err := o.validate(); err != nil {
 		return err
 	}
-	xids, err := nodeagent.NewXIDFilter(o.ignoreXIDs, o.criticalXIDs)
+	xids, err := discovery.NewXIDFilter(o.ignoreXIDs, o.criticalXIDs)
 	if err != nil {
 		return err
 	}
@@ -145,8 +137,8 @@ func run(ctx context.Context, o options, log logr.Logger, stdout io.Writer) erro
 		}
 		lib = sim
 	}
-	disc, err := nodeagent.Open(lib, nodeagent.Options{Log: log.WithName("nvml"), XIDs: &xids})
-	if errors.Is(err, nodeagent.ErrNVMLNotFound) {
+	disc, err := discovery.Open(lib, discovery.Options{Log: log.WithName("nvml"), XIDs: &xids})
+	if errors.Is(err, discovery.ErrNVMLNotFound) {
 		return errNoNVML
 	}
 	if err != nil {
@@ -176,89 +168,30 @@ func run(ctx context.Context, o options, log logr.Logger, stdout io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("load kubeconfig: %w", err)
 	}
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return err
+	if o.simulate != "" {
+		log.Info("Backing the agent with a simulated GPU node", "profile", o.simulate)
 	}
-	if err := aivmv1alpha1.AddToScheme(scheme); err != nil {
-		return err
-	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		return fmt.Errorf("create api client: %w", err)
-	}
-	pub, err := nodeagent.NewPublisher(c, nodeagent.PublisherOptions{
-		NodeName:          o.nodeName,
-		HeartbeatInterval: o.heartbeatInterval,
-		Log:               log.WithName("publisher"),
+	return agent.Run(ctx, agent.Options{
+		NodeName:             o.nodeName,
+		Source:               disc,
+		RestConfig:           cfg,
+		PollInterval:         o.pollInterval,
+		HeartbeatInterval:    o.heartbeatInterval,
+		ModelCacheDir:        o.modelCacheDir,
+		Prefetch:             o.prefetch,
+		ModelCacheMaxBytes:   o.modelCacheMaxBytes,
+		HFBaseURL:            o.hfBaseURL,
+		PrefetchConcurrency:  o.prefetchConcurrency,
+		ModelFileConcurrency: o.modelFileConcurrency,
+		CacheSyncInterval:    o.cacheSyncInterval,
+		MetricsAddr:          o.metricsAddr,
+		CSI: agent.CSIOptions{
+			Endpoint:        o.csi.endpoint,
+			StateDir:        o.csi.stateDir,
+			RegistrationDir: o.csi.registrationDir,
+		},
+		Log: log,
 	})
-	if err != nil {
-		return err
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics, err := nodeagent.NewMetrics(reg)
-	if err != nil {
-		return fmt.Errorf("register metrics: %w", err)
-	}
-	agentOpts := nodeagent.AgentOptions{
-		PollInterval:  o.pollInterval,
-		ModelCacheDir: o.modelCacheDir,
-		HealthChanged: disc.HealthChanged(),
-		Metrics:       metrics,
-		Log:           log.WithName("agent"),
-	}
-	if o.managesCache() {
-		cmCtx, cancel := context.WithCancel(ctx)
-		cm, cmDone, err := startCacheManager(cmCtx, o, cfg, scheme, c, metrics, log.WithName("model-cache"))
-		if err != nil {
-			cancel()
-			return err
-		}
-		// Stop it (waiting for its fetches to end) on any return.
-		defer func() { cancel(); <-cmDone }()
-		agentOpts.CacheErrors, agentOpts.Wake = cm, cm.Changed()
-	}
-	csiCtx, stopCSI := context.WithCancel(ctx)
-	csiDone, err := startCSI(csiCtx, o, c, log.WithName("csi"))
-	if err != nil {
-		stopCSI()
-		return err
-	}
-	defer func() {
-		stopCSI()
-		if csiDone != nil {
-			<-csiDone
-		}
-	}()
-	agent, err := nodeagent.NewAgent(disc, pub, agentOpts)
-	if err != nil {
-		return err
-	}
-	if o.metricsAddr != "0" && o.metricsAddr != "" {
-		addr, stop, err := serveMetrics(o.metricsAddr, reg, log)
-		if err != nil {
-			return err
-		}
-		defer stop()
-		log.Info("Serving metrics and health checks", "address", addr.String())
-	}
-	// The health watcher handles GPU faults as NVML reports them and wakes
-	// the agent to publish them. It is stopped (and waited for) on any
-	// return, before the deferred Close shuts NVML down.
-	watchCtx, stopWatch := context.WithCancel(ctx)
-	watchDone := make(chan struct{})
-	go func() {
-		defer close(watchDone)
-		if err := disc.WatchHealth(watchCtx); err != nil {
-			log.Error(err, "Watching GPU health events failed; faults show at the next poll")
-		}
-	}()
-	defer func() { stopWatch(); <-watchDone }()
-	log.Info("Node agent started", "node", o.nodeName, "pollInterval", o.pollInterval,
-		"heartbeatInterval", o.heartbeatInterval, "modelCacheDir", o.modelCacheDir, "simulate", o.simulate,
-		"prefetch", o.prefetch && o.modelCacheDir != "", "modelCacheMaxBytes", o.modelCacheMaxBytes)
-	return agent.Run(ctx)
 }
 
 // validate checks the intervals; the node name is checked once NVML is
@@ -290,138 +223,3 @@ func (o options) validate() error {
 
 // maxModelFileConcurrency bounds --model-file-concurrency.
 const maxModelFileConcurrency = 64
-
-// newFetcher returns the fetcher of the node's model cache, configured by
-// the flags.
-func newFetcher(o options, store *artifact.Cache, log logr.Logger) (*artifact.Fetcher, error) {
-	fetcher, err := artifact.NewFetcher(store, artifact.WithHFBaseURL(o.hfBaseURL),
-		artifact.WithFileConcurrency(o.modelFileConcurrency), artifact.WithLogger(log.WithName("fetch")))
-	if err != nil {
-		return nil, fmt.Errorf("model fetcher (--hf-base-url, --model-file-concurrency): %w", err)
-	}
-	return fetcher, nil
-}
-
-// managesCache reports whether the agent runs a cache manager.
-func (o options) managesCache() bool {
-	return o.modelCacheDir != "" && (o.prefetch || o.modelCacheMaxBytes > 0)
-}
-
-// startCacheManager builds the cache manager: Models come from a watch-fed
-// cache (a Model change triggers a sync), the Node and Secrets are read
-// directly. It returns once the Model cache has synced; the manager runs
-// until ctx is done and done is closed after it returned.
-func startCacheManager(ctx context.Context, o options, cfg *rest.Config, scheme *runtime.Scheme, direct client.Reader,
-	metrics *nodeagent.Metrics, log logr.Logger) (mgr *nodeagent.CacheManager, done <-chan struct{}, err error) {
-	store, err := openWritableCache(o.modelCacheDir, log.WithName("cache"))
-	if err != nil {
-		return nil, nil, err
-	}
-	fetcher, err := newFetcher(o, store, log)
-	if err != nil {
-		return nil, nil, err
-	}
-	models, err := cache.New(cfg, cache.Options{Scheme: scheme})
-	if err != nil {
-		return nil, nil, fmt.Errorf("create model cache client: %w", err)
-	}
-	mgr, err = nodeagent.NewCacheManager(nodeagent.CacheManagerOptions{
-		NodeName:    o.nodeName,
-		Models:      models,
-		APIReader:   direct,
-		Fetcher:     fetcher,
-		Prefetch:    o.prefetch,
-		MaxBytes:    o.modelCacheMaxBytes,
-		Concurrency: o.prefetchConcurrency,
-		Interval:    o.cacheSyncInterval,
-		Metrics:     metrics,
-		Log:         log,
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	inf, err := models.GetInformer(ctx, &aivmv1alpha1.Model{})
-	if err != nil {
-		return nil, nil, fmt.Errorf("watch models: %w", err)
-	}
-	// Spec changes and deletions matter; status updates (the Model
-	// controller writes them as nodes report) do not.
-	trigger := func() { mgr.Trigger() }
-	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc: func(any) { trigger() },
-		UpdateFunc: func(oldObj, newObj any) {
-			o, ok1 := oldObj.(*aivmv1alpha1.Model)
-			n, ok2 := newObj.(*aivmv1alpha1.Model)
-			if !ok1 || !ok2 || o.Generation != n.Generation || !o.DeletionTimestamp.Equal(n.DeletionTimestamp) {
-				trigger()
-			}
-		},
-		DeleteFunc: func(any) { trigger() },
-	}); err != nil {
-		return nil, nil, fmt.Errorf("watch models: %w", err)
-	}
-	cacheDone := make(chan error, 1)
-	go func() { cacheDone <- models.Start(ctx) }()
-	if !models.WaitForCacheSync(ctx) {
-		if err := <-cacheDone; err != nil {
-			return nil, nil, fmt.Errorf("watch models: %w", err)
-		}
-		return nil, nil, fmt.Errorf("watch models: %w", ctx.Err())
-	}
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		_ = mgr.Run(ctx)
-		if err := <-cacheDone; err != nil {
-			log.Error(err, "Model watch stopped")
-		}
-	}()
-	return mgr, finished, nil
-}
-
-// openWritableCache opens the model cache and checks that the agent can
-// write to it, so a read-only mount fails at start with a line saying what
-// to change, not at the first fetch.
-func openWritableCache(dir string, log logr.Logger) (*artifact.Cache, error) {
-	hint := "mount the model cache read-write, or pass --prefetch=false and --model-cache-max-bytes=0"
-	store, err := artifact.OpenCache(dir, artifact.WithCacheLogger(log))
-	if err != nil {
-		return nil, fmt.Errorf("open model cache %s (%s): %w", dir, hint, err)
-	}
-	f, err := os.CreateTemp(filepath.Join(store.Dir(), "tmp"), ".write-check-*")
-	if err != nil {
-		return nil, fmt.Errorf("model cache %s is not writable (%s): %w", dir, hint, err)
-	}
-	name := f.Name()
-	_ = f.Close()
-	if err := os.Remove(name); err != nil {
-		return nil, fmt.Errorf("model cache %s: remove write check: %w", dir, err)
-	}
-	return store, nil
-}
-
-// serveMetrics serves the registry's metrics and health endpoints on addr
-// and returns the address it listens on and a function that stops the
-// server.
-func serveMetrics(addr string, reg *prometheus.Registry, log logr.Logger) (net.Addr, func(), error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, nil, fmt.Errorf("listen on %s for metrics: %w", addr, err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	ok := func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) }
-	mux.HandleFunc("/healthz", ok)
-	mux.HandleFunc("/readyz", ok)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error(err, "Metrics server stopped")
-		}
-	}()
-	return ln.Addr(), func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	}, nil
-}

@@ -29,15 +29,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
-	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/testr"
-	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -46,7 +43,7 @@ import (
 
 	aivmv1alpha1 "github.com/aivm-dev/aivm-operator/api/v1alpha1"
 	"github.com/aivm-dev/aivm-operator/internal/testenv"
-	"github.com/aivm-dev/aivm-operator/nodeagent"
+	"github.com/aivm-dev/aivm-operator/internal/testutil"
 	"github.com/aivm-dev/aivm-operator/nodeagent/simulate"
 )
 
@@ -228,92 +225,8 @@ func TestRunPublishesGPUFaultAtOnce(t *testing.T) {
 	}
 }
 
-func TestUnusableCacheFailsClearly(t *testing.T) {
-	// A path under a regular file cannot become a directory, even for root.
-	file := filepath.Join(t.TempDir(), "file")
-	if err := os.WriteFile(file, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	_, err := openWritableCache(filepath.Join(file, "models"), logr.Discard())
-	if err == nil || !strings.Contains(err.Error(), "read-write") || !strings.Contains(err.Error(), "--prefetch=false") {
-		t.Errorf("error = %v, want one saying to mount the cache read-write or disable prefetch", err)
-	}
-}
-
-func TestReadOnlyCacheFailsClearly(t *testing.T) {
-	dir := t.TempDir()
-	// The cache's directories exist (runtime pods made them); only writing fails.
-	for _, sub := range []string{"sha256", "tmp", "locks"} {
-		if err := os.Mkdir(filepath.Join(dir, sub), 0o555); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.Chmod(dir, 0o555); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = os.Chmod(dir, 0o755)
-		_ = os.Chmod(filepath.Join(dir, "tmp"), 0o755)
-	})
-	if f, err := os.Create(filepath.Join(dir, "tmp", "probe")); err == nil {
-		_ = f.Close()
-		t.Skip("running as a user who can write to a read-only directory")
-	}
-	_, err := openWritableCache(dir, logr.Discard())
-	if err == nil || !strings.Contains(err.Error(), "read-write") || !strings.Contains(err.Error(), "--prefetch=false") {
-		t.Errorf("error = %v, want one saying to mount the cache read-write or disable prefetch", err)
-	}
-}
-
-func TestMetricsAndHealthEndpoints(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	if _, err := nodeagent.NewMetrics(reg); err != nil {
-		t.Fatal(err)
-	}
-	addr, stop, err := serveMetrics("127.0.0.1:0", reg, logr.Discard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
-	for path, want := range map[string]string{
-		"/healthz": "ok",
-		"/readyz":  "ok",
-		"/metrics": "aivm_node_agent_model_cache_evictions_total",
-	} {
-		resp, err := http.Get("http://" + addr.String() + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
-			t.Errorf("GET %s = %d %q, want 200 with %q", path, resp.StatusCode, truncateBody(body), want)
-		}
-	}
-}
-
-func truncateBody(b []byte) string {
-	if len(b) > 200 {
-		return string(b[:200]) + "..."
-	}
-	return string(b)
-}
-
-// eventually polls fn until it returns nil, failing the test with its last
-// error after 30 s.
+// eventually is testutil.Eventually.
 func eventually(t *testing.T, fn func() error) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	tick := time.NewTicker(25 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within 30s: %v", err)
-		}
-		<-tick.C
-	}
+	testutil.Eventually(t, fn)
 }

@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
+	"github.com/aivm-dev/aivm-operator/internal/modeldigest"
 )
 
 const (
@@ -35,6 +36,18 @@ const (
 	// that have no outcome yet, so a Node or GPUNode fault reaches the jobs
 	// running there.
 	JobActiveNode = "status.placements.activeNode"
+	// KernelModelRef indexes Kernels by spec.modelRef.name, so a Model
+	// change reaches the Kernels that reference it.
+	KernelModelRef = "spec.modelRef.name"
+	// ModelDigest indexes Models by their modelDigest, computed from the
+	// spec (internal/modeldigest): for a single file its sha256.
+	ModelDigest = "spec.modelDigest"
+	// GPUNodeCachedModel indexes GPUNodes by each digest in
+	// status.cachedModels.
+	GPUNodeCachedModel = "status.cachedModels"
+	// GPUNodeCacheError indexes GPUNodes by the digest of each entry in
+	// status.modelCacheErrors.
+	GPUNodeCacheError = "status.modelCacheErrors.digest"
 )
 
 // Setup registers every index with fi (the manager's field indexer). Call
@@ -46,7 +59,44 @@ func Setup(ctx context.Context, fi client.FieldIndexer) error {
 	if err := fi.IndexField(ctx, &v1alpha1.InferenceJob{}, JobActiveNode, jobActiveNodes); err != nil {
 		return fmt.Errorf("index inferencejobs by %s: %w", JobActiveNode, err)
 	}
+	if err := fi.IndexField(ctx, &v1alpha1.Kernel{}, KernelModelRef, kernelModelRef); err != nil {
+		return fmt.Errorf("index kernels by %s: %w", KernelModelRef, err)
+	}
+	if err := fi.IndexField(ctx, &v1alpha1.Model{}, ModelDigest, modelDigest); err != nil {
+		return fmt.Errorf("index models by %s: %w", ModelDigest, err)
+	}
+	if err := fi.IndexField(ctx, &v1alpha1.GPUNode{}, GPUNodeCachedModel, gpuNodeCachedModels); err != nil {
+		return fmt.Errorf("index gpunodes by %s: %w", GPUNodeCachedModel, err)
+	}
+	if err := fi.IndexField(ctx, &v1alpha1.GPUNode{}, GPUNodeCacheError, gpuNodeCacheErrors); err != nil {
+		return fmt.Errorf("index gpunodes by %s: %w", GPUNodeCacheError, err)
+	}
 	return nil
+}
+
+func kernelModelRef(o client.Object) []string {
+	return []string{o.(*v1alpha1.Kernel).Spec.ModelRef.Name}
+}
+
+// modelDigest returns the Model's digest, or none when its spec is invalid.
+func modelDigest(o client.Object) []string {
+	d, err := modeldigest.Of(&o.(*v1alpha1.Model).Spec)
+	if err != nil {
+		return nil
+	}
+	return []string{d}
+}
+
+func gpuNodeCachedModels(o client.Object) []string {
+	return o.(*v1alpha1.GPUNode).Status.CachedModels
+}
+
+func gpuNodeCacheErrors(o client.Object) []string {
+	var out []string
+	for _, e := range o.(*v1alpha1.GPUNode).Status.ModelCacheErrors {
+		out = append(out, e.Digest)
+	}
+	return out
 }
 
 func jobKernelRef(o client.Object) []string {

@@ -25,6 +25,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aivm-dev/aivm-operator/internal/testutil"
+
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
 	corev1 "k8s.io/api/core/v1"
@@ -212,19 +214,8 @@ func newNamespace(t *testing.T) string {
 	return ns.Name
 }
 
-// eventually polls fn until it returns nil, failing the test with its last
-// error after eventuallyTimeout.
+// eventually is testutil.Eventually.
 func eventually(t *testing.T, fn func() error) {
 	t.Helper()
-	deadline := time.Now().Add(eventuallyTimeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met after %s: %v", eventuallyTimeout, err)
-		}
-		time.Sleep(eventuallyPoll)
-	}
+	testutil.Eventually(t, fn)
 }

@@ -23,10 +23,8 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
+	"github.com/aivm-dev/aivm-operator/internal/testutil"
 
-	aivmv1alpha1 "github.com/aivm-dev/aivm-operator/api/v1alpha1"
 	"github.com/aivm-dev/aivm-operator/runtime-image/envelope"
 )
 
@@ -44,10 +42,7 @@ func BenchmarkAcceptedResults(b *testing.B) {
 	}
 	posts := make([]post, b.N)
 	for i := range posts {
-		j := &aivmv1alpha1.InferenceJob{
-			ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: fmt.Sprintf("bench-%d", i)},
-			Spec:       aivmv1alpha1.InferenceJobSpec{KernelRef: aivmv1alpha1.LocalObjectReference{Name: "k"}, Input: aivmv1alpha1.JobInput{Text: ptr.To("hello")}},
-		}
+		j := testutil.MakeInferenceJob(f.ns, fmt.Sprintf("bench-%d", i), "k", "hello").Obj()
 		mustCreate(b, j)
 		g := &fixture{t: b, ns: f.ns, job: j}
 		g.place(1, 0)

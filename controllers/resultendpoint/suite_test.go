@@ -32,6 +32,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aivm-dev/aivm-operator/internal/testutil"
+
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -190,10 +192,7 @@ func newFixture(t testing.TB, change func(*aivmv1alpha1.InferenceJob)) *fixture 
 	f := &fixture{t: t, ns: newNamespace(t)}
 	mustCreate(t, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: controllers.RuntimeServiceAccount}})
 	f.kernel("k", 1)
-	f.job = &aivmv1alpha1.InferenceJob{
-		ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "story"},
-		Spec:       aivmv1alpha1.InferenceJobSpec{KernelRef: aivmv1alpha1.LocalObjectReference{Name: "k"}, Input: aivmv1alpha1.JobInput{Text: ptr.To("hello")}},
-	}
+	f.job = testutil.MakeInferenceJob(f.ns, "story", "k", "hello").Obj()
 	if change != nil {
 		change(f.job)
 	}

@@ -87,6 +87,16 @@ type EventRule struct {
 	// NormalWhenFalse lists types whose False status is expected progress
 	// (for example Scheduled=False while queued), reported as Normal.
 	NormalWhenFalse []string
+	// OnlyTrue lists types that produce an event only when they become
+	// True (a Model's Verified: its other states show through Ready).
+	OnlyTrue []string
+	// TrueOnRecovery lists types whose True produces an event only when it
+	// follows False or Unknown: not when first set, nor when only the
+	// reason of a True condition changed.
+	TrueOnRecovery []string
+	// TrueReason, when set, is the reason of every event for a True
+	// condition, whatever the condition's own reason.
+	TrueReason string
 	// Action is the event's action (for example "Reconcile").
 	Action string
 	// QuietReasons are reasons whose transitions produce no event: steps
@@ -97,10 +107,11 @@ type EventRule struct {
 }
 
 // RecordTransitions emits one event per condition in rule.Types whose
-// status or reason differs between before and after: reason = the new
-// condition's reason, note = its message. True is Normal; False and Unknown
-// are Warning unless listed in NormalWhenFalse. Call it after the status
-// was saved, so an event never names a state that did not land.
+// status or reason differs between before and after (narrowed by OnlyTrue
+// and TrueOnRecovery): reason = the new condition's reason (or TrueReason),
+// note = its message. True is Normal; False and Unknown are Warning unless
+// listed in NormalWhenFalse. Call it after the status was saved, so an
+// event never names a state that did not land.
 func RecordTransitions(rec events.EventRecorder, obj runtime.Object, before, after []metav1.Condition, rule EventRule) {
 	if rec == nil {
 		return
@@ -114,17 +125,29 @@ func RecordTransitions(rec events.EventRecorder, obj runtime.Object, before, aft
 		if n == nil {
 			continue
 		}
-		if o := meta.FindStatusCondition(before, t); o != nil && o.Status == n.Status && o.Reason == n.Reason {
+		o := meta.FindStatusCondition(before, t)
+		if o != nil && o.Status == n.Status && o.Reason == n.Reason {
 			continue
 		}
-		typ := corev1.EventTypeNormal
-		if n.Status != metav1.ConditionTrue && !contains(rule.NormalWhenFalse, t) {
+		wasTrue := o != nil && o.Status == metav1.ConditionTrue
+		isTrue := n.Status == metav1.ConditionTrue
+		switch {
+		case contains(rule.OnlyTrue, t) && (!isTrue || wasTrue):
+			continue
+		case contains(rule.TrueOnRecovery, t) && isTrue && (o == nil || wasTrue):
+			continue
+		}
+		typ, reason := corev1.EventTypeNormal, n.Reason
+		if isTrue && rule.TrueReason != "" {
+			reason = rule.TrueReason
+		}
+		if !isTrue && !contains(rule.NormalWhenFalse, t) {
 			typ = corev1.EventTypeWarning
 		}
 		if typ == corev1.EventTypeNormal && contains(rule.QuietReasons, n.Reason) {
 			continue
 		}
-		rec.Eventf(obj, nil, typ, n.Reason, action, "%s", n.Message)
+		rec.Eventf(obj, nil, typ, reason, action, "%s", n.Message)
 	}
 }
 

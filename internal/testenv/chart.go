@@ -102,3 +102,32 @@ func (c Chart) Object(t testing.TB, key string, into any) {
 		t.Fatalf("convert %s: %v", key, err)
 	}
 }
+
+// ConfigObjects decodes the objects of one file under config/ (a kustomize
+// base, before kustomize names and places them) by "Kind/name".
+func ConfigObjects(t testing.TB, elem ...string) Chart {
+	t.Helper()
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := filepath.Join(elem...)
+	data, err := os.ReadFile(filepath.Join(root, "config", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs := Chart{}
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	for {
+		u := &unstructured.Unstructured{}
+		if err := dec.Decode(&u.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				return objs
+			}
+			t.Fatalf("decode config/%s: %v", name, err)
+		}
+		if len(u.Object) > 0 {
+			objs[u.GetKind()+"/"+u.GetName()] = u
+		}
+	}
+}

@@ -32,6 +32,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aivm-dev/aivm-operator/internal/testutil"
+
 	csipb "github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/go-logr/logr/testr"
 	"golang.org/x/sys/unix"
@@ -40,7 +42,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -135,10 +136,7 @@ func newNamespace(t *testing.T) string {
 // newModel creates a single-file Model.
 func newModel(t *testing.T, ns, name, uri, digest string, mutate ...func(*v1alpha1.Model)) *v1alpha1.Model {
 	t.Helper()
-	m := &v1alpha1.Model{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec:       v1alpha1.ModelSpec{URI: uri, SHA256: digest, GPUMemory: resource.MustParse("1Gi")},
-	}
+	m := testutil.MakeModel(ns, name, uri, digest).GPUMemory("1Gi").Obj()
 	for _, f := range mutate {
 		f(m)
 	}

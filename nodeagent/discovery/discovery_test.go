@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package nodeagent_test
+package discovery_test
 
 import (
 	"context"
@@ -33,11 +33,16 @@ import (
 	"github.com/google/go-cmp/cmp"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/aivm-dev/aivm-operator/internal/testutil"
 	"github.com/aivm-dev/aivm-operator/nodeagent"
+	"github.com/aivm-dev/aivm-operator/nodeagent/discovery"
 	"github.com/aivm-dev/aivm-operator/nodeagent/simulate"
 )
 
 const mib = 1 << 20
+
+// start is the fake clocks' start time.
+var start = time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
 
 func newNode(t testing.TB, profile string, opts ...simulate.Option) *simulate.Node {
 	t.Helper()
@@ -48,9 +53,9 @@ func newNode(t testing.TB, profile string, opts ...simulate.Option) *simulate.No
 	return n
 }
 
-func open(t testing.TB, lib nvml.Interface, opts nodeagent.Options) *nodeagent.Discoverer {
+func open(t testing.TB, lib nvml.Interface, opts discovery.Options) *discovery.Discoverer {
 	t.Helper()
-	d, err := nodeagent.Open(lib, opts)
+	d, err := discovery.Open(lib, opts)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -60,7 +65,7 @@ func open(t testing.TB, lib nvml.Interface, opts nodeagent.Options) *nodeagent.D
 
 func TestInventoryDGXA100(t *testing.T) {
 	n := newNode(t, "dgxa100")
-	d := open(t, n, nodeagent.Options{})
+	d := open(t, n, discovery.Options{})
 	inv := d.Poll()
 
 	want := nodeagent.Inventory{
@@ -114,7 +119,7 @@ func TestInventoryProfiles(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.profile, func(t *testing.T) {
 			n := newNode(t, tt.profile)
-			inv := open(t, n, nodeagent.Options{}).Poll()
+			inv := open(t, n, discovery.Options{}).Poll()
 			if len(inv.GPUs) != 8 {
 				t.Fatalf("got %d GPUs, want 8", len(inv.GPUs))
 			}
@@ -151,7 +156,7 @@ func TestSimulateSeedGivesStableDistinctUUIDs(t *testing.T) {
 
 func TestMIGDevicesAppearWhenMIGIsOn(t *testing.T) {
 	n := newNode(t, "dgxa100")
-	d := open(t, n, nodeagent.Options{})
+	d := open(t, n, discovery.Options{})
 	if inv := d.Poll(); len(inv.GPUs[2].MIGDevices) != 0 || inv.GPUs[2].MIGMode != nodeagent.MIGDisabled {
 		t.Fatalf("before MIG: GPU 2 mode %s with %d MIG devices", inv.GPUs[2].MIGMode, len(inv.GPUs[2].MIGDevices))
 	}
@@ -222,7 +227,7 @@ func TestMIGProfileName(t *testing.T) {
 		{1, 0, 5000, 0, "1g.5gb"},
 	}
 	for _, tt := range tests {
-		if got := nodeagent.MIGProfileName(tt.gi, tt.ci, tt.memMiB, tt.parentMiB*mib); got != tt.want {
+		if got := discovery.MIGProfileName(tt.gi, tt.ci, tt.memMiB, tt.parentMiB*mib); got != tt.want {
 			t.Errorf("MIGProfileName(%d, %d, %d, %d MiB) = %q, want %q", tt.gi, tt.ci, tt.memMiB, tt.parentMiB, got, tt.want)
 		}
 	}
@@ -253,7 +258,7 @@ func allHealthy(n int, except map[int]string) map[int]string {
 
 func TestXIDEventMarksExactlyThatGPU(t *testing.T) {
 	n := newNode(t, "dgxh100")
-	d := open(t, n, nodeagent.Options{})
+	d := open(t, n, discovery.Options{})
 	n.InjectXID(3, 79)
 	want := allHealthy(8, map[int]string{3: "Unhealthy: XID 79: GPU has fallen off the bus"})
 	if diff := cmp.Diff(want, healthOf(d.Poll())); diff != "" {
@@ -283,12 +288,12 @@ func TestXIDFiltering(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f, err := nodeagent.NewXIDFilter(tt.ignore, tt.enable)
+			f, err := discovery.NewXIDFilter(tt.ignore, tt.enable)
 			if err != nil {
 				t.Fatal(err)
 			}
 			n := newNode(t, "dgxa100")
-			d := open(t, n, nodeagent.Options{XIDs: &f})
+			d := open(t, n, discovery.Options{XIDs: &f})
 			n.InjectXID(6, tt.xid)
 			g := d.Poll().GPUs[6]
 			if got := g.Health == nodeagent.HealthUnhealthy; got != tt.wantUnhealthy {
@@ -303,11 +308,11 @@ func TestXIDFiltering(t *testing.T) {
 
 func TestNewXIDFilterRejectsGarbage(t *testing.T) {
 	for _, in := range [][2]string{{"13,abc", ""}, {"", "-1"}, {"", "all"}, {"1.5", ""}} {
-		if _, err := nodeagent.NewXIDFilter(in[0], in[1]); err == nil {
+		if _, err := discovery.NewXIDFilter(in[0], in[1]); err == nil {
 			t.Errorf("NewXIDFilter(%q, %q) succeeded, want an error", in[0], in[1])
 		}
 	}
-	f, err := nodeagent.NewXIDFilter(" 48 ,,", "13")
+	f, err := discovery.NewXIDFilter(" 48 ,,", "13")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,7 +323,7 @@ func TestNewXIDFilterRejectsGarbage(t *testing.T) {
 
 func TestDoubleBitECCMarksGPUUnhealthy(t *testing.T) {
 	n := newNode(t, "dgxa100")
-	d := open(t, n, nodeagent.Options{})
+	d := open(t, n, discovery.Options{})
 	n.InjectDoubleBitECC(1)
 	want := allHealthy(8, map[int]string{1: "Unhealthy: ECC double-bit error"})
 	if diff := cmp.Diff(want, healthOf(d.Poll())); diff != "" {
@@ -328,7 +333,7 @@ func TestDoubleBitECCMarksGPUUnhealthy(t *testing.T) {
 
 func TestMIGScopedEventNamesTheInstance(t *testing.T) {
 	n := newNode(t, "dgxa100")
-	d := open(t, n, nodeagent.Options{})
+	d := open(t, n, discovery.Options{})
 	n.InjectEvent(nvml.EventData{Device: n.Device(4), EventType: nvml.EventTypeXidCriticalError, EventData: 94, GpuInstanceId: 2, ComputeInstanceId: 0})
 	g := d.Poll().GPUs[4]
 	if g.Health != nodeagent.HealthUnhealthy || g.HealthReason != "XID 94: contained ECC error (MIG GPU instance 2, compute instance 0)" {
@@ -338,7 +343,7 @@ func TestMIGScopedEventNamesTheInstance(t *testing.T) {
 
 func TestEventOnUnknownDeviceMarksAllGPUs(t *testing.T) {
 	n := newNode(t, "dgxa100")
-	d := open(t, n, nodeagent.Options{})
+	d := open(t, n, discovery.Options{})
 	stranger := &mock.Device{GetUUIDFunc: func() (string, nvml.Return) { return "", nvml.ERROR_UNKNOWN }}
 	n.InjectEvent(nvml.EventData{Device: stranger, EventType: nvml.EventTypeXidCriticalError, EventData: 79, GpuInstanceId: 0xFFFFFFFF, ComputeInstanceId: 0xFFFFFFFF})
 	for _, g := range d.Poll().GPUs {
@@ -350,7 +355,7 @@ func TestEventOnUnknownDeviceMarksAllGPUs(t *testing.T) {
 
 func TestNVMLErrorOnOneDeviceDoesNotHideOthers(t *testing.T) {
 	n := newNode(t, "dgxa100")
-	d := open(t, n, nodeagent.Options{})
+	d := open(t, n, discovery.Options{})
 	healthyMem := n.Device(5).GetMemoryInfoFunc
 	n.Device(5).GetMemoryInfoFunc = func() (nvml.Memory, nvml.Return) { return nvml.Memory{}, nvml.ERROR_UNKNOWN }
 
@@ -384,7 +389,7 @@ func TestNVMLErrorOnOneDeviceDoesNotHideOthers(t *testing.T) {
 
 func TestUnimplementedNVMLCallOnOneDeviceDoesNotHideOthers(t *testing.T) {
 	n := newNode(t, "dgxa100")
-	d := open(t, n, nodeagent.Options{})
+	d := open(t, n, discovery.Options{})
 	n.Device(1).GetTemperatureFunc = nil // the mock panics on a nil function
 	inv := d.Poll()
 	want := allHealthy(8, map[int]string{1: "Unhealthy: NVML call failed: Device.GetTemperatureFunc: method is nil but Device.GetTemperature was just called"})
@@ -395,7 +400,7 @@ func TestUnimplementedNVMLCallOnOneDeviceDoesNotHideOthers(t *testing.T) {
 
 func TestGPUThatFallsOffTheBusStaysListedUnhealthy(t *testing.T) {
 	n := newNode(t, "dgxb200")
-	d := open(t, n, nodeagent.Options{})
+	d := open(t, n, discovery.Options{})
 	n.InjectXID(4, 79)
 	n.Detach(4)
 	inv := d.Poll()
@@ -422,7 +427,7 @@ func TestGPUThatFallsOffTheBusStaysListedUnhealthy(t *testing.T) {
 
 func TestQueryLostErrorKeepsTheFault(t *testing.T) {
 	n := newNode(t, "dgxa100")
-	d := open(t, n, nodeagent.Options{})
+	d := open(t, n, discovery.Options{})
 	n.InjectXID(2, 79)
 	healthyMem := n.Device(2).GetMemoryInfoFunc
 	n.Device(2).GetMemoryInfoFunc = func() (nvml.Memory, nvml.Return) { return nvml.Memory{}, nvml.ERROR_GPU_IS_LOST }
@@ -441,7 +446,7 @@ func TestQueryLostErrorKeepsTheFault(t *testing.T) {
 func TestGPULostBeforeStartIsListed(t *testing.T) {
 	n := newNode(t, "dgxa100")
 	n.Detach(7)
-	inv := open(t, n, nodeagent.Options{}).Poll()
+	inv := open(t, n, discovery.Options{}).Poll()
 	if len(inv.GPUs) != 8 {
 		t.Fatalf("got %d GPUs, want 8", len(inv.GPUs))
 	}
@@ -454,7 +459,7 @@ func TestGPULostBeforeStartIsListed(t *testing.T) {
 func TestEventsUnsupportedMeansUnknownHealth(t *testing.T) {
 	n := newNode(t, "dgxa100")
 	n.Device(0).GetSupportedEventTypesFunc = func() (uint64, nvml.Return) { return 0, nvml.ERROR_NOT_SUPPORTED }
-	inv := open(t, n, nodeagent.Options{}).Poll()
+	inv := open(t, n, discovery.Options{}).Poll()
 	if g := inv.GPUs[0]; g.Health != nodeagent.HealthUnknown || !strings.Contains(g.HealthReason, "ERROR_NOT_SUPPORTED") {
 		t.Errorf("GPU 0 = %s %q, want Unknown naming the error", g.Health, g.HealthReason)
 	}
@@ -468,7 +473,7 @@ func TestTelemetry(t *testing.T) {
 	n.SetUtilization(2, 87, 40)
 	n.SetTemperature(2, 71)
 	n.SetMemoryUsed(2, 100*mib)
-	g := open(t, n, nodeagent.Options{}).Poll().GPUs[2]
+	g := open(t, n, discovery.Options{}).Poll().GPUs[2]
 	if *g.UtilizationPercent != 87 || *g.MemoryUtilizationPercent != 40 || *g.TemperatureCelsius != 71 ||
 		g.MemoryUsed != 100*mib || g.MemoryFree != g.MemoryTotal-100*mib {
 		t.Errorf("GPU 2 telemetry = util %d mem %d temp %d used %d free %d",
@@ -479,7 +484,7 @@ func TestTelemetry(t *testing.T) {
 func TestUnsupportedTelemetryIsOmittedNotAnError(t *testing.T) {
 	n := newNode(t, "dgxa100")
 	n.Device(0).GetUtilizationRatesFunc = func() (nvml.Utilization, nvml.Return) { return nvml.Utilization{}, nvml.ERROR_NOT_SUPPORTED }
-	inv := open(t, n, nodeagent.Options{}).Poll()
+	inv := open(t, n, discovery.Options{}).Poll()
 	if g := inv.GPUs[0]; g.UtilizationPercent != nil || g.Health != nodeagent.HealthHealthy || inv.CallErrors != 0 {
 		t.Errorf("GPU 0 utilization %v health %s, %d call errors", g.UtilizationPercent, g.Health, inv.CallErrors)
 	}
@@ -487,11 +492,11 @@ func TestUnsupportedTelemetryIsOmittedNotAnError(t *testing.T) {
 
 func TestOpenWithoutNVMLLibrary(t *testing.T) {
 	lib := &mock.Interface{InitFunc: func() nvml.Return { return nvml.ERROR_LIBRARY_NOT_FOUND }}
-	if _, err := nodeagent.Open(lib, nodeagent.Options{}); !errors.Is(err, nodeagent.ErrNVMLNotFound) {
+	if _, err := discovery.Open(lib, discovery.Options{}); !errors.Is(err, discovery.ErrNVMLNotFound) {
 		t.Fatalf("Open error = %v, want ErrNVMLNotFound", err)
 	}
 	lib.InitFunc = func() nvml.Return { return nvml.ERROR_DRIVER_NOT_LOADED }
-	if _, err := nodeagent.Open(lib, nodeagent.Options{}); err == nil || errors.Is(err, nodeagent.ErrNVMLNotFound) || !errors.Is(err, nvml.ERROR_DRIVER_NOT_LOADED) {
+	if _, err := discovery.Open(lib, discovery.Options{}); err == nil || errors.Is(err, discovery.ErrNVMLNotFound) || !errors.Is(err, nvml.ERROR_DRIVER_NOT_LOADED) {
 		t.Fatalf("Open error = %v, want the driver error", err)
 	}
 }
@@ -500,8 +505,8 @@ func TestOpenWithoutNVMLLibrary(t *testing.T) {
 // without the NVIDIA driver (ErrNVMLNotFound) it skips, saying so. Any other
 // error fails.
 func TestRealNVML(t *testing.T) {
-	d, err := nodeagent.Open(nvml.New(), nodeagent.Options{})
-	if errors.Is(err, nodeagent.ErrNVMLNotFound) {
+	d, err := discovery.Open(nvml.New(), discovery.Options{})
+	if errors.Is(err, discovery.ErrNVMLNotFound) {
 		t.Skipf("no NVML on this machine (%v): nothing real to discover", err)
 	}
 	if err != nil {
@@ -526,7 +531,7 @@ func TestCloseShutsDownOnce(t *testing.T) {
 	n := newNode(t, "dgxa100")
 	shutdowns := 0
 	n.ShutdownFunc = func() nvml.Return { shutdowns++; return nvml.SUCCESS }
-	d, err := nodeagent.Open(n, nodeagent.Options{})
+	d, err := discovery.Open(n, discovery.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -546,6 +551,12 @@ func TestCloseShutsDownOnce(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
+// eventually is testutil.Eventually.
+func eventually(t testing.TB, fn func() error) {
+	t.Helper()
+	testutil.Eventually(t, fn)
+}
+
 // healthWatch is a WatchHealth running on its own goroutine.
 type healthWatch struct {
 	cancel context.CancelFunc
@@ -554,7 +565,7 @@ type healthWatch struct {
 }
 
 // startWatch runs d.WatchHealth until stop or the end of the test.
-func startWatch(t *testing.T, d *nodeagent.Discoverer) *healthWatch {
+func startWatch(t *testing.T, d *discovery.Discoverer) *healthWatch {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &healthWatch{cancel: cancel, done: make(chan struct{})}
@@ -591,7 +602,7 @@ func waitHandled(t *testing.T, n *simulate.Node) {
 	})
 }
 
-func noHealthChange(t *testing.T, d *nodeagent.Discoverer, after string) {
+func noHealthChange(t *testing.T, d *discovery.Discoverer, after string) {
 	t.Helper()
 	select {
 	case <-d.HealthChanged():
@@ -602,7 +613,7 @@ func noHealthChange(t *testing.T, d *nodeagent.Discoverer, after string) {
 
 func TestWatchHealthHandlesEventsAsTheyCome(t *testing.T) {
 	n := newNode(t, "dgxh100")
-	d := open(t, n, nodeagent.Options{})
+	d := open(t, n, discovery.Options{})
 	startWatch(t, d)
 	waitHandled(t, n)
 
@@ -638,7 +649,7 @@ func TestWatchHealthHandlesEventsAsTheyCome(t *testing.T) {
 
 func TestWatchHealthStopsWithItsContext(t *testing.T) {
 	n := newNode(t, "dgxa100")
-	d := open(t, n, nodeagent.Options{})
+	d := open(t, n, discovery.Options{})
 	w := startWatch(t, d)
 	waitHandled(t, n)
 	if err := d.WatchHealth(context.Background()); err == nil || !strings.Contains(err.Error(), "already watched") {
@@ -690,7 +701,7 @@ func TestCloseStopsWatchHealth(t *testing.T) {
 			},
 		}, ret
 	}
-	d := open(t, n, nodeagent.Options{})
+	d := open(t, n, discovery.Options{})
 	w := startWatch(t, d)
 	waitHandled(t, n)
 	if err := d.Close(); err != nil {
@@ -752,7 +763,7 @@ func TestWatchHealthBacksOffOnNVMLErrors(t *testing.T) {
 	}
 	clk := clocktesting.NewFakeClock(start)
 	var logs lineLog
-	d := open(t, n, nodeagent.Options{Clock: clk, Log: logs.logger(0)})
+	d := open(t, n, discovery.Options{Clock: clk, Log: logs.logger(0)})
 	startWatch(t, d)
 
 	// waitBackoff waits until the watcher made want waits and sleeps on the clock.
@@ -826,7 +837,7 @@ func (l *lineLog) infoLines(substrs ...string) int {
 func TestEventStormOnOneGPULogsOneInfoLine(t *testing.T) {
 	n := newNode(t, "dgxh100")
 	var logs lineLog
-	d := open(t, n, nodeagent.Options{Log: logs.logger(1)})
+	d := open(t, n, discovery.Options{Log: logs.logger(1)})
 	startWatch(t, d)
 	waitHandled(t, n)
 
