@@ -75,12 +75,21 @@ func testGCWithManager(t *testing.T, c client.Client) {
 	gcCreateNode(t, c, "gc-replaced") // same name, new UID
 	gcWaitGone(t, c, "gc-replaced")
 
-	// Deleting another Node triggers one more pass; the kept GPUNode's
+	// A change to the kept GPUNode queues its reconcile; an orphan made
+	// after it is queued behind it (one worker, one informer, in order).
+	// Once the orphan is gone, the kept GPUNode's pass has run, and its
 	// Node exists, so it stays.
-	other := gcCreateNode(t, c, "gc-other")
-	if err := c.Delete(context.Background(), other); err != nil {
+	keptGPUNode := &aivmv1alpha1.GPUNode{}
+	if err := c.Get(context.Background(), client.ObjectKey{Name: "gc-kept"}, keptGPUNode); err != nil {
 		t.Fatal(err)
 	}
+	touched := keptGPUNode.DeepCopy()
+	touched.Labels = map[string]string{"aivm.dev/test-touch": "1"}
+	if err := c.Patch(context.Background(), touched, client.MergeFrom(keptGPUNode)); err != nil {
+		t.Fatal(err)
+	}
+	gcCreateGPUNode(t, c, "gc-sentinel", nil)
+	gcWaitGone(t, c, "gc-sentinel")
 	if err := c.Get(context.Background(), client.ObjectKey{Name: "gc-kept"}, &aivmv1alpha1.GPUNode{}); err != nil {
 		t.Errorf("GPUNode of a live Node: %v", err)
 	}
