@@ -79,8 +79,14 @@ func TestWatchFaultDirAppliesAndRemovesFiles(t *testing.T) {
 		n.WatchFaultDir(ctx, dir, func(err error) { mu.Lock(); errs = append(errs, err.Error()); mu.Unlock() })
 	}()
 	defer func() { cancel(); <-done }()
+	// Written under a hidden name and renamed into place, as writers must:
+	// the watcher may read a file as soon as its name appears.
 	for name, text := range map[string]string{"a": "xid 2 48\n", "b": "nonsense\n", ".c": "xid 0 79\n"} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
+		tmp := filepath.Join(dir, ".tmp-"+name)
+		if err := os.WriteFile(tmp, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
 			t.Fatal(err)
 		}
 	}
