@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -346,10 +347,11 @@ func TestXIDMovesJobAndFencesGPU(t *testing.T) {
 }
 
 // TestTamperedModelNeverRuns changes one byte of a served model file (the
-// size stays the same) after its digest was taken: the node agent must
-// report DigestMismatch, the Model turn Verified=False (DigestMismatch),
-// and the job never run: no runtime container started, no result, nothing
-// on chain.
+// size stays the same) after its digest was taken: the node agent's
+// prefetch must report DigestMismatch and the Model turn Verified=False
+// (DigestMismatch), the job's pod wait on a model volume the CSI driver
+// refuses with DigestMismatch, and the job never run: no runtime container
+// started, no result, nothing on chain.
 func TestTamperedModelNeverRuns(t *testing.T) {
 	enabled(t)
 	env, _ := startEnvWith(t, quiet, "dgxa100")
@@ -382,6 +384,11 @@ func TestTamperedModelNeverRuns(t *testing.T) {
 	}
 	pods := watchPods(t, env, ns)
 	model, kernel := builtinKernel(ns, "gpt2-tiny-builtin", files, base)
+	// The node prefetches the model too: a prefetch's failure is what the
+	// node agent lists in its GPUNode for the Model controller.
+	model.Spec.Prefetch = &v1alpha1.ModelPrefetch{NodeSelector: metav1.LabelSelector{
+		MatchLabels: map[string]string{"aivm.dev/dev-profile": env.Nodes[0].Profile},
+	}}
 	job := newJob(ns, "never", kernel.Name, "This must not run")
 	for _, o := range []client.Object{model, kernel, job} {
 		if err := c.Create(ctx, o); err != nil {
@@ -410,6 +417,19 @@ func TestTamperedModelNeverRuns(t *testing.T) {
 
 	if err := c.Get(ctx, key, job); err != nil {
 		t.Fatal(err)
+	}
+	// A pod placed before the mismatch was known waits: the CSI driver
+	// refuses to publish the model, naming the mismatch.
+	var jobPods corev1.PodList
+	if err := c.List(ctx, &jobPods, client.InNamespace(ns), client.MatchingLabels{"aivm.dev/job-uid": string(job.UID)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range jobPods.Items {
+		for _, cs := range p.Status.ContainerStatuses {
+			if w := cs.State.Waiting; w == nil || !strings.Contains(w.Message, "DigestMismatch") {
+				t.Errorf("pod %s container %s: %+v, want waiting on the model volume with DigestMismatch", p.Name, cs.Name, cs.State)
+			}
+		}
 	}
 	if meta.IsStatusConditionTrue(job.Status.Conditions, v1alpha1.ConditionSucceeded) || job.Status.Result != nil {
 		t.Errorf("the job on the tampered model has a result: %s", describeJob(ctx, c, key))
