@@ -88,7 +88,9 @@ envtest: ## Provide kube-apiserver and etcd for the tests; prints their director
 test: $(HELM) ## Run unit, integration and end-to-end tests (a real kube-apiserver and etcd; the devnet chain; the rendered Helm chart; the dev environment).
 	@assets=$$(./hack/envtest.sh) && \
 	  echo "KUBEBUILDER_ASSETS=$$assets" && \
-	  KUBEBUILDER_ASSETS="$$assets" HELM="$(abspath $(HELM))" AIVM_E2E=$(AIVM_E2E) $(GO) test $(TEST_FLAGS) $(TEST_PKGS)
+	  kcm=$$(if [ "$(AIVM_E2E)" = 1 ]; then ./hack/kube-controller-manager.sh; fi) && \
+	  KUBEBUILDER_ASSETS="$$assets" KUBE_CONTROLLER_MANAGER="$$kcm" HELM="$(abspath $(HELM))" AIVM_E2E=$(AIVM_E2E) \
+	  $(GO) test $(TEST_FLAGS) $(TEST_PKGS)
 
 .PHONY: test-race
 test-race: ## Run the tests of RACE_PKGS (the chain client, its outbox and devnet), and each of their benchmarks once, with the race detector.
@@ -97,17 +99,17 @@ test-race: ## Run the tests of RACE_PKGS (the chain client, its outbox and devne
 
 .PHONY: e2e
 e2e: ## Run the end-to-end tests on the local dev environment (builds the binaries; minutes).
-	@assets=$$(./hack/envtest.sh) && \
-	  KUBEBUILDER_ASSETS="$$assets" AIVM_E2E=1 $(GO) test -v -count=1 -timeout 30m ./test/e2e/...
+	@assets=$$(./hack/envtest.sh) && kcm=$$(./hack/kube-controller-manager.sh) && \
+	  KUBEBUILDER_ASSETS="$$assets" KUBE_CONTROLLER_MANAGER="$$kcm" AIVM_E2E=1 $(GO) test -v -count=1 -timeout 30m ./test/e2e/... $(if $(RUN),-run '$(RUN)')
 
 .PHONY: demo
 demo: ## Run the demo on the local dev environment (aivmctl dev up --demo): jobs on simulated GPUs, results on the devnet, a receipt verified.
-	@./hack/envtest.sh >/dev/null
+	@./hack/envtest.sh >/dev/null && ./hack/kube-controller-manager.sh >/dev/null
 	$(GO) run ./cmd/aivmctl dev up --demo --dir $(or $(DEV_DIR),$(HOME)/.aivm/demo)
 
 .PHONY: dev
 dev: ## Start the local dev environment (aivmctl dev up; Ctrl-C stops it). DEV_FLAGS passes flags.
-	@./hack/envtest.sh >/dev/null
+	@./hack/envtest.sh >/dev/null && ./hack/kube-controller-manager.sh >/dev/null
 	$(GO) run ./cmd/aivmctl dev up $(DEV_FLAGS)
 
 .PHONY: test-arm64

@@ -116,12 +116,17 @@ func devUp(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Wr
 	if err != nil {
 		return err
 	}
+	fmt.Fprintln(stderr, "dev: providing kube-controller-manager (hack/kube-controller-manager.sh; the first build takes about 10 minutes)")
+	kcm, err := testenv.ControllerManager()
+	if err != nil {
+		return err
+	}
 	bins, err := devenv.Build(ctx, root, filepath.Join(*dir, "bin"), stderr)
 	if err != nil {
 		return err
 	}
 	env, err := devenv.Start(ctx, devenv.Config{
-		Dir: *dir, RepoRoot: root, Assets: assets, Bin: bins, Nodes: profiles, Images: images.Images, Progress: stderr,
+		Dir: *dir, RepoRoot: root, Assets: assets, ControllerManager: kcm, Bin: bins, Nodes: profiles, Images: images.Images, Progress: stderr,
 		Log: newLogger(io.Discard, 0),
 	})
 	if err != nil {

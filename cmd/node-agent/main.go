@@ -53,6 +53,7 @@ type options struct {
 	heartbeatInterval time.Duration
 	modelCacheDir     string
 	simulate          string
+	simulateFaultDir  string
 	metricsAddr       string
 	ignoreXIDs        string
 	criticalXIDs      string
@@ -96,6 +97,7 @@ func (o *options) bindFlags(fs *flag.FlagSet, zapOpts *zap.Options) {
 	fs.DurationVar(&o.heartbeatInterval, "heartbeat-interval", nodeagent.DefaultHeartbeatInterval, "Longest time between two writes of the GPUNode status; at least the poll interval.")
 	fs.StringVar(&o.modelCacheDir, "model-cache-dir", "/var/lib/aivm/models", "Node-local model cache (layout <dir>/sha256/<digest>) whose digests the GPUNode lists; empty to report none.")
 	fs.StringVar(&o.simulate, "simulate", "", "Back the agent with a simulated GPU node instead of NVML: "+strings.Join(simulate.Profiles(), "|")+".")
+	fs.StringVar(&o.simulateFaultDir, "simulate-fault-dir", "", "With --simulate: a directory whose files inject faults into the simulated GPUs (lines \"xid GPU CODE\", \"ecc GPU\", \"detach GPU\", \"reattach GPU\"; GPU is an index or UUID); each file is removed once applied.")
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address serving /metrics, /healthz and /readyz; \"0\" disables it.")
 	fs.StringVar(&o.ignoreXIDs, "ignore-xids", os.Getenv("DP_DISABLE_HEALTHCHECKS"), "Comma-separated XIDs that leave a GPU healthy, on top of the application XIDs 13,31,43,45,68,109; \"all\" ignores every XID (default $DP_DISABLE_HEALTHCHECKS, as for NVIDIA's device plugin).")
 	fs.StringVar(&o.criticalXIDs, "critical-xids", os.Getenv("DP_ENABLE_HEALTHCHECKS"), "Comma-separated XIDs that make a GPU unhealthy even if ignored otherwise (default $DP_ENABLE_HEALTHCHECKS).")
@@ -136,6 +138,9 @@ func run(ctx context.Context, o options, log logr.Logger, stdout io.Writer) erro
 			return err
 		}
 		lib = sim
+		if o.simulateFaultDir != "" {
+			go sim.WatchFaultDir(ctx, o.simulateFaultDir, func(err error) { log.Error(err, "Simulated fault not applied") })
+		}
 	}
 	disc, err := discovery.Open(lib, discovery.Options{Log: log.WithName("nvml"), XIDs: &xids})
 	if errors.Is(err, discovery.ErrNVMLNotFound) {

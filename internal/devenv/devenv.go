@@ -16,7 +16,8 @@ limitations under the License.
 
 // Package devenv starts the whole provider on one machine, on loopback, with
 // no GPU, cluster or container engine: a real kube-apiserver and etcd with
-// the CRDs, the devnet chain with a funded provider key, the manager, and
+// the CRDs, kube-controller-manager (garbage collection, node lifecycle,
+// service accounts, namespaces), the devnet chain with a funded provider key, the manager, and
 // simulated GPU nodes. A simulated node is a Node kept Ready by a process
 // runner (internal/devkubelet) that runs its pods as local processes, and a
 // node agent on a go-nvml mock profile that serves the model CSI driver.
@@ -88,6 +89,9 @@ type Config struct {
 	RepoRoot string
 	// Assets is the directory of kube-apiserver and etcd; required.
 	Assets string
+	// ControllerManager is the kube-controller-manager binary
+	// (hack/kube-controller-manager.sh provides it); required.
+	ControllerManager string
 	// Bin are the built programs; required.
 	Bin Binaries
 	// Nodes are the simulated nodes' go-nvml profiles, one entry per node
@@ -112,6 +116,8 @@ type Node struct {
 	Profile string
 	Kubelet *devkubelet.Kubelet
 	agent   *process
+	// faultDir is the node agent's --simulate-fault-dir.
+	faultDir string
 }
 
 // Env is a running environment.
@@ -122,11 +128,13 @@ type Env struct {
 	Client     client.Client
 	Clientset  kubernetes.Interface
 	Chain      *devnet.Node
+	chainCfg   devnet.Config
 	Provider   string
 	Nodes      []*Node
 	ResultURL  string
 
 	api      *envtest.Environment
+	kcm      *process
 	manager  *process
 	cancel   context.CancelFunc
 	kubelets sync.WaitGroup
@@ -176,7 +184,10 @@ func (c *Config) check() error {
 	case len(c.Nodes) == 0:
 		return errors.New("devenv: at least one node is required")
 	}
-	for _, b := range []string{c.Bin.Manager, c.Bin.NodeAgent, c.Bin.Runtime} {
+	if c.ControllerManager == "" {
+		return errors.New("devenv: ControllerManager is required (hack/kube-controller-manager.sh provides it)")
+	}
+	for _, b := range []string{c.Bin.Manager, c.Bin.NodeAgent, c.Bin.Runtime, c.ControllerManager} {
 		if _, err := os.Stat(b); err != nil {
 			return fmt.Errorf("devenv: binary %q is missing (build it first): %w", b, err)
 		}
@@ -220,6 +231,9 @@ func Start(ctx context.Context, cfg Config) (env *Env, err error) {
 		return nil, err
 	}
 	if err := e.step("creating cluster objects", func() error { return e.bootstrap(ctx) }); err != nil {
+		return nil, err
+	}
+	if err := e.step("starting kube-controller-manager", func() error { return e.startControllerManager(ctx) }); err != nil {
 		return nil, err
 	}
 	if err := e.step("starting the devnet chain", func() error { return e.startChain(ctx) }); err != nil {
@@ -309,15 +323,19 @@ func (e *Env) startChain(ctx context.Context) error {
 	if e.Provider, err = key.Address(""); err != nil {
 		return err
 	}
-	e.Chain, err = devnet.Start(ctx, devnet.Config{
+	e.chainCfg = devnet.Config{
 		Home:          filepath.Join(e.cfg.Dir, "devnet"),
 		Accounts:      map[string]uint64{e.Provider: ProviderFunds},
 		BlockTime:     200 * time.Millisecond,
 		RPCListenAddr: "tcp://127.0.0.1:0",
-	})
+	}
+	e.Chain, err = devnet.Start(ctx, e.chainCfg)
 	if err != nil {
 		return err
 	}
+	// A restart (StartChain) keeps the chain id and the RPC address the
+	// manager was given.
+	e.chainCfg.ChainID, e.chainCfg.RPCListenAddr = e.Chain.ChainID(), e.Chain.RPCListenAddr()
 	wctx, cancel := context.WithTimeout(ctx, e.cfg.StartTimeout)
 	defer cancel()
 	return e.Chain.WaitForHeight(wctx, 1)
@@ -421,9 +439,14 @@ func (e *Env) startNode(ctx, runCtx context.Context, name, profile string) error
 	if err := kl.Register(ctx); err != nil {
 		return err
 	}
+	faultDir := filepath.Join(dir, "faults")
+	if err := os.MkdirAll(faultDir, 0o750); err != nil {
+		return err
+	}
 	agent, err := e.startProcess("node-agent-"+name, e.cfg.Bin.NodeAgent, []string{
 		"--node-name=" + name,
 		"--simulate=" + profile,
+		"--simulate-fault-dir=" + faultDir,
 		"--model-cache-dir=" + filepath.Join(dir, "models"),
 		"--csi-endpoint=unix://" + sock,
 		"--csi-state-dir=" + filepath.Join(dir, "csi"),
@@ -435,7 +458,7 @@ func (e *Env) startNode(ctx, runCtx context.Context, name, profile string) error
 	if err != nil {
 		return err
 	}
-	n := &Node{Name: name, Profile: profile, Kubelet: kl, agent: agent}
+	n := &Node{Name: name, Profile: profile, Kubelet: kl, agent: agent, faultDir: faultDir}
 	e.Nodes = append(e.Nodes, n)
 	e.kubelets.Add(1)
 	go func() {
@@ -550,6 +573,7 @@ func (e *Env) Stop() error {
 			n.agent.stop(10 * time.Second)
 		}
 		e.manager.stop(10 * time.Second)
+		e.kcm.stop(10 * time.Second)
 		var errs []error
 		if e.Chain != nil {
 			errs = append(errs, e.Chain.Stop())

@@ -396,8 +396,9 @@ func (k *Kubelet) updateNodeStatus(ctx context.Context) error {
 var conditionTaints = []string{corev1.TaintNodeNotReady, corev1.TaintNodeUnreachable}
 
 // clearConditionTaints does the node lifecycle controller's part for a
-// Ready node: the dev environment runs no kube-controller-manager, and
-// without this every new Node keeps node.kubernetes.io/not-ready:NoSchedule.
+// Ready node, so a process runner also works against an API server without
+// kube-controller-manager (its own tests run it so); the dev environment
+// runs kube-controller-manager, whose controller lifts them too.
 func (k *Kubelet) clearConditionTaints(ctx context.Context, node *corev1.Node) error {
 	kept := slices.DeleteFunc(slices.Clone(node.Spec.Taints), func(t corev1.Taint) bool {
 		return slices.Contains(conditionTaints, t.Key)

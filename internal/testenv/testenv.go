@@ -78,6 +78,27 @@ func Assets() (string, error) {
 	return strings.TrimSpace(stdout.String()), nil
 }
 
+// ControllerManager returns the path of a kube-controller-manager built from
+// the same Kubernetes release as the API server: the KUBE_CONTROLLER_MANAGER
+// environment variable when set, else what hack/kube-controller-manager.sh
+// provides (the cached binary, or a build from Go modules).
+func ControllerManager() (string, error) {
+	if p := os.Getenv("KUBE_CONTROLLER_MANAGER"); p != "" {
+		return p, nil
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(filepath.Join(root, "hack", "kube-controller-manager.sh"))
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("hack/kube-controller-manager.sh: %w: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	return strings.TrimSpace(stdout.String()), nil
+}
+
 // Start starts kube-apiserver and etcd with the CRDs from config/crd/bases
 // installed and returns the environment (Stop it when done) and a config for
 // clients of it.

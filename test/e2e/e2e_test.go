@@ -68,11 +68,22 @@ func enabled(t *testing.T) {
 // nodes; it is stopped when the test ends, its logs listed on failure.
 func startEnv(t *testing.T, nodes ...string) (*devenv.Env, devenv.Binaries) {
 	t.Helper()
+	return startEnvWith(t, nil, nodes...)
+}
+
+// startEnvWith is startEnv with mod changing the configuration (binaries
+// built) before the environment starts.
+func startEnvWith(t *testing.T, mod func(*devenv.Config), nodes ...string) (*devenv.Env, devenv.Binaries) {
+	t.Helper()
 	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
 	assets, err := testenv.Assets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kcm, err := testenv.ControllerManager()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,11 +96,15 @@ func startEnv(t *testing.T, nodes ...string) (*devenv.Env, devenv.Binaries) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
-	env, err := devenv.Start(ctx, devenv.Config{
-		Dir: dir, RepoRoot: root, Assets: assets, Bin: bins, Nodes: nodes,
+	cfg := devenv.Config{
+		Dir: dir, RepoRoot: root, Assets: assets, ControllerManager: kcm, Bin: bins, Nodes: nodes,
 		Progress: os.Stderr, Log: testr.New(t),
-	})
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	start := time.Now()
+	env, err := devenv.Start(ctx, cfg)
 	if err != nil {
 		t.Fatalf("dev environment: %v (logs in %s)", err, filepath.Join(dir, "logs"))
 	}
