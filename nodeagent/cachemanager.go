@@ -468,13 +468,7 @@ func (m *CacheManager) ModelCacheErrors() []aivmv1alpha1.ModelCacheError {
 	for _, f := range m.failures {
 		out = append(out, *f.entry.DeepCopy())
 	}
-	slices.SortFunc(out, func(a, b aivmv1alpha1.ModelCacheError) int {
-		return cmp.Or(a.Time.Compare(b.Time.Time), cmp.Compare(a.Digest, b.Digest))
-	})
-	if len(out) > MaxModelCacheErrors {
-		out = out[len(out)-MaxModelCacheErrors:]
-	}
-	return out
+	return newestLast(out)
 }
 
 // collect evicts least recently used blobs above the size limit.

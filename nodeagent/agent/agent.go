@@ -171,8 +171,17 @@ func Run(ctx context.Context, o Options) error {
 		defer func() { cancel(); <-cmDone }()
 		agentOpts.CacheErrors, agentOpts.Wake = cm, cm.Changed()
 	}
+	// Models the CSI driver refuses for their content are listed beside
+	// failed prefetches, and wake the agent to publish them.
+	refused := nodeagent.NewPublishFailures(nil)
+	if agentOpts.CacheErrors != nil {
+		agentOpts.CacheErrors = nodeagent.MergeCacheErrors(agentOpts.CacheErrors, refused)
+	} else {
+		agentOpts.CacheErrors = refused
+	}
+	agentOpts.Wake = fanIn(ctx, agentOpts.Wake, refused.Changed())
 	csiCtx, stopCSI := context.WithCancel(ctx)
-	csiDone, err := startCSI(csiCtx, o, c, log.WithName("csi"))
+	csiDone, err := startCSI(csiCtx, o, c, refused, log.WithName("csi"))
 	if err != nil {
 		stopCSI()
 		return err
@@ -348,7 +357,7 @@ func serveMetrics(addr string, reg *prometheus.Registry, log logr.Logger) (net.A
 // after it stopped. Models and their credentials Secrets are read through
 // reader, straight from the API server. It returns nil done when the
 // driver is off.
-func startCSI(ctx context.Context, o Options, reader client.Reader, log logr.Logger) (done <-chan struct{}, err error) {
+func startCSI(ctx context.Context, o Options, reader client.Reader, failures csi.FailureRecorder, log logr.Logger) (done <-chan struct{}, err error) {
 	if o.CSI.Endpoint == "" {
 		return nil, nil
 	}
@@ -365,7 +374,7 @@ func startCSI(ctx context.Context, o Options, reader client.Reader, log logr.Log
 	go func() {
 		defer close(finished)
 		err := csi.Serve(ctx, csi.Options{
-			DriverOptions:   csi.DriverOptions{NodeID: o.NodeName, StateDir: o.CSI.StateDir, Snapshots: snapshots, Log: log},
+			DriverOptions:   csi.DriverOptions{NodeID: o.NodeName, StateDir: o.CSI.StateDir, Snapshots: snapshots, Failures: failures, Log: log},
 			Endpoint:        o.CSI.Endpoint,
 			RegistrationDir: o.CSI.RegistrationDir,
 		})
@@ -374,4 +383,28 @@ func startCSI(ctx context.Context, o Options, reader client.Reader, log logr.Log
 		}
 	}()
 	return finished, nil
+}
+
+// fanIn returns a channel that receives a value whenever a or b (either
+// may be nil) does, until ctx ends.
+func fanIn(ctx context.Context, a, b <-chan struct{}) <-chan struct{} {
+	if a == nil {
+		return b
+	}
+	out := make(chan struct{}, 1)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-a:
+			case <-b:
+			}
+			select {
+			case out <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return out
 }

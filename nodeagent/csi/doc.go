@@ -63,6 +63,17 @@ type ModelRef struct {
 // String names the Model for messages: namespace/name.
 func (r ModelRef) String() string { return r.Namespace + "/" + r.Name }
 
+// FailureRecorder hears which Models the driver refused to serve because
+// their bytes failed the digest or size check, and which were served, so
+// the node's GPUNode can say so (nodeagent.PublishFailures is one).
+type FailureRecorder interface {
+	// PublishFailed records that model (namespace/name) with digest was
+	// refused for reason; file names the failing file of a file set.
+	PublishFailed(model, digest, reason, file string, err error)
+	// Served forgets a failure of digest.
+	Served(digest string)
+}
+
 // Snapshots is what the driver needs from the node's model cache.
 // Implementations fetch with the Model's credentials, which only the node
 // agent reads, and return errors that wrap the causes below or the artifact

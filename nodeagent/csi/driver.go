@@ -37,6 +37,9 @@ type DriverOptions struct {
 	StateDir string
 	// Snapshots ensures and pins Model snapshots. Required.
 	Snapshots Snapshots
+	// Failures, when set, hears the Models refused for their content and
+	// the Models served.
+	Failures FailureRecorder
 	// Version is reported by GetPluginInfo; "dev" when empty.
 	Version string
 	// Log receives the driver's log lines.

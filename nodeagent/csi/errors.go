@@ -79,6 +79,25 @@ func classify(err error) (codes.Code, string) {
 	return codes.Internal, artifact.ReasonFetchFailed
 }
 
+// recordFailure tells the FailureRecorder about a refusal for the content
+// of the bytes (a digest or size mismatch); other failures (a source that
+// does not answer, a Model that changed) are not the node's to report.
+func (d *Driver) recordFailure(ref ModelRef, err error) {
+	if d.opts.Failures == nil {
+		return
+	}
+	_, reason := classify(err)
+	if reason != v1alpha1.ReasonDigestMismatch && reason != artifact.ReasonSizeMismatch {
+		return
+	}
+	file := ""
+	var fe *artifact.FileError
+	if errors.As(err, &fe) {
+		file = fe.Path
+	}
+	d.opts.Failures.PublishFailed(ref.String(), ref.Digest, reason, file, err)
+}
+
 // internalError reports a failure of the node itself (mount, state files).
 func internalError(volumeID, what string, err error) error {
 	return status.Errorf(codes.Internal, "volume %s: %s: %v", volumeID, what, err)

@@ -47,6 +47,7 @@ import (
 
 	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
 	"github.com/aivm-dev/aivm-operator/artifact"
+	"github.com/aivm-dev/aivm-operator/nodeagent"
 	"github.com/aivm-dev/aivm-operator/internal/modeldigest"
 	"github.com/aivm-dev/aivm-operator/internal/testenv"
 )
@@ -160,13 +161,15 @@ type node struct {
 	identity  csipb.IdentityClient
 	stop      func()
 	fetchOpts []artifact.Option
+	// refused hears the Models the driver refused for their content.
+	refused *nodeagent.PublishFailures
 }
 
 func newNode(t *testing.T, opts ...artifact.Option) *node {
 	t.Helper()
 	dir := t.TempDir()
 	n := &node{t: t, cacheDir: filepath.Join(dir, "cache"), stateDir: filepath.Join(dir, "state"), socket: filepath.Join(dir, "csi.sock"),
-		fetchOpts: opts}
+		fetchOpts: opts, refused: nodeagent.NewPublishFailures(nil)}
 	n.start()
 	t.Cleanup(func() { n.stop() })
 	return n
@@ -189,7 +192,7 @@ func (n *node) start() {
 	done := make(chan error, 1)
 	go func() {
 		done <- Serve(ctx, Options{
-			DriverOptions: DriverOptions{NodeID: "node-a", StateDir: n.stateDir, Snapshots: n.snapshots, Log: testr.New(t)},
+			DriverOptions: DriverOptions{NodeID: "node-a", StateDir: n.stateDir, Snapshots: n.snapshots, Failures: n.refused, Log: testr.New(t)},
 			Endpoint:      "unix://" + n.socket,
 		})
 	}()

@@ -100,7 +100,11 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csipb.NodePublishVo
 	dir, err := d.opts.Snapshots.Ensure(ctx, rec.model())
 	if err != nil {
 		log.Info("Model could not be served", "err", err.Error())
+		d.recordFailure(rec.model(), err)
 		return nil, ensureError(rec.model(), err)
+	}
+	if d.opts.Failures != nil {
+		d.opts.Failures.Served(rec.Digest)
 	}
 	if err := d.records.put(rec); err != nil {
 		return nil, internalError(id, "record it", err)

@@ -155,6 +155,24 @@ func TestPublishTamperedSource(t *testing.T) {
 	if ok, _ := n.cache.Has(m.Spec.SHA256); ok {
 		t.Error("tampered bytes landed in the cache")
 	}
+	// The GPUNode will list the refusal, so the Model turns Verified=False.
+	errs := n.refused.ModelCacheErrors()
+	if len(errs) != 1 || errs[0].Digest != m.Spec.SHA256 || errs[0].Reason != "DigestMismatch" ||
+		!strings.Contains(errs[0].Message, ns+"/tampered") || errs[0].Time == nil {
+		t.Errorf("refusals recorded %+v, want one DigestMismatch of %s naming the Model", errs, m.Spec.SHA256)
+	}
+
+	// Once the source serves the right bytes, the refusal is forgotten.
+	src.serve("/w.gguf", good)
+	if err := n.publish(v); err != nil {
+		t.Fatalf("publish of the right bytes: %v", err)
+	}
+	if errs := n.refused.ModelCacheErrors(); len(errs) != 0 {
+		t.Errorf("refusals after a served publish: %+v", errs)
+	}
+	if err := n.unpublish(v); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestPinSurvivesRestart: a published volume's pin is on disk, so it

@@ -357,11 +357,11 @@ func TestXIDMovesJobAndFencesGPU(t *testing.T) {
 }
 
 // TestTamperedModelNeverRuns changes one byte of a served model file (the
-// size stays the same) after its digest was taken: the node agent's
-// prefetch must report DigestMismatch and the Model turn Verified=False
-// (DigestMismatch), the job's pod wait on a model volume the CSI driver
-// refuses with DigestMismatch, and the job never run: no runtime container
-// started, no result, nothing on chain.
+// size stays the same) after its digest was taken. The job's pod asks the
+// node for the model; the CSI driver refuses it with DigestMismatch, the
+// node agent lists the refusal in its GPUNode, the Model turns
+// Verified=False (DigestMismatch), and the job never runs: no runtime
+// container started, no result, nothing on chain.
 func TestTamperedModelNeverRuns(t *testing.T) {
 	enabled(t)
 	env, _ := startEnvWith(t, quiet, "dgxa100")
@@ -394,11 +394,9 @@ func TestTamperedModelNeverRuns(t *testing.T) {
 	}
 	pods := watchPods(t, env, ns)
 	model, kernel := builtinKernel(ns, "gpt2-tiny-builtin", files, base)
-	// The node prefetches the model too: a prefetch's failure is what the
-	// node agent lists in its GPUNode for the Model controller.
-	model.Spec.Prefetch = &v1alpha1.ModelPrefetch{NodeSelector: metav1.LabelSelector{
-		MatchLabels: map[string]string{"aivm.dev/dev-profile": env.Nodes[0].Profile},
-	}}
+	// No prefetch: the job's pod is what makes the node fetch the model,
+	// and the CSI driver's refusal is what its GPUNode lists for the Model
+	// controller.
 	job := newJob(ns, "never", kernel.Name, "This must not run")
 	for _, o := range []client.Object{model, kernel, job} {
 		if err := c.Create(ctx, o); err != nil {
