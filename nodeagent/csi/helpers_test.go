@@ -47,9 +47,9 @@ import (
 
 	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
 	"github.com/aivm-dev/aivm-operator/artifact"
-	"github.com/aivm-dev/aivm-operator/nodeagent"
 	"github.com/aivm-dev/aivm-operator/internal/modeldigest"
 	"github.com/aivm-dev/aivm-operator/internal/testenv"
+	"github.com/aivm-dev/aivm-operator/nodeagent"
 )
 
 // k8s is a client of the package's envtest API server (TestMain).
