@@ -17,8 +17,9 @@ IMG ?= ghcr.io/aivm-dev/aivm-operator:dev
 TEST_PKGS ?= ./...
 TEST_FLAGS ?= -timeout 30m
 # Packages whose tests also run under the race detector in `make test-race`
-# (CI runs it): the chain client, and the unit tests that need no API
-# server. The envtest packages run without it (minutes more on 2 cores).
+# (CI runs it): the chain client, artifact, the scheduler core, internal
+# packages, the node agent and the runtime. The controllers' envtest
+# packages and the end-to-end tests run without it (minutes more on 2 cores).
 RACE_PKGS ?= ./chain-client/... ./artifact/... ./controllers/scheduler/... ./internal/committee/... \
 	./internal/sha256hex/... ./internal/text/... ./internal/status/... ./internal/devkubelet/... \
 	./nodeagent/... ./runtime-image/...
