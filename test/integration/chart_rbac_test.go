@@ -20,6 +20,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -152,22 +153,39 @@ func TestChartRBAC(t *testing.T) {
 		{"get", "", "secrets", "", "", "", false},
 		{"get", "coordination.k8s.io", "leases", "", ns, "", false},
 	}
-	for sa, table := range map[string][]access{"aivm-aivm-operator-manager": manager, "aivm-aivm-operator-node-agent": agent} {
-		user := "system:serviceaccount:" + ns + ":" + sa
-		for _, a := range table {
-			sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-				User:   user,
-				Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
-				ResourceAttributes: &authorizationv1.ResourceAttributes{
-					Verb: a.verb, Group: a.group, Resource: a.resource, Subresource: a.subresource,
-					Namespace: a.namespace, Name: a.name,
-				},
-			}}
-			if err := k8sClient.Create(ctx, sar); err != nil {
-				t.Fatalf("SubjectAccessReview %s for %s: %v", a, sa, err)
-			}
-			if sar.Status.Allowed != a.allowed {
-				t.Errorf("%s may %s: %v, want %v (%s)", sa, a, sar.Status.Allowed, a.allowed, sar.Status.Reason)
+	// The API server's authorizer learns the chart's bindings from its
+	// informers, a moment after they are created: every allowed row is
+	// asked until it is allowed (or 30 s pass), and only then is each
+	// denied row asked, once, when a denial can no longer be that lag.
+	for _, wantAllowed := range []bool{true, false} {
+		for sa, table := range map[string][]access{"aivm-aivm-operator-manager": manager, "aivm-aivm-operator-node-agent": agent} {
+			user := "system:serviceaccount:" + ns + ":" + sa
+			for _, a := range table {
+				if a.allowed != wantAllowed {
+					continue
+				}
+				deadline := time.Now().Add(30 * time.Second)
+				for {
+					sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+						User:   user,
+						Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
+						ResourceAttributes: &authorizationv1.ResourceAttributes{
+							Verb: a.verb, Group: a.group, Resource: a.resource, Subresource: a.subresource,
+							Namespace: a.namespace, Name: a.name,
+						},
+					}}
+					if err := k8sClient.Create(ctx, sar); err != nil {
+						t.Fatalf("SubjectAccessReview %s for %s: %v", a, sa, err)
+					}
+					if sar.Status.Allowed == a.allowed {
+						break
+					}
+					if !a.allowed || time.Now().After(deadline) {
+						t.Errorf("%s may %s: %v, want %v (%s)", sa, a, sar.Status.Allowed, a.allowed, sar.Status.Reason)
+						break
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
 			}
 		}
 	}
