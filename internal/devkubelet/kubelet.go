@@ -47,6 +47,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 )
 
@@ -273,8 +274,15 @@ func (k *Kubelet) confirmDeletion(ctx context.Context, pod *corev1.Pod) {
 	}
 }
 
-// registerNode creates the Node, or updates its labels and capacity.
+// registerNode creates the Node, or updates its labels and capacity. An
+// update that conflicts with another writer of the Node (the node agent's
+// labels, the node lifecycle controller's taints) is made again on a fresh
+// copy.
 func (k *Kubelet) registerNode(ctx context.Context) error {
+	return retry.RetryOnConflict(retry.DefaultBackoff, func() error { return k.registerNodeOnce(ctx) })
+}
+
+func (k *Kubelet) registerNodeOnce(ctx context.Context) error {
 	nodes := k.cfg.Client.CoreV1().Nodes()
 	node, err := nodes.Get(ctx, k.cfg.NodeName, metav1.GetOptions{})
 	switch {
@@ -289,6 +297,9 @@ func (k *Kubelet) registerNode(ctx context.Context) error {
 	default:
 		k.applyNodeMeta(node)
 		if _, err = nodes.Update(ctx, node, metav1.UpdateOptions{}); err != nil {
+			if apierrors.IsConflict(err) {
+				return err
+			}
 			return fmt.Errorf("devkubelet: update node %s: %w", k.cfg.NodeName, err)
 		}
 	}
