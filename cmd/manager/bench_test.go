@@ -481,6 +481,7 @@ func benchAIVM(b *testing.B, args []string) {
 		bp := watchBound(wctx, b, ns, jobs)
 		text := "hello"
 		requests := apiRequests(b)
+		profile := profileAPIServer(b, "aivm"+strings.Join(args, ""))
 		b.StartTimer()
 		start := time.Now()
 		parallel(b, jobs, func(j int) error {
@@ -496,6 +497,7 @@ func benchAIVM(b *testing.B, args []string) {
 		bp.wait(b, 10*time.Minute)
 		elapsed := time.Since(start)
 		b.StopTimer()
+		profile()
 		b.ReportMetric(float64(jobs)/elapsed.Seconds(), "pods/s")
 		b.ReportMetric(created.Seconds(), "create-s")
 		reportRequests(b, requests, jobs)
@@ -551,6 +553,7 @@ func benchKubeScheduler(b *testing.B, tuned bool) {
 		wctx, cancel := context.WithCancel(ctx)
 		bp := watchBound(wctx, b, ns, jobs)
 		requests := apiRequests(b)
+		profile := profileAPIServer(b, fmt.Sprintf("kube-scheduler-tuned-%t", tuned))
 		b.StartTimer()
 		start := time.Now()
 		parallel(b, jobs, func(j int) error { return c.Create(ctx, pod(fmt.Sprintf("pod-%05d", j))) })
@@ -558,12 +561,53 @@ func benchKubeScheduler(b *testing.B, tuned bool) {
 		bp.wait(b, 10*time.Minute)
 		elapsed := time.Since(start)
 		b.StopTimer()
+		profile()
 		b.ReportMetric(float64(jobs)/elapsed.Seconds(), "pods/s")
 		b.ReportMetric(created.Seconds(), "create-s")
 		reportRequests(b, requests, jobs)
 		cancel()
 		stop()
 		cleanupNamespace(c, ns, pool)
+	}
+}
+
+// profileAPIServer starts a CPU profile of the API server when
+// AIVM_BENCH_APISERVER_PROFILE names a directory: the server's
+// /debug/pprof/profile over the first AIVM_BENCH_APISERVER_PROFILE_SECONDS
+// (10 by default) of the run. The returned func waits for it and writes
+// <dir>/<name>.pprof, for `go tool pprof`.
+func profileAPIServer(b *testing.B, name string) (wait func()) {
+	b.Helper()
+	dir := os.Getenv("AIVM_BENCH_APISERVER_PROFILE")
+	if dir == "" {
+		return func() {}
+	}
+	seconds := os.Getenv("AIVM_BENCH_APISERVER_PROFILE_SECONDS")
+	if _, err := strconv.Atoi(seconds); err != nil {
+		seconds = "10"
+	}
+	rc, err := rest.RESTClientFor(restConfigForMetrics())
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan struct{})
+	var body []byte
+	var perr error
+	go func() {
+		defer close(done)
+		body, perr = rc.Get().AbsPath("/debug/pprof/profile").Param("seconds", seconds).
+			Timeout(5 * time.Minute).DoRaw(context.Background())
+	}()
+	return func() {
+		<-done
+		if perr != nil {
+			b.Fatalf("profile the API server: %v", perr)
+		}
+		path := filepath.Join(dir, name+".pprof")
+		if err := os.WriteFile(path, body, 0o600); err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("API server CPU profile: %s", path)
 	}
 }
 
