@@ -99,6 +99,10 @@ type InferenceJobReconciler struct {
 	// saCreated holds the namespaces whose runtime service account this
 	// reconciler created or found, so a job costs no create call for it.
 	saCreated sync.Map
+	// created holds the pods this process created whose placements do
+	// not record them yet, so one deleted before it started ends its
+	// placement PodDeleted instead of being made again.
+	created createdPods
 	workers   int
 	pods      podConfig
 	cfg       jobConfig
@@ -198,9 +202,13 @@ func NewInferenceJobReconciler(c client.Client, apiReader client.Reader, recorde
 func (r *InferenceJobReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	job := &v1alpha1.InferenceJob{}
 	if err := r.client.Get(ctx, req.NamespacedName, job); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.created.forgetJob(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !job.DeletionTimestamp.IsZero() {
+		r.created.forgetJob(req.NamespacedName)
 		return ctrl.Result{}, nil
 	}
 	if finished(job) {
@@ -237,6 +245,7 @@ func (r *InferenceJobReconciler) reconcileNormal(ctx context.Context, job *v1alp
 		return ctrl.Result{}, err
 	}
 	r.recordEvents(before, job)
+	r.created.forgetRecorded(job)
 	if err := r.deleteEndedPods(ctx, job, obs.pods); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -298,7 +307,7 @@ func (r *InferenceJobReconciler) requeue(at time.Time) ctrl.Result {
 
 // observe reads the kernel, the job's pods and the nodes of its open placements.
 func (r *InferenceJobReconciler) observe(ctx context.Context, job *v1alpha1.InferenceJob) (*observed, error) {
-	obs := &observed{now: r.clock.Now(), nodes: map[string]nodeState{}}
+	obs := &observed{now: r.clock.Now(), nodes: map[string]nodeState{}, deleted: map[string]bool{}}
 	kernel := &v1alpha1.Kernel{}
 	if err := r.client.Get(ctx, types.NamespacedName{Namespace: job.Namespace, Name: job.Spec.KernelRef.Name}, kernel); err != nil {
 		if !apierrors.IsNotFound(err) {
@@ -316,16 +325,24 @@ func (r *InferenceJobReconciler) observe(ctx context.Context, job *v1alpha1.Infe
 		if p.Attempt != job.Status.Attempts || p.Outcome != "" {
 			continue
 		}
-		// A recorded pod missing from the cache may only be new to it: ask
-		// the API server before calling it deleted.
-		if p.Pod != "" && p.PodUID != "" && pods[p.Pod] == nil {
+		// A pod recorded in status, or created by this process and not
+		// recorded yet, that is missing from the cache may only be new to
+		// it: ask the API server before calling it deleted.
+		name, madeHere := p.Pod, false
+		if name == "" {
+			name = PodName(job.Name, p.Attempt, p.Member, isCommittee(job, p.Attempt))
+			madeHere = r.created.has(client.ObjectKeyFromObject(job), name)
+		}
+		if pods[name] == nil && (p.PodUID != "" || madeHere) {
 			pod := &corev1.Pod{}
-			err := r.apiReader.Get(ctx, types.NamespacedName{Namespace: job.Namespace, Name: p.Pod}, pod)
+			err := r.apiReader.Get(ctx, types.NamespacedName{Namespace: job.Namespace, Name: name}, pod)
 			switch {
 			case err == nil:
-				pods[p.Pod] = pod
+				pods[name] = pod
 			case !apierrors.IsNotFound(err):
-				return nil, fmt.Errorf("get pod %s: %w", p.Pod, err)
+				return nil, fmt.Errorf("get pod %s: %w", name, err)
+			case madeHere:
+				obs.deleted[name] = true
 			}
 		}
 		if _, ok := obs.nodes[p.Node]; ok || p.Node == "" {
@@ -405,6 +422,7 @@ func (r *InferenceJobReconciler) createPods(ctx context.Context, job *v1alpha1.I
 			return fmt.Errorf("create pod %s: %w", pod.Name, err)
 		}
 		obs.pods[pod.Name] = pod
+		r.created.add(client.ObjectKeyFromObject(job), pod.Name)
 	}
 	return nil
 }

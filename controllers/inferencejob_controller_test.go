@@ -61,12 +61,12 @@ func TestJobPodSpec(t *testing.T) {
 	e.place(job, e.node)
 	pod := e.pod("summarize-1")
 
-	got := e.waitJob(job, func(j *v1alpha1.InferenceJob) error {
-		if p := placement(j, 1, 0); p == nil || p.PodUID != string(pod.UID) || p.Pod != pod.Name {
-			return fmt.Errorf("placement does not record pod %s/%s: %+v", pod.Name, pod.UID, p)
-		}
-		return hasCondition(v1alpha1.ConditionRunning, metav1.ConditionFalse, v1alpha1.ReasonPodPending)(j.Status.Conditions)
-	})
+	// A pod that waits to start costs no status write: the placement
+	// records it with the pod's first change (here, running).
+	got := e.waitCond(job, v1alpha1.ConditionRunning, metav1.ConditionFalse, v1alpha1.ReasonPodPending)
+	if p := placement(got, 1, 0); p == nil || p.Pod != "" || p.PodUID != "" {
+		t.Errorf("placement records pod %+v before it changed", p)
+	}
 	if got.Status.StartTime == nil || got.Status.ObservedGeneration != got.Generation {
 		t.Errorf("startTime %v, observedGeneration %d (generation %d)", got.Status.StartTime, got.Status.ObservedGeneration, got.Generation)
 	}
@@ -169,6 +169,13 @@ func TestJobPodSpec(t *testing.T) {
 	if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: ResultCAConfigMap}, ca); err != nil || ca.Data["ca.crt"] != "test-ca" {
 		t.Errorf("CA configmap: %v %+v", err, ca.Data)
 	}
+	e.kubelet(pod, corev1.PodRunning, running())
+	e.waitJob(job, func(j *v1alpha1.InferenceJob) error {
+		if p := placement(j, 1, 0); p == nil || p.PodUID != string(pod.UID) || p.Pod != pod.Name {
+			return fmt.Errorf("placement does not record running pod %s/%s: %+v", pod.Name, pod.UID, p)
+		}
+		return hasCondition(v1alpha1.ConditionRunning, metav1.ConditionTrue, v1alpha1.ReasonPodRunning)(j.Status.Conditions)
+	})
 }
 
 // TestJobPodOpenAIVisibleDevices: an openai kernel adds the engine
@@ -297,12 +304,7 @@ func TestJobStatusWritersInterleave(t *testing.T) {
 	job := e.job("shared", "k", nil)
 	e.place(job, e.node)
 	pod := e.pod("shared-1")
-	stale := e.waitJob(job, func(j *v1alpha1.InferenceJob) error {
-		if p := placement(j, 1, 0); p == nil || p.PodUID == "" {
-			return fmt.Errorf("pod not recorded")
-		}
-		return nil
-	})
+	stale := e.waitCond(job, v1alpha1.ConditionRunning, metav1.ConditionFalse, v1alpha1.ReasonPodPending)
 	e.kubelet(pod, corev1.PodRunning, running())
 	e.waitCond(job, v1alpha1.ConditionRunning, metav1.ConditionTrue, v1alpha1.ReasonPodRunning)
 	// The reporter writes from the copy read before Running=True landed: its
@@ -335,20 +337,12 @@ func TestJobRestartMakesNoSecondPod(t *testing.T) {
 	job := e.job("again", "k", nil)
 	e.place(job, e.node)
 	first := e.pod("again-1")
-	e.waitJob(job, func(j *v1alpha1.InferenceJob) error {
-		if p := placement(j, 1, 0); p == nil || p.PodUID != string(first.UID) {
-			return fmt.Errorf("pod not recorded")
-		}
-		return nil
-	})
+	// The crash: the pod exists, its record does not (a pod that waits to
+	// start is not recorded yet).
 	e.stopLast()
-	// The crash: the pod exists, its record does not.
-	e.writeStatus(job, func(o *v1alpha1.InferenceJob) {
-		p := placement(o, 1, 0)
-		p.Pod, p.PodUID = "", ""
-	})
 	e.start()
 	e.start() // and a second reconciler on the same state
+	e.kubelet(first, corev1.PodRunning, running())
 	e.waitJob(job, func(j *v1alpha1.InferenceJob) error {
 		if p := placement(j, 1, 0); p == nil || p.PodUID != string(first.UID) {
 			return fmt.Errorf("placement %+v does not record the first pod %s", p, first.UID)

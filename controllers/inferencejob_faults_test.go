@@ -297,3 +297,35 @@ func TestJobPodDeletedExternally(t *testing.T) {
 		t.Error("an external pod deletion counted against backoffLimit 0")
 	}
 }
+
+// TestJobPendingPodDeleted: a pod deleted before it started, which the
+// job's status does not record yet, ends its placement PodDeleted as well
+// and is not made again. (Whether the controller sees it being deleted or
+// only gone, which TestDecidePendingPodGone covers, depends on timing.)
+func TestJobPendingPodDeleted(t *testing.T) {
+	e := newJobEnv(t)
+	e.kernel("k", true, nil)
+	job := e.job("early-gone", "k", func(j *v1alpha1.InferenceJob) { j.Spec.BackoffLimit = ptr.To[int32](0) })
+	e.place(job, e.node)
+	pod := e.pod("early-gone-1")
+	e.waitCond(job, v1alpha1.ConditionRunning, metav1.ConditionFalse, v1alpha1.ReasonPodPending)
+	if err := k8sClient.Delete(context.Background(), pod, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+	e.waitJob(job, placementEnded(1, 0, v1alpha1.PlacementFailed, v1alpha1.ReasonPodDeleted))
+	
+	got := e.waitJob(job, func(j *v1alpha1.InferenceJob) error {
+		if j.Status.Attempts != 2 {
+			return fmt.Errorf("attempts %d, want 2", j.Status.Attempts)
+		}
+		return nil
+	})
+	if meta.IsStatusConditionTrue(got.Status.Conditions, v1alpha1.ConditionFailed) {
+		t.Error("an external pod deletion counted against backoffLimit 0")
+	}
+	again := &corev1.Pod{}
+	err := k8sClient.Get(context.Background(), client.ObjectKeyFromObject(pod), again)
+	if err == nil && again.UID != pod.UID && again.Labels[LabelAttempt] == "1" {
+		t.Errorf("pod %s of attempt 1 was made again (uid %s, was %s)", pod.Name, again.UID, pod.UID)
+	}
+}

@@ -305,6 +305,7 @@ func (e *jobEnv) place(j *v1alpha1.InferenceJob, nodes ...string) int32 {
 		}
 		meta.SetStatusCondition(&o.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionScheduled,
 			Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonPlaced, Message: "placed"})
+		awaitPods(o, attempt, now) // as the scheduler's placement write does
 	})
 	return attempt
 }

@@ -69,6 +69,9 @@ type observed struct {
 	pods map[string]*corev1.Pod
 	// nodes are the nodes of the placements without an outcome.
 	nodes map[string]nodeState
+	// deleted are pods this process created for placements that do not
+	// record them yet, and that the API server no longer has.
+	deleted map[string]bool
 }
 
 // decision is what decide found besides the status it wrote.
@@ -127,6 +130,25 @@ func admit(job *v1alpha1.InferenceJob, kernel string, now metav1.Time) {
 	if job.Status.StartTime == nil {
 		job.Status.StartTime = &now
 	}
+}
+
+// awaitPods records what the job controller would write for an attempt
+// whose pods are about to be made: Running=False PodPending and the
+// observed generation. The scheduler's placement write carries it, so the
+// pods' creation costs no status write of its own: their names and UIDs
+// are recorded with the next change the job controller writes (the pods
+// running, or ending), as decide does.
+func awaitPods(job *v1alpha1.InferenceJob, attempt int32, now metav1.Time) {
+	job.Status.ObservedGeneration = job.Generation
+	meta.SetStatusCondition(&job.Status.Conditions, metav1.Condition{
+		Type: v1alpha1.ConditionRunning, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonPodPending,
+		Message: podsPendingMessage(attempt), ObservedGeneration: job.Generation, LastTransitionTime: now,
+	})
+}
+
+// podsPendingMessage is the Running=False PodPending message of an attempt.
+func podsPendingMessage(attempt int32) string {
+	return fmt.Sprintf("attempt %d: waiting for pods to start", attempt)
 }
 
 // decide writes the job controller's fields of job.Status from obs.
@@ -240,7 +262,7 @@ func decide(job *v1alpha1.InferenceJob, obs *observed, cfg jobConfig) decision {
 			pod = nil // a pod of that name the job controller did not record
 		}
 		if pod == nil {
-			if p.PodUID != "" {
+			if p.PodUID != "" || obs.deleted[name] {
 				setOutcome(p, v1alpha1.PlacementFailed, v1alpha1.ReasonPodDeleted,
 					fmt.Sprintf("pod %s was deleted before it finished", name), nil, now)
 				continue
@@ -252,8 +274,11 @@ func decide(job *v1alpha1.InferenceJob, obs *observed, cfg jobConfig) decision {
 			pending++
 			continue
 		}
-		p.Pod, p.PodUID = pod.Name, string(pod.UID)
+		// A pod that only waits to start is not recorded yet: its name
+		// and UID go into status with the next change written for it.
+		record := func() { p.Pod, p.PodUID = pod.Name, string(pod.UID) }
 		if reason, msg, ok := nodeFault(p, obs.nodes[p.Node], obs.now, cfg.nodeGrace, &d); ok {
+			record()
 			setOutcome(p, v1alpha1.PlacementFailed, reason, msg, nil, now)
 			continue
 		}
@@ -263,11 +288,13 @@ func decide(job *v1alpha1.InferenceJob, obs *observed, cfg jobConfig) decision {
 				msg: "runtime exited 0 but no result of it was accepted", exitCode: out.exitCode}
 		}
 		if out.outcome != "" {
+			record()
 			setOutcome(p, out.outcome, out.reason, out.msg, out.exitCode, now)
 			continue
 		}
 		open++
 		if out.running {
+			record()
 			running++
 		} else {
 			pending++
@@ -298,8 +325,7 @@ func decide(job *v1alpha1.InferenceJob, obs *observed, cfg jobConfig) decision {
 		set(v1alpha1.ConditionRunning, metav1.ConditionTrue, v1alpha1.ReasonPodRunning,
 			fmt.Sprintf("attempt %d: %d of %d pods running", attempt, running, total))
 	case pending > 0:
-		set(v1alpha1.ConditionRunning, metav1.ConditionFalse, v1alpha1.ReasonPodPending,
-			fmt.Sprintf("attempt %d: waiting for pods to start", attempt))
+		set(v1alpha1.ConditionRunning, metav1.ConditionFalse, v1alpha1.ReasonPodPending, podsPendingMessage(attempt))
 	}
 	return d
 }

@@ -199,3 +199,53 @@ func TestFirstAdmissionComesWithPlacement(t *testing.T) {
 		})
 	}
 }
+
+// TestDecidePendingPodGone: a placement whose pod waits to start is not
+// recorded; once that pod is gone, the controller makes it again unless
+// it knows it made it (obs.deleted), in which case the placement ends
+// PodDeleted. A pending pod costs no status change; a running one is
+// recorded.
+func TestDecidePendingPodGone(t *testing.T) {
+	now := time.Now()
+	kernel := &v1alpha1.Kernel{ObjectMeta: metav1.ObjectMeta{Name: "k", Namespace: "ns"}}
+	kernel.Status.KernelDigest = "sha256:x"
+	kernel.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: "Ready"}}
+	placed := func() *v1alpha1.InferenceJob {
+		job := &v1alpha1.InferenceJob{ObjectMeta: metav1.ObjectMeta{Name: "j", Namespace: "ns", Generation: 1},
+			Spec: v1alpha1.InferenceJobSpec{KernelRef: v1alpha1.LocalObjectReference{Name: "k"}}}
+		admit(job, "k", metav1.NewTime(now))
+		job.Status.Placements = []v1alpha1.Placement{{Attempt: 1, Node: "n"}}
+		awaitPods(job, 1, metav1.NewTime(now))
+		return job
+	}
+	ready := map[string]nodeState{"n": {node: &corev1.Node{Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}}}}}
+	pod := func(phase corev1.PodPhase, st corev1.ContainerState) map[string]*corev1.Pod {
+		return map[string]*corev1.Pod{"j-1": {ObjectMeta: metav1.ObjectMeta{Name: "j-1", UID: "uid", CreationTimestamp: metav1.NewTime(now)},
+			Status: corev1.PodStatus{Phase: phase, ContainerStatuses: []corev1.ContainerStatus{{Name: runtimeContainer, State: st}}}}}
+	}
+
+	job := placed()
+	before := job.Status.DeepCopy()
+	d := decide(job, &observed{now: now, kernel: kernel, pods: map[string]*corev1.Pod{}, nodes: ready, deleted: map[string]bool{}}, jobConfig{})
+	if len(d.createPods) != 1 || !equality.Semantic.DeepEqual(before, &job.Status) {
+		t.Errorf("no pod yet: createPods %v, status changed %v", d.createPods, !equality.Semantic.DeepEqual(before, &job.Status))
+	}
+
+	job = placed()
+	d = decide(job, &observed{now: now, kernel: kernel, pods: pod(corev1.PodPending, corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}), nodes: ready, deleted: map[string]bool{}}, jobConfig{})
+	if len(d.createPods) != 0 || !equality.Semantic.DeepEqual(before, &job.Status) {
+		t.Errorf("pending pod: createPods %v, status changed to %+v", d.createPods, job.Status)
+	}
+
+	job = placed()
+	decide(job, &observed{now: now, kernel: kernel, pods: pod(corev1.PodRunning, corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}), nodes: ready, deleted: map[string]bool{}}, jobConfig{})
+	if p := job.Status.Placements[0]; p.Pod != "j-1" || p.PodUID != "uid" {
+		t.Errorf("running pod not recorded: %+v", p)
+	}
+
+	job = placed()
+	d = decide(job, &observed{now: now, kernel: kernel, pods: map[string]*corev1.Pod{}, nodes: ready, deleted: map[string]bool{"j-1": true}}, jobConfig{})
+	if p := job.Status.Placements[0]; len(d.createPods) != 0 || p.Outcome != v1alpha1.PlacementFailed || p.Reason != v1alpha1.ReasonPodDeleted {
+		t.Errorf("a pod made here and gone: createPods %v, placement %+v, want PodDeleted", d.createPods, p)
+	}
+}

@@ -371,6 +371,9 @@ func (r *SchedulingReconciler) record(ctx context.Context, d scheduler.Decision)
 		}
 		if d.Placed() {
 			setPlaced(j, d, now)
+			// And what the job controller writes while the pods are made,
+			// so their creation needs no status write (see awaitPods).
+			awaitPods(j, d.Request.Attempt, now)
 		} else {
 			setUnplaced(j, d, now)
 		}
