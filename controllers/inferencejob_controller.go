@@ -103,9 +103,9 @@ type InferenceJobReconciler struct {
 	// not record them yet, so one deleted before it started ends its
 	// placement PodDeleted instead of being made again.
 	created createdPods
-	workers   int
-	pods      podConfig
-	cfg       jobConfig
+	workers int
+	pods    podConfig
+	cfg     jobConfig
 }
 
 // InferenceJobOption configures an InferenceJobReconciler.

@@ -313,7 +313,6 @@ func TestJobPendingPodDeleted(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitJob(job, placementEnded(1, 0, v1alpha1.PlacementFailed, v1alpha1.ReasonPodDeleted))
-	
 	got := e.waitJob(job, func(j *v1alpha1.InferenceJob) error {
 		if j.Status.Attempts != 2 {
 			return fmt.Errorf("attempts %d, want 2", j.Status.Attempts)
