@@ -2,7 +2,7 @@
 # Copyright 2026 The aivm-operator Authors. Licensed under the Apache License 2.0.
 #
 # PyTorch's speed on GPT-2 small's shape (124M parameters, random F32
-# weights), for the ratio docs/builtin-engine.md reports next to the
+# weights), for the ratio docs/benchmarks.md reports next to the
 # builtin engine's BenchmarkGenerate and BenchmarkPrompt: the same work
 # (greedy generation with a KV cache after a 16-token prompt; one
 # 128-token prompt), on the same number of threads.

@@ -1,49 +1,11 @@
 #!/usr/bin/env bash
 # Provides a kube-scheduler binary built from the same Kubernetes release as
 # the envtest kube-apiserver and prints its path. The scheduling benchmark
-# (controllers, BenchmarkSchedulingEndToEnd) runs it side by side with the
-# operator's scheduler.
-#
-# Order of preference:
-#   1. KUBE_SCHEDULER already set and executable;
-#   2. the cache, keyed by version (AIVM_CACHE_DIR, default ~/.cache/aivm-operator);
-#   3. a build from the k8s.io/kubernetes Go module through the Go module proxy
-#      (about 10 minutes on 2 cores the first time, then cached).
+# (cmd/manager, BenchmarkSchedulingEndToEnd) runs it side by side with the
+# operator's scheduler. KUBE_SCHEDULER names a binary you have; otherwise
+# it is cached under ~/.cache/aivm-operator/kube-scheduler/ (about 10
+# minutes on 2 cores to build the first time): see provide_k8s_command.
 set -euo pipefail
 # shellcheck source=hack/lib/k8s-command.sh
 source "$(dirname "$0")/lib/k8s-command.sh"
-
-K8S_VERSION=${ENVTEST_K8S_VERSION:-1.37.2}
-CACHE=${AIVM_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/aivm-operator}
-DIR="$CACHE/kube-scheduler/k8s-$K8S_VERSION"
-BIN="$DIR/kube-scheduler"
-
-log() { echo "kube-scheduler: $*" >&2; }
-
-if [ -n "${KUBE_SCHEDULER:-}" ] && [ -x "$KUBE_SCHEDULER" ]; then
-  echo "$KUBE_SCHEDULER"; exit 0
-fi
-if [ -x "$BIN" ]; then
-  echo "$BIN"; exit 0
-fi
-mkdir -p "$CACHE/kube-scheduler"
-
-# Only one build at a time per cache directory.
-exec 9>"$CACHE/kube-scheduler/.lock"
-flock 9
-if [ -x "$BIN" ]; then
-  echo "$BIN"; exit 0
-fi
-
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-export GOWORK=off GOFLAGS=-mod=mod CGO_ENABLED=0
-out="$DIR.tmp"
-rm -rf "$out"; mkdir -p "$out"
-
-log "building kube-scheduler v$K8S_VERSION"
-build_k8s_command kube-scheduler NewSchedulerCommand "$K8S_VERSION" "$work" "$out"
-
-rm -rf "$DIR"; mv "$out" "$DIR"
-log "binary cached in $BIN"
-echo "$BIN"
+provide_k8s_command kube-scheduler NewSchedulerCommand KUBE_SCHEDULER
