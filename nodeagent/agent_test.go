@@ -42,6 +42,7 @@ import (
 	"github.com/aivm-dev/aivm-operator/internal/testenv"
 	"github.com/aivm-dev/aivm-operator/nodeagent"
 	"github.com/aivm-dev/aivm-operator/nodeagent/discovery"
+	"github.com/aivm-dev/aivm-operator/nodeagent/discovery/discoverytest"
 	"github.com/aivm-dev/aivm-operator/nodeagent/simulate"
 )
 
@@ -191,8 +192,8 @@ func newTestAgent(t *testing.T, nodeName string, ac agentConfig) *testAgent {
 	if ac.log.GetSink() == nil {
 		ac.log = testr.New(t)
 	}
-	sim := newNode(t, ac.profile, simulate.WithSeed(nodeName))
-	disc := open(t, sim, discovery.Options{Log: ac.log})
+	sim := discoverytest.NewNode(t, ac.profile, simulate.WithSeed(nodeName))
+	disc := discoverytest.Open(t, sim, discovery.Options{Log: ac.log})
 	clk := ac.clock
 	if clk == nil {
 		clk = clocktesting.NewFakeClock(start)
@@ -449,9 +450,9 @@ func TestLabelsRemovedWhenGPUsAreGone(t *testing.T) {
 		aivmv1alpha1.LabelGPUHealthyCount: "8",
 		"team":                            "inference",
 	})
-	sim := newNode(t, "dgxh100")
+	sim := discoverytest.NewNode(t, "dgxh100")
 	sim.Server.Devices = nil // the GPUs were taken out of the machine
-	disc := open(t, sim, discovery.Options{})
+	disc := discoverytest.Open(t, sim, discovery.Options{})
 	c, _ := countingClient(t)
 	pub, err := nodeagent.NewPublisher(c, nodeagent.PublisherOptions{NodeName: name, HeartbeatInterval: time.Minute})
 	if err != nil {
@@ -602,8 +603,8 @@ func (s *countingSource) Poll() nodeagent.Inventory {
 func TestRunPollsEveryInterval(t *testing.T) {
 	const name = "gpu-run-0"
 	createNode(t, name, nil)
-	sim := newNode(t, "dgxa100")
-	src := &countingSource{inner: open(t, sim, discovery.Options{}), polls: make(chan struct{})}
+	sim := discoverytest.NewNode(t, "dgxa100")
+	src := &countingSource{inner: discoverytest.Open(t, sim, discovery.Options{}), polls: make(chan struct{})}
 	clk := clocktesting.NewFakeClock(start)
 	pub, err := nodeagent.NewPublisher(plainClient(t), nodeagent.PublisherOptions{NodeName: name, HeartbeatInterval: time.Minute, Clock: clk})
 	if err != nil {
@@ -674,8 +675,8 @@ func (s *pollCounter) Poll() nodeagent.Inventory {
 func TestGPUFaultPublishedWithoutPoll(t *testing.T) {
 	const name = "gpu-push-0"
 	createNode(t, name, nil)
-	sim := newNode(t, "dgxh200", simulate.WithSeed(name))
-	disc := open(t, sim, discovery.Options{Log: testr.New(t)})
+	sim := discoverytest.NewNode(t, "dgxh200", simulate.WithSeed(name))
+	disc := discoverytest.Open(t, sim, discovery.Options{Log: testr.New(t)})
 	src := &pollCounter{inner: disc}
 	clk := clocktesting.NewFakeClock(start)
 	pub, err := nodeagent.NewPublisher(plainClient(t), nodeagent.PublisherOptions{NodeName: name, HeartbeatInterval: time.Hour, Clock: clk})

@@ -59,6 +59,7 @@ import (
 	"github.com/aivm-dev/aivm-operator/internal/testenv"
 	"github.com/aivm-dev/aivm-operator/nodeagent"
 	"github.com/aivm-dev/aivm-operator/nodeagent/discovery"
+	"github.com/aivm-dev/aivm-operator/nodeagent/discovery/discoverytest"
 )
 
 // weightsServer serves random weights and counts GET requests (the Model
@@ -358,7 +359,7 @@ func TestPrefetchDoesNotBlockPolls(t *testing.T) {
 	clk := clocktesting.NewFakeClock(start)
 	dir := t.TempDir()
 	cm := newCacheManager(t, name, dir, clk, nil)
-	src := &notifyingSource{inner: open(t, newNode(t, "dgxa100"), discovery.Options{}), polls: make(chan struct{}, 64)}
+	src := &notifyingSource{inner: discoverytest.Open(t, discoverytest.NewNode(t, "dgxa100"), discovery.Options{}), polls: make(chan struct{}, 64)}
 	pub, err := nodeagent.NewPublisher(plainClient(t), nodeagent.PublisherOptions{NodeName: name, HeartbeatInterval: time.Minute, Clock: clk})
 	if err != nil {
 		t.Fatal(err)

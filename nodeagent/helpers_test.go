@@ -20,33 +20,9 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/NVIDIA/go-nvml/pkg/nvml"
-
 	"github.com/aivm-dev/aivm-operator/internal/testutil"
-	"github.com/aivm-dev/aivm-operator/nodeagent/discovery"
 	"github.com/aivm-dev/aivm-operator/nodeagent/simulate"
 )
-
-// newNode returns a simulated GPU node of the profile.
-func newNode(t testing.TB, profile string, opts ...simulate.Option) *simulate.Node {
-	t.Helper()
-	n, err := simulate.New(profile, opts...)
-	if err != nil {
-		t.Fatalf("simulate.New(%q): %v", profile, err)
-	}
-	return n
-}
-
-// open opens NVML discovery over lib and closes it when the test ends.
-func open(t testing.TB, lib nvml.Interface, opts discovery.Options) *discovery.Discoverer {
-	t.Helper()
-	d, err := discovery.Open(lib, opts)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() { _ = d.Close() })
-	return d
-}
 
 // waitHandled waits until every injected event was handled: none is
 // pending and the one consumer waits for the next.

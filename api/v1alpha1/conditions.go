@@ -92,8 +92,6 @@ const (
 	ReasonNoMatchingNode = "NoMatchingNode"
 	// ReasonPlaced: a node and GPUs were chosen.
 	ReasonPlaced = "Placed"
-	// ReasonPodCreated: the runtime pod was created.
-	ReasonPodCreated = "PodCreated"
 	// ReasonPodRunning: the runtime pod is running.
 	ReasonPodRunning = "PodRunning"
 	// ReasonRuntimeExited: the runtime exited with a non-zero code.

@@ -36,6 +36,7 @@ import (
 	"github.com/aivm-dev/aivm-operator/internal/testutil"
 	"github.com/aivm-dev/aivm-operator/nodeagent"
 	"github.com/aivm-dev/aivm-operator/nodeagent/discovery"
+	"github.com/aivm-dev/aivm-operator/nodeagent/discovery/discoverytest"
 	"github.com/aivm-dev/aivm-operator/nodeagent/simulate"
 )
 
@@ -44,28 +45,9 @@ const mib = 1 << 20
 // start is the fake clocks' start time.
 var start = time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
 
-func newNode(t testing.TB, profile string, opts ...simulate.Option) *simulate.Node {
-	t.Helper()
-	n, err := simulate.New(profile, opts...)
-	if err != nil {
-		t.Fatalf("simulate.New(%q): %v", profile, err)
-	}
-	return n
-}
-
-func open(t testing.TB, lib nvml.Interface, opts discovery.Options) *discovery.Discoverer {
-	t.Helper()
-	d, err := discovery.Open(lib, opts)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() { _ = d.Close() })
-	return d
-}
-
 func TestInventoryDGXA100(t *testing.T) {
-	n := newNode(t, "dgxa100")
-	d := open(t, n, discovery.Options{})
+	n := discoverytest.NewNode(t, "dgxa100")
+	d := discoverytest.Open(t, n, discovery.Options{})
 	inv := d.Poll()
 
 	want := nodeagent.Inventory{
@@ -118,8 +100,8 @@ func TestInventoryProfiles(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.profile, func(t *testing.T) {
-			n := newNode(t, tt.profile)
-			inv := open(t, n, discovery.Options{}).Poll()
+			n := discoverytest.NewNode(t, tt.profile)
+			inv := discoverytest.Open(t, n, discovery.Options{}).Poll()
 			if len(inv.GPUs) != 8 {
 				t.Fatalf("got %d GPUs, want 8", len(inv.GPUs))
 			}
@@ -141,9 +123,9 @@ func TestSimulateUnknownProfile(t *testing.T) {
 }
 
 func TestSimulateSeedGivesStableDistinctUUIDs(t *testing.T) {
-	a1 := newNode(t, "dgxh100", simulate.WithSeed("node-a"))
-	a2 := newNode(t, "dgxh100", simulate.WithSeed("node-a"))
-	b := newNode(t, "dgxh100", simulate.WithSeed("node-b"))
+	a1 := discoverytest.NewNode(t, "dgxh100", simulate.WithSeed("node-a"))
+	a2 := discoverytest.NewNode(t, "dgxh100", simulate.WithSeed("node-a"))
+	b := discoverytest.NewNode(t, "dgxh100", simulate.WithSeed("node-b"))
 	for i := range 8 {
 		if a1.UUID(i) != a2.UUID(i) {
 			t.Errorf("GPU %d: same seed gave %s and %s", i, a1.UUID(i), a2.UUID(i))
@@ -155,8 +137,8 @@ func TestSimulateSeedGivesStableDistinctUUIDs(t *testing.T) {
 }
 
 func TestMIGDevicesAppearWhenMIGIsOn(t *testing.T) {
-	n := newNode(t, "dgxa100")
-	d := open(t, n, discovery.Options{})
+	n := discoverytest.NewNode(t, "dgxa100")
+	d := discoverytest.Open(t, n, discovery.Options{})
 	if inv := d.Poll(); len(inv.GPUs[2].MIGDevices) != 0 || inv.GPUs[2].MIGMode != nodeagent.MIGDisabled {
 		t.Fatalf("before MIG: GPU 2 mode %s with %d MIG devices", inv.GPUs[2].MIGMode, len(inv.GPUs[2].MIGDevices))
 	}
@@ -257,8 +239,8 @@ func allHealthy(n int, except map[int]string) map[int]string {
 }
 
 func TestXIDEventMarksExactlyThatGPU(t *testing.T) {
-	n := newNode(t, "dgxh100")
-	d := open(t, n, discovery.Options{})
+	n := discoverytest.NewNode(t, "dgxh100")
+	d := discoverytest.Open(t, n, discovery.Options{})
 	n.InjectXID(3, 79)
 	want := allHealthy(8, map[int]string{3: "Unhealthy: XID 79: GPU has fallen off the bus"})
 	if diff := cmp.Diff(want, healthOf(d.Poll())); diff != "" {
@@ -292,8 +274,8 @@ func TestXIDFiltering(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			n := newNode(t, "dgxa100")
-			d := open(t, n, discovery.Options{XIDs: &f})
+			n := discoverytest.NewNode(t, "dgxa100")
+			d := discoverytest.Open(t, n, discovery.Options{XIDs: &f})
 			n.InjectXID(6, tt.xid)
 			g := d.Poll().GPUs[6]
 			if got := g.Health == nodeagent.HealthUnhealthy; got != tt.wantUnhealthy {
@@ -322,8 +304,8 @@ func TestNewXIDFilterRejectsGarbage(t *testing.T) {
 }
 
 func TestDoubleBitECCMarksGPUUnhealthy(t *testing.T) {
-	n := newNode(t, "dgxa100")
-	d := open(t, n, discovery.Options{})
+	n := discoverytest.NewNode(t, "dgxa100")
+	d := discoverytest.Open(t, n, discovery.Options{})
 	n.InjectDoubleBitECC(1)
 	want := allHealthy(8, map[int]string{1: "Unhealthy: ECC double-bit error"})
 	if diff := cmp.Diff(want, healthOf(d.Poll())); diff != "" {
@@ -332,8 +314,8 @@ func TestDoubleBitECCMarksGPUUnhealthy(t *testing.T) {
 }
 
 func TestMIGScopedEventNamesTheInstance(t *testing.T) {
-	n := newNode(t, "dgxa100")
-	d := open(t, n, discovery.Options{})
+	n := discoverytest.NewNode(t, "dgxa100")
+	d := discoverytest.Open(t, n, discovery.Options{})
 	n.InjectEvent(nvml.EventData{Device: n.Device(4), EventType: nvml.EventTypeXidCriticalError, EventData: 94, GpuInstanceId: 2, ComputeInstanceId: 0})
 	g := d.Poll().GPUs[4]
 	if g.Health != nodeagent.HealthUnhealthy || g.HealthReason != "XID 94: contained ECC error (MIG GPU instance 2, compute instance 0)" {
@@ -342,8 +324,8 @@ func TestMIGScopedEventNamesTheInstance(t *testing.T) {
 }
 
 func TestEventOnUnknownDeviceMarksAllGPUs(t *testing.T) {
-	n := newNode(t, "dgxa100")
-	d := open(t, n, discovery.Options{})
+	n := discoverytest.NewNode(t, "dgxa100")
+	d := discoverytest.Open(t, n, discovery.Options{})
 	stranger := &mock.Device{GetUUIDFunc: func() (string, nvml.Return) { return "", nvml.ERROR_UNKNOWN }}
 	n.InjectEvent(nvml.EventData{Device: stranger, EventType: nvml.EventTypeXidCriticalError, EventData: 79, GpuInstanceId: 0xFFFFFFFF, ComputeInstanceId: 0xFFFFFFFF})
 	for _, g := range d.Poll().GPUs {
@@ -354,8 +336,8 @@ func TestEventOnUnknownDeviceMarksAllGPUs(t *testing.T) {
 }
 
 func TestNVMLErrorOnOneDeviceDoesNotHideOthers(t *testing.T) {
-	n := newNode(t, "dgxa100")
-	d := open(t, n, discovery.Options{})
+	n := discoverytest.NewNode(t, "dgxa100")
+	d := discoverytest.Open(t, n, discovery.Options{})
 	healthyMem := n.Device(5).GetMemoryInfoFunc
 	n.Device(5).GetMemoryInfoFunc = func() (nvml.Memory, nvml.Return) { return nvml.Memory{}, nvml.ERROR_UNKNOWN }
 
@@ -388,8 +370,8 @@ func TestNVMLErrorOnOneDeviceDoesNotHideOthers(t *testing.T) {
 }
 
 func TestUnimplementedNVMLCallOnOneDeviceDoesNotHideOthers(t *testing.T) {
-	n := newNode(t, "dgxa100")
-	d := open(t, n, discovery.Options{})
+	n := discoverytest.NewNode(t, "dgxa100")
+	d := discoverytest.Open(t, n, discovery.Options{})
 	n.Device(1).GetTemperatureFunc = nil // the mock panics on a nil function
 	inv := d.Poll()
 	want := allHealthy(8, map[int]string{1: "Unhealthy: NVML call failed: Device.GetTemperatureFunc: method is nil but Device.GetTemperature was just called"})
@@ -399,8 +381,8 @@ func TestUnimplementedNVMLCallOnOneDeviceDoesNotHideOthers(t *testing.T) {
 }
 
 func TestGPUThatFallsOffTheBusStaysListedUnhealthy(t *testing.T) {
-	n := newNode(t, "dgxb200")
-	d := open(t, n, discovery.Options{})
+	n := discoverytest.NewNode(t, "dgxb200")
+	d := discoverytest.Open(t, n, discovery.Options{})
 	n.InjectXID(4, 79)
 	n.Detach(4)
 	inv := d.Poll()
@@ -426,8 +408,8 @@ func TestGPUThatFallsOffTheBusStaysListedUnhealthy(t *testing.T) {
 }
 
 func TestQueryLostErrorKeepsTheFault(t *testing.T) {
-	n := newNode(t, "dgxa100")
-	d := open(t, n, discovery.Options{})
+	n := discoverytest.NewNode(t, "dgxa100")
+	d := discoverytest.Open(t, n, discovery.Options{})
 	n.InjectXID(2, 79)
 	healthyMem := n.Device(2).GetMemoryInfoFunc
 	n.Device(2).GetMemoryInfoFunc = func() (nvml.Memory, nvml.Return) { return nvml.Memory{}, nvml.ERROR_GPU_IS_LOST }
@@ -444,9 +426,9 @@ func TestQueryLostErrorKeepsTheFault(t *testing.T) {
 }
 
 func TestGPULostBeforeStartIsListed(t *testing.T) {
-	n := newNode(t, "dgxa100")
+	n := discoverytest.NewNode(t, "dgxa100")
 	n.Detach(7)
-	inv := open(t, n, discovery.Options{}).Poll()
+	inv := discoverytest.Open(t, n, discovery.Options{}).Poll()
 	if len(inv.GPUs) != 8 {
 		t.Fatalf("got %d GPUs, want 8", len(inv.GPUs))
 	}
@@ -457,9 +439,9 @@ func TestGPULostBeforeStartIsListed(t *testing.T) {
 }
 
 func TestEventsUnsupportedMeansUnknownHealth(t *testing.T) {
-	n := newNode(t, "dgxa100")
+	n := discoverytest.NewNode(t, "dgxa100")
 	n.Device(0).GetSupportedEventTypesFunc = func() (uint64, nvml.Return) { return 0, nvml.ERROR_NOT_SUPPORTED }
-	inv := open(t, n, discovery.Options{}).Poll()
+	inv := discoverytest.Open(t, n, discovery.Options{}).Poll()
 	if g := inv.GPUs[0]; g.Health != nodeagent.HealthUnknown || !strings.Contains(g.HealthReason, "ERROR_NOT_SUPPORTED") {
 		t.Errorf("GPU 0 = %s %q, want Unknown naming the error", g.Health, g.HealthReason)
 	}
@@ -469,11 +451,11 @@ func TestEventsUnsupportedMeansUnknownHealth(t *testing.T) {
 }
 
 func TestTelemetry(t *testing.T) {
-	n := newNode(t, "dgxh200")
+	n := discoverytest.NewNode(t, "dgxh200")
 	n.SetUtilization(2, 87, 40)
 	n.SetTemperature(2, 71)
 	n.SetMemoryUsed(2, 100*mib)
-	g := open(t, n, discovery.Options{}).Poll().GPUs[2]
+	g := discoverytest.Open(t, n, discovery.Options{}).Poll().GPUs[2]
 	if *g.UtilizationPercent != 87 || *g.MemoryUtilizationPercent != 40 || *g.TemperatureCelsius != 71 ||
 		g.MemoryUsed != 100*mib || g.MemoryFree != g.MemoryTotal-100*mib {
 		t.Errorf("GPU 2 telemetry = util %d mem %d temp %d used %d free %d",
@@ -482,9 +464,9 @@ func TestTelemetry(t *testing.T) {
 }
 
 func TestUnsupportedTelemetryIsOmittedNotAnError(t *testing.T) {
-	n := newNode(t, "dgxa100")
+	n := discoverytest.NewNode(t, "dgxa100")
 	n.Device(0).GetUtilizationRatesFunc = func() (nvml.Utilization, nvml.Return) { return nvml.Utilization{}, nvml.ERROR_NOT_SUPPORTED }
-	inv := open(t, n, discovery.Options{}).Poll()
+	inv := discoverytest.Open(t, n, discovery.Options{}).Poll()
 	if g := inv.GPUs[0]; g.UtilizationPercent != nil || g.Health != nodeagent.HealthHealthy || inv.CallErrors != 0 {
 		t.Errorf("GPU 0 utilization %v health %s, %d call errors", g.UtilizationPercent, g.Health, inv.CallErrors)
 	}
@@ -528,7 +510,7 @@ func TestRealNVML(t *testing.T) {
 }
 
 func TestCloseShutsDownOnce(t *testing.T) {
-	n := newNode(t, "dgxa100")
+	n := discoverytest.NewNode(t, "dgxa100")
 	shutdowns := 0
 	n.ShutdownFunc = func() nvml.Return { shutdowns++; return nvml.SUCCESS }
 	d, err := discovery.Open(n, discovery.Options{})
@@ -612,8 +594,8 @@ func noHealthChange(t *testing.T, d *discovery.Discoverer, after string) {
 }
 
 func TestWatchHealthHandlesEventsAsTheyCome(t *testing.T) {
-	n := newNode(t, "dgxh100")
-	d := open(t, n, discovery.Options{})
+	n := discoverytest.NewNode(t, "dgxh100")
+	d := discoverytest.Open(t, n, discovery.Options{})
 	startWatch(t, d)
 	waitHandled(t, n)
 
@@ -648,8 +630,8 @@ func TestWatchHealthHandlesEventsAsTheyCome(t *testing.T) {
 }
 
 func TestWatchHealthStopsWithItsContext(t *testing.T) {
-	n := newNode(t, "dgxa100")
-	d := open(t, n, discovery.Options{})
+	n := discoverytest.NewNode(t, "dgxa100")
+	d := discoverytest.Open(t, n, discovery.Options{})
 	w := startWatch(t, d)
 	waitHandled(t, n)
 	if err := d.WatchHealth(context.Background()); err == nil || !strings.Contains(err.Error(), "already watched") {
@@ -670,7 +652,7 @@ func TestWatchHealthStopsWithItsContext(t *testing.T) {
 }
 
 func TestCloseStopsWatchHealth(t *testing.T) {
-	n := newNode(t, "dgxa100")
+	n := discoverytest.NewNode(t, "dgxa100")
 	// Record any wait on the event set while or after it is freed.
 	var mu sync.Mutex
 	var inWait int
@@ -701,7 +683,7 @@ func TestCloseStopsWatchHealth(t *testing.T) {
 			},
 		}, ret
 	}
-	d := open(t, n, discovery.Options{})
+	d := discoverytest.Open(t, n, discovery.Options{})
 	w := startWatch(t, d)
 	waitHandled(t, n)
 	if err := d.Close(); err != nil {
@@ -748,7 +730,7 @@ func (l *lineLog) count(substr string) int {
 }
 
 func TestWatchHealthBacksOffOnNVMLErrors(t *testing.T) {
-	n := newNode(t, "dgxa100")
+	n := discoverytest.NewNode(t, "dgxa100")
 	var waits atomic.Int32
 	var fail atomic.Int32
 	fail.Store(int32(nvml.ERROR_UNKNOWN))
@@ -763,7 +745,7 @@ func TestWatchHealthBacksOffOnNVMLErrors(t *testing.T) {
 	}
 	clk := clocktesting.NewFakeClock(start)
 	var logs lineLog
-	d := open(t, n, discovery.Options{Clock: clk, Log: logs.logger(0)})
+	d := discoverytest.Open(t, n, discovery.Options{Clock: clk, Log: logs.logger(0)})
 	startWatch(t, d)
 
 	// waitBackoff waits until the watcher made want waits and sleeps on the clock.
@@ -835,9 +817,9 @@ func (l *lineLog) infoLines(substrs ...string) int {
 }
 
 func TestEventStormOnOneGPULogsOneInfoLine(t *testing.T) {
-	n := newNode(t, "dgxh100")
+	n := discoverytest.NewNode(t, "dgxh100")
 	var logs lineLog
-	d := open(t, n, discovery.Options{Log: logs.logger(1)})
+	d := discoverytest.Open(t, n, discovery.Options{Log: logs.logger(1)})
 	startWatch(t, d)
 	waitHandled(t, n)
 
