@@ -32,6 +32,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -109,11 +110,38 @@ func TestManagerProcess(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	profileManager(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if err := mgr.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// profileManager writes a CPU profile of the manager child process when
+// AIVM_BENCH_MANAGER_PROFILE names a directory: <dir>/manager-<pid>.pprof,
+// over its first AIVM_BENCH_MANAGER_PROFILE_SECONDS (30 by default; the
+// process is killed at the end of a run, so the profile stops on a timer).
+func profileManager(t *testing.T) {
+	dir := os.Getenv("AIVM_BENCH_MANAGER_PROFILE")
+	if dir == "" {
+		return
+	}
+	seconds, err := strconv.Atoi(os.Getenv("AIVM_BENCH_MANAGER_PROFILE_SECONDS"))
+	if err != nil || seconds < 1 {
+		seconds = 30
+	}
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("manager-%d.pprof", os.Getpid())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		t.Fatal(err)
+	}
+	time.AfterFunc(time.Duration(seconds)*time.Second, func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	})
 }
 
 // managerSample is what the manager child process reports: the objects
