@@ -99,9 +99,9 @@ type InferenceJobReconciler struct {
 	// saCreated holds the namespaces whose runtime service account this
 	// reconciler created or found, so a job costs no create call for it.
 	saCreated sync.Map
-	// created holds the pods this process created whose placements do
-	// not record them yet, so one deleted before it started ends its
-	// placement PodDeleted instead of being made again.
+	// created holds the pods this process created, so one deleted before
+	// its placement recorded it ends that placement PodDeleted instead of
+	// being made again.
 	created createdPods
 	workers int
 	pods    podConfig
@@ -245,7 +245,6 @@ func (r *InferenceJobReconciler) reconcileNormal(ctx context.Context, job *v1alp
 		return ctrl.Result{}, err
 	}
 	r.recordEvents(before, job)
-	r.created.forgetRecorded(job)
 	if err := r.deleteEndedPods(ctx, job, obs.pods); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -331,7 +330,7 @@ func (r *InferenceJobReconciler) observe(ctx context.Context, job *v1alpha1.Infe
 		name, madeHere := p.Pod, false
 		if name == "" {
 			name = PodName(job.Name, p.Attempt, p.Member, isCommittee(job, p.Attempt))
-			madeHere = r.created.has(client.ObjectKeyFromObject(job), name)
+			madeHere = r.created.has(job, name)
 		}
 		if pods[name] == nil && (p.PodUID != "" || madeHere) {
 			pod := &corev1.Pod{}
@@ -385,7 +384,8 @@ func (r *InferenceJobReconciler) nodeState(ctx context.Context, name string) (no
 
 func (r *InferenceJobReconciler) listPods(ctx context.Context, job *v1alpha1.InferenceJob) (map[string]*corev1.Pod, error) {
 	var list corev1.PodList
-	if err := r.client.List(ctx, &list, client.InNamespace(job.Namespace), client.MatchingLabels{LabelJobUID: string(job.UID)}); err != nil {
+	if err := r.client.List(ctx, &list, client.InNamespace(job.Namespace),
+		client.MatchingFields{indexer.PodJob: string(job.UID)}, client.MatchingLabels{LabelJobUID: string(job.UID)}); err != nil {
 		return nil, fmt.Errorf("list pods of %s: %w", klog.KObj(job), err)
 	}
 	pods := make(map[string]*corev1.Pod, len(list.Items))
@@ -422,7 +422,7 @@ func (r *InferenceJobReconciler) createPods(ctx context.Context, job *v1alpha1.I
 			return fmt.Errorf("create pod %s: %w", pod.Name, err)
 		}
 		obs.pods[pod.Name] = pod
-		r.created.add(client.ObjectKeyFromObject(job), pod.Name)
+		r.created.add(job, pod.Name)
 	}
 	return nil
 }

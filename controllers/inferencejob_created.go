@@ -24,65 +24,54 @@ import (
 	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
 )
 
-// createdPods remembers, per job, the pods this process created that the
-// job's status does not record yet. A job's pods are recorded in status
-// with the first change written for them (running, or ending), not on
-// creation: that saves a status write per pod. Until then this set is what
-// tells a pod deleted before it started (its placement ends PodDeleted)
-// from one never made (it is created). After a restart the set is empty,
-// and an unrecorded pod that is gone is made again under the same name.
+// createdPods remembers, per job, the pods this process created. A job's
+// pods are recorded in status with the first change written for them
+// (running, or ending), not on creation: that saves a status write per
+// pod. Until then this set is what tells a pod deleted before it started
+// (its placement ends PodDeleted) from one never made (it is created).
+// Entries stay until the job is deleted, not only until its status records
+// the pod: a reconcile may read a cached copy of the job older than that
+// record, and must not make the pod again from it. An entry is a job key
+// and a pod name, small beside the job in the informer cache. After a
+// restart the set is empty, and an unrecorded pod that is gone is made
+// again under the same name.
 type createdPods struct {
 	mu   sync.Mutex
-	pods map[types.NamespacedName]map[string]bool
+	jobs map[types.NamespacedName]jobPods
 }
 
-func (c *createdPods) add(job types.NamespacedName, pod string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.pods == nil {
-		c.pods = map[types.NamespacedName]map[string]bool{}
-	}
-	if c.pods[job] == nil {
-		c.pods[job] = map[string]bool{}
-	}
-	c.pods[job][pod] = true
+// jobPods are the pods made for one job, by its UID: a job deleted and
+// made again under its name starts with none.
+type jobPods struct {
+	uid  types.UID
+	pods map[string]bool
 }
 
-func (c *createdPods) has(job types.NamespacedName, pod string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.pods[job][pod]
-}
-
-// forgetRecorded drops the job's pods that its status now records or whose
-// placements ended.
-func (c *createdPods) forgetRecorded(job *v1alpha1.InferenceJob) {
+func (c *createdPods) add(job *v1alpha1.InferenceJob, pod string) {
 	key := types.NamespacedName{Namespace: job.Namespace, Name: job.Name}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	pods := c.pods[key]
-	if pods == nil {
-		return
+	if c.jobs == nil {
+		c.jobs = map[types.NamespacedName]jobPods{}
 	}
-	open := map[string]bool{}
-	for _, p := range job.Status.Placements {
-		if p.PodUID == "" && p.Outcome == "" {
-			open[PodName(job.Name, p.Attempt, p.Member, isCommittee(job, p.Attempt))] = true
-		}
+	jp := c.jobs[key]
+	if jp.uid != job.UID {
+		jp = jobPods{uid: job.UID, pods: map[string]bool{}}
+		c.jobs[key] = jp
 	}
-	for name := range pods {
-		if !open[name] {
-			delete(pods, name)
-		}
-	}
-	if len(pods) == 0 {
-		delete(c.pods, key)
-	}
+	jp.pods[pod] = true
+}
+
+func (c *createdPods) has(job *v1alpha1.InferenceJob, pod string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	jp := c.jobs[types.NamespacedName{Namespace: job.Namespace, Name: job.Name}]
+	return jp.uid == job.UID && jp.pods[pod]
 }
 
 // forgetJob drops a job that is gone or being deleted.
 func (c *createdPods) forgetJob(job types.NamespacedName) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	delete(c.pods, job)
+	delete(c.jobs, job)
 }

@@ -61,6 +61,8 @@ type jobEnv struct {
 	node  string
 	// stopLast stops the manager start started last.
 	stopLast func()
+	// cache is the informer cache of the manager started last.
+	cache cache.Cache
 	// opts are the job controller's options in this test.
 	opts []InferenceJobOption
 }
@@ -125,7 +127,7 @@ func (e *jobEnv) start(opts ...InferenceJobOption) ctrl.Manager {
 		}
 	}
 	t.Cleanup(stop)
-	e.stopLast = stop
+	e.stopLast, e.cache = stop, mgr.GetCache()
 	return mgr
 }
 
@@ -365,7 +367,17 @@ func (e *jobEnv) waitPodGone(name string) {
 // changes then needs no waiting.
 func (e *jobEnv) reconcileNow(j *v1alpha1.InferenceJob) {
 	e.t.Helper()
-	r := NewInferenceJobReconciler(k8sClient, k8sClient, nil, e.opts...)
+	// Everything is read fresh from the API server, except pods: the job
+	// controller lists them through the cache's index (indexer.PodJob),
+	// which the API server does not serve.
+	c, err := client.New(cfg, client.Options{Scheme: testenv.Scheme(), Cache: &client.CacheOptions{
+		Reader: e.cache, DisableFor: []client.Object{&v1alpha1.InferenceJob{}, &v1alpha1.Kernel{}, &v1alpha1.GPUNode{},
+			&corev1.Node{}, &corev1.ConfigMap{}, &corev1.ServiceAccount{}},
+	}})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	r := NewInferenceJobReconciler(c, k8sClient, nil, e.opts...)
 	if _, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: client.ObjectKeyFromObject(j)}); err != nil {
 		e.t.Fatalf("reconcile: %v", err)
 	}

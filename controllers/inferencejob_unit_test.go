@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/validation"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
 	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
@@ -247,5 +248,25 @@ func TestDecidePendingPodGone(t *testing.T) {
 	d = decide(job, &observed{now: now, kernel: kernel, pods: map[string]*corev1.Pod{}, nodes: ready, deleted: map[string]bool{"j-1": true}}, jobConfig{})
 	if p := job.Status.Placements[0]; len(d.createPods) != 0 || p.Outcome != v1alpha1.PlacementFailed || p.Reason != v1alpha1.ReasonPodDeleted {
 		t.Errorf("a pod made here and gone: createPods %v, placement %+v, want PodDeleted", d.createPods, p)
+	}
+}
+
+// TestCreatedPodsByUID: what the controller made for a job is not taken
+// for what it made for another job of the same name.
+func TestCreatedPodsByUID(t *testing.T) {
+	var c createdPods
+	first := &v1alpha1.InferenceJob{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "j", UID: "one"}}
+	again := &v1alpha1.InferenceJob{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "j", UID: "two"}}
+	c.add(first, "j-1")
+	if !c.has(first, "j-1") || c.has(first, "j-2") || c.has(again, "j-1") {
+		t.Errorf("after one pod of the first job: has %v %v %v, want true false false", c.has(first, "j-1"), c.has(first, "j-2"), c.has(again, "j-1"))
+	}
+	c.add(again, "j-2")
+	if c.has(first, "j-1") || !c.has(again, "j-2") {
+		t.Error("the job made again under its name still sees the first job's pods, or not its own")
+	}
+	c.forgetJob(types.NamespacedName{Namespace: "ns", Name: "j"})
+	if c.has(again, "j-2") {
+		t.Error("a forgotten job still has pods")
 	}
 }

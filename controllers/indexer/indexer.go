@@ -22,6 +22,8 @@ import (
 	"context"
 	"fmt"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
@@ -48,6 +50,9 @@ const (
 	// GPUNodeCacheError indexes GPUNodes by the digest of each entry in
 	// status.modelCacheErrors.
 	GPUNodeCacheError = "status.modelCacheErrors.digest"
+	// PodJob indexes Pods by the UID of the InferenceJob that controls
+	// them, so a job's pods are found without scanning its namespace's.
+	PodJob = "metadata.ownerReferences.inferenceJob"
 )
 
 // Setup registers every index with fi (the manager's field indexer). Call
@@ -71,7 +76,19 @@ func Setup(ctx context.Context, fi client.FieldIndexer) error {
 	if err := fi.IndexField(ctx, &v1alpha1.GPUNode{}, GPUNodeCacheError, gpuNodeCacheErrors); err != nil {
 		return fmt.Errorf("index gpunodes by %s: %w", GPUNodeCacheError, err)
 	}
+	if err := fi.IndexField(ctx, &corev1.Pod{}, PodJob, podJob); err != nil {
+		return fmt.Errorf("index pods by %s: %w", PodJob, err)
+	}
 	return nil
+}
+
+// podJob returns the UID of the InferenceJob that controls the pod, if one does.
+func podJob(o client.Object) []string {
+	ref := metav1.GetControllerOf(o)
+	if ref == nil || ref.Kind != "InferenceJob" || ref.APIVersion != v1alpha1.GroupVersion.String() {
+		return nil
+	}
+	return []string{string(ref.UID)}
 }
 
 func kernelModelRef(o client.Object) []string {
