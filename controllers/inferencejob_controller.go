@@ -99,6 +99,8 @@ type InferenceJobReconciler struct {
 	// saCreated holds the namespaces whose runtime service account this
 	// reconciler created or found, so a job costs no create call for it.
 	saCreated sync.Map
+	// nsLocks holds a *sync.Mutex per namespace (lockNamespace).
+	nsLocks sync.Map
 	// created holds the pods this process created, so one deleted before
 	// its placement recorded it ends that placement PodDeleted instead of
 	// being made again.
@@ -445,6 +447,11 @@ func (r *InferenceJobReconciler) ensureServiceAccount(ctx context.Context, ns st
 	if _, ok := r.saCreated.Load(ns); ok {
 		return nil
 	}
+	unlock := r.lockNamespace(ns)
+	defer unlock()
+	if _, ok := r.saCreated.Load(ns); ok {
+		return nil // another worker made it meanwhile
+	}
 	sa := &corev1.ServiceAccount{
 		ObjectMeta:                   metav1.ObjectMeta{Namespace: ns, Name: RuntimeServiceAccount, Labels: map[string]string{labelManaged: managedByAIVM}},
 		AutomountServiceAccountToken: ptr.To(false),
@@ -466,8 +473,17 @@ func (r *InferenceJobReconciler) ensureResultCA(ctx context.Context, ns string) 
 	if r.ca != nil {
 		bundle = r.ca.CABundle()
 	}
-	if last, ok := r.caWritten.Load(ns); ok && bytes.Equal(last.([]byte), bundle) {
+	written := func() bool {
+		last, ok := r.caWritten.Load(ns)
+		return ok && bytes.Equal(last.([]byte), bundle)
+	}
+	if written() {
 		return nil
+	}
+	unlock := r.lockNamespace(ns)
+	defer unlock()
+	if written() {
+		return nil // another worker wrote it meanwhile
 	}
 	ca := &corev1.ConfigMap{}
 	err := r.apiReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: ResultCAConfigMap}, ca)
@@ -490,6 +506,17 @@ func (r *InferenceJobReconciler) ensureResultCA(ctx context.Context, ns string) 
 	}
 	r.caWritten.Store(ns, bundle)
 	return nil
+}
+
+// lockNamespace serializes the writes of a namespace's shared objects (the
+// runtime service account, the result CA ConfigMap): the first jobs of a
+// new namespace arrive on many workers at once, and one of them writing
+// each object is enough. It returns the unlock.
+func (r *InferenceJobReconciler) lockNamespace(ns string) (unlock func()) {
+	mu, _ := r.nsLocks.LoadOrStore(ns, &sync.Mutex{})
+	m := mu.(*sync.Mutex)
+	m.Lock()
+	return m.Unlock
 }
 
 // deleteEndedPods deletes the job's pods that no open placement of the

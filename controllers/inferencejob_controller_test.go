@@ -166,7 +166,7 @@ func TestJobPodSpec(t *testing.T) {
 		t.Errorf("input configmap: %v, want none", err)
 	}
 	ca := &corev1.ConfigMap{}
-	if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: ResultCAConfigMap}, ca); err != nil || ca.Data["ca.crt"] != "test-ca" {
+	if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: ResultCAConfigMap}, ca); err != nil || ca.Data[caKey] != "test-ca" {
 		t.Errorf("CA configmap: %v %+v", err, ca.Data)
 	}
 	e.kubelet(pod, corev1.PodRunning, running())
@@ -406,4 +406,47 @@ func TestJobResultCARotates(t *testing.T) {
 	ca.set("ca-2")
 	e.kubelet(pod, corev1.PodRunning, running())
 	waitCA("ca-2")
+}
+
+// creatingClient counts the Create calls it passes on, by object type.
+type creatingClient struct {
+	client.Client
+	mu      sync.Mutex
+	creates map[string]int
+}
+
+func (c *creatingClient) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
+	c.mu.Lock()
+	c.creates[fmt.Sprintf("%T", obj)]++
+	c.mu.Unlock()
+	return c.Client.Create(ctx, obj, opts...)
+}
+
+// TestNamespaceObjectsWrittenOnce: the first jobs of a new namespace,
+// reconciled on many workers at once, create its runtime service account
+// and result CA ConfigMap once, not once per worker.
+func TestNamespaceObjectsWrittenOnce(t *testing.T) {
+	ns := newNamespace(t)
+	cc := &creatingClient{Client: k8sClient, creates: map[string]int{}}
+	r := NewInferenceJobReconciler(cc, k8sClient, nil, WithCABundle(staticCA("test-ca")))
+	job := &v1alpha1.InferenceJob{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "first"}}
+	errs := make(chan error, 16)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() { errs <- r.ensureNamespaceObjects(context.Background(), job) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if sa, cm := cc.creates["*v1.ServiceAccount"], cc.creates["*v1.ConfigMap"]; sa != 1 || cm != 1 {
+		t.Errorf("%d service account and %d ConfigMap creations from 16 workers, want 1 each", sa, cm)
+	}
+	ca := &corev1.ConfigMap{}
+	if err := k8sClient.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: ResultCAConfigMap}, ca); err != nil || ca.Data[caKey] != "test-ca" {
+		t.Errorf("result CA ConfigMap %v, %v", ca.Data, err)
+	}
 }
