@@ -62,12 +62,7 @@ func TestJobRetriesThenBackoffLimit(t *testing.T) {
 	})
 	e.clock.Step(2 * time.Second)
 	e.poke(job)
-	e.waitJob(job, func(j *v1alpha1.InferenceJob) error {
-		if j.Status.Attempts != 2 {
-			return fmt.Errorf("attempts %d, want 2 after the backoff", j.Status.Attempts)
-		}
-		return nil
-	})
+	e.waitJob(job, hasAttempts(2)) // after the backoff
 	e.place(job, e.node)
 	pod = e.pod("flaky-2")
 	e.kubelet(pod, corev1.PodFailed, exited(14, "Error", `{"reason":"InferenceTimeout","message":"no token in 300s"}`))
@@ -127,12 +122,7 @@ func TestJobSuspendResume(t *testing.T) {
 	e.waitPodGone("pause-1")
 	patchSpec(t, job, func(j *v1alpha1.InferenceJob) { j.Spec.Suspend = ptr.To(false) })
 	e.waitCond(job, v1alpha1.ConditionAdmitted, metav1.ConditionTrue, v1alpha1.ReasonAdmitted)
-	got = e.waitJob(job, func(j *v1alpha1.InferenceJob) error {
-		if j.Status.Attempts != 2 {
-			return fmt.Errorf("attempts %d, want 2 after the resume", j.Status.Attempts)
-		}
-		return nil
-	})
+	got = e.waitJob(job, hasAttempts(2))
 	if meta.IsStatusConditionTrue(got.Status.Conditions, v1alpha1.ConditionFailed) {
 		t.Error("a suspension counted against backoffLimit 0")
 	}
@@ -156,12 +146,7 @@ func TestJobGPUUnhealthyFailsOver(t *testing.T) {
 	if p := placement(got, 1, 0); !strings.Contains(p.Message, "XID 79") {
 		t.Errorf("message %q should carry the GPU's health reason", p.Message)
 	}
-	e.waitJob(job, func(j *v1alpha1.InferenceJob) error {
-		if j.Status.Attempts != 2 {
-			return fmt.Errorf("attempts %d, want 2", j.Status.Attempts)
-		}
-		return nil
-	})
+	e.waitJob(job, hasAttempts(2))
 	e.waitPodGone("move-1")
 	e.place(job, other)
 	if p := e.pod("move-2"); p.Spec.NodeName != other {
@@ -199,12 +184,7 @@ func TestJobNodeNotReady(t *testing.T) {
 	e.clock.Step(41 * time.Second)
 	e.poke(job)
 	e.waitJob(job, placementEnded(1, 0, v1alpha1.PlacementFailed, v1alpha1.ReasonNodeNotReady))
-	e.waitJob(job, func(j *v1alpha1.InferenceJob) error {
-		if j.Status.Attempts != 2 {
-			return fmt.Errorf("attempts %d, want 2", j.Status.Attempts)
-		}
-		return nil
-	})
+	e.waitJob(job, hasAttempts(2))
 	e.waitPodGone("node-1")
 }
 
@@ -287,12 +267,7 @@ func TestJobPodDeletedExternally(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitJob(job, placementEnded(1, 0, v1alpha1.PlacementFailed, v1alpha1.ReasonPodDeleted))
-	got := e.waitJob(job, func(j *v1alpha1.InferenceJob) error {
-		if j.Status.Attempts != 2 {
-			return fmt.Errorf("attempts %d, want 2", j.Status.Attempts)
-		}
-		return nil
-	})
+	got := e.waitJob(job, hasAttempts(2))
 	if meta.IsStatusConditionTrue(got.Status.Conditions, v1alpha1.ConditionFailed) {
 		t.Error("an external pod deletion counted against backoffLimit 0")
 	}
@@ -313,12 +288,7 @@ func TestJobPendingPodDeleted(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitJob(job, placementEnded(1, 0, v1alpha1.PlacementFailed, v1alpha1.ReasonPodDeleted))
-	got := e.waitJob(job, func(j *v1alpha1.InferenceJob) error {
-		if j.Status.Attempts != 2 {
-			return fmt.Errorf("attempts %d, want 2", j.Status.Attempts)
-		}
-		return nil
-	})
+	got := e.waitJob(job, hasAttempts(2))
 	if meta.IsStatusConditionTrue(got.Status.Conditions, v1alpha1.ConditionFailed) {
 		t.Error("an external pod deletion counted against backoffLimit 0")
 	}

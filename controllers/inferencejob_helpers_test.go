@@ -404,6 +404,16 @@ func placement(j *v1alpha1.InferenceJob, attempt, member int32) *v1alpha1.Placem
 	return nil
 }
 
+// hasAttempts holds when the job is at attempt n.
+func hasAttempts(n int32) func(*v1alpha1.InferenceJob) error {
+	return func(j *v1alpha1.InferenceJob) error {
+		if j.Status.Attempts != n {
+			return fmt.Errorf("attempts %d, want %d", j.Status.Attempts, n)
+		}
+		return nil
+	}
+}
+
 // placementEnded returns a check that the placement has the outcome and reason.
 func placementEnded(attempt, member int32, o v1alpha1.PlacementOutcome, reason string) func(*v1alpha1.InferenceJob) error {
 	return func(j *v1alpha1.InferenceJob) error {
