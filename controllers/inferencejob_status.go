@@ -182,12 +182,20 @@ func decide(job *v1alpha1.InferenceJob, obs *observed, cfg jobConfig) decision {
 	}
 	attempt := st.Attempts
 	// closeOpen gives every open placement of the current attempt an outcome.
+	// A pod that was still pending, and so not recorded yet, is recorded
+	// with that outcome, so status names the pod the attempt ended with.
 	closeOpen := func(outcome v1alpha1.PlacementOutcome, reason, msg string) {
 		for i := range st.Placements {
 			p := &st.Placements[i]
-			if p.Attempt == attempt && p.Outcome == "" {
-				setOutcome(p, outcome, reason, msg, nil, now)
+			if p.Attempt != attempt || p.Outcome != "" {
+				continue
 			}
+			if p.PodUID == "" {
+				if pod := obs.pods[PodName(job.Name, p.Attempt, p.Member, isCommittee(job, attempt))]; pod != nil {
+					p.Pod, p.PodUID = pod.Name, string(pod.UID)
+				}
+			}
+			setOutcome(p, outcome, reason, msg, nil, now)
 		}
 	}
 

@@ -244,6 +244,14 @@ func TestDecidePendingPodGone(t *testing.T) {
 		t.Errorf("running pod not recorded: %+v", p)
 	}
 
+	// An attempt ended while its pod waits to start names that pod.
+	job = placed()
+	job.Spec.ActiveDeadlineSeconds = ptr.To[int64](1)
+	decide(job, &observed{now: now.Add(time.Minute), kernel: kernel, pods: pod(corev1.PodPending, corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}), nodes: ready, deleted: map[string]bool{}}, jobConfig{})
+	if p := job.Status.Placements[0]; p.Reason != v1alpha1.ReasonDeadlineExceeded || p.Pod != "j-1" || p.PodUID != "uid" {
+		t.Errorf("pending pod at the deadline: placement %+v, want DeadlineExceeded naming pod j-1", p)
+	}
+
 	job = placed()
 	d = decide(job, &observed{now: now, kernel: kernel, pods: map[string]*corev1.Pod{}, nodes: ready, deleted: map[string]bool{"j-1": true}}, jobConfig{})
 	if p := job.Status.Placements[0]; len(d.createPods) != 0 || p.Outcome != v1alpha1.PlacementFailed || p.Reason != v1alpha1.ReasonPodDeleted {
