@@ -331,7 +331,7 @@ func (r *InferenceJobReconciler) observe(ctx context.Context, job *v1alpha1.Infe
 		// it: ask the API server before calling it deleted.
 		name, madeHere := p.Pod, false
 		if name == "" {
-			name = PodName(job.Name, p.Attempt, p.Member, isCommittee(job, p.Attempt))
+			name = placementPodName(job, &p)
 			madeHere = r.created.has(job, name)
 		}
 		if pods[name] == nil && (p.PodUID != "" || madeHere) {
@@ -526,7 +526,7 @@ func (r *InferenceJobReconciler) deleteEndedPods(ctx context.Context, job *v1alp
 	if !finished(job) {
 		for _, p := range job.Status.Placements {
 			if p.Attempt == job.Status.Attempts && p.Outcome == "" {
-				keep[PodName(job.Name, p.Attempt, p.Member, isCommittee(job, p.Attempt))] = true
+				keep[placementPodName(job, &p)] = true
 			}
 		}
 	}

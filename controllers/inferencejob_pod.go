@@ -142,6 +142,11 @@ func JobNameLabel(job string) string { return shortName(job, 63) }
 // ResultConfigMapName is the ConfigMap the result endpoint stores a job's output in.
 func ResultConfigMapName(job string) string { return shortName(job+"-result", 253) }
 
+// placementPodName is the name of placement p's pod in job.
+func placementPodName(job *v1alpha1.InferenceJob, p *v1alpha1.Placement) string {
+	return PodName(job.Name, p.Attempt, p.Member, isCommittee(job, p.Attempt))
+}
+
 // isCommittee reports whether the attempt has more than one member, which
 // decides the pod names; the scheduler places all members at once.
 func isCommittee(job *v1alpha1.InferenceJob, attempt int32) bool {
@@ -160,7 +165,7 @@ func isCommittee(job *v1alpha1.InferenceJob, attempt int32) bool {
 // buildPod returns the runtime pod of one placement. The kernel must be
 // Ready (it carries the digests the runtime checks).
 func buildPod(job *v1alpha1.InferenceJob, kernel *v1alpha1.Kernel, p v1alpha1.Placement, cfg podConfig) (*corev1.Pod, error) {
-	name := PodName(job.Name, p.Attempt, p.Member, isCommittee(job, p.Attempt))
+	name := placementPodName(job, &p)
 	params, err := parametersJSON(job, kernel)
 	if err != nil {
 		return nil, err

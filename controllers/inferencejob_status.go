@@ -191,7 +191,7 @@ func decide(job *v1alpha1.InferenceJob, obs *observed, cfg jobConfig) decision {
 				continue
 			}
 			if p.PodUID == "" {
-				if pod := obs.pods[PodName(job.Name, p.Attempt, p.Member, isCommittee(job, attempt))]; pod != nil {
+				if pod := obs.pods[placementPodName(job, p)]; pod != nil {
 					p.Pod, p.PodUID = pod.Name, string(pod.UID)
 				}
 			}
@@ -264,7 +264,7 @@ func decide(job *v1alpha1.InferenceJob, obs *observed, cfg jobConfig) decision {
 		if p.Outcome != "" {
 			continue
 		}
-		name := PodName(job.Name, p.Attempt, p.Member, isCommittee(job, attempt))
+		name := placementPodName(job, p)
 		pod := obs.pods[name]
 		if pod != nil && p.PodUID != "" && string(pod.UID) != p.PodUID {
 			pod = nil // a pod of that name the job controller did not record

@@ -224,22 +224,32 @@ func TestDecidePendingPodGone(t *testing.T) {
 		return map[string]*corev1.Pod{"j-1": {ObjectMeta: metav1.ObjectMeta{Name: "j-1", UID: "uid", CreationTimestamp: metav1.NewTime(now)},
 			Status: corev1.PodStatus{Phase: phase, ContainerStatuses: []corev1.ContainerStatus{{Name: runtimeContainer, State: st}}}}}
 	}
+	pending := pod(corev1.PodPending, corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}})
+	// observe is what the controller sees at at: pods, and the pods it made
+	// that are gone.
+	observe := func(at time.Time, pods map[string]*corev1.Pod, deleted ...string) *observed {
+		obs := &observed{now: at, kernel: kernel, pods: pods, nodes: ready, deleted: map[string]bool{}}
+		for _, name := range deleted {
+			obs.deleted[name] = true
+		}
+		return obs
+	}
 
 	job := placed()
 	before := job.Status.DeepCopy()
-	d := decide(job, &observed{now: now, kernel: kernel, pods: map[string]*corev1.Pod{}, nodes: ready, deleted: map[string]bool{}}, jobConfig{})
+	d := decide(job, observe(now, map[string]*corev1.Pod{}), jobConfig{})
 	if len(d.createPods) != 1 || !equality.Semantic.DeepEqual(before, &job.Status) {
 		t.Errorf("no pod yet: createPods %v, status changed %v", d.createPods, !equality.Semantic.DeepEqual(before, &job.Status))
 	}
 
 	job = placed()
-	d = decide(job, &observed{now: now, kernel: kernel, pods: pod(corev1.PodPending, corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}), nodes: ready, deleted: map[string]bool{}}, jobConfig{})
+	d = decide(job, observe(now, pending), jobConfig{})
 	if len(d.createPods) != 0 || !equality.Semantic.DeepEqual(before, &job.Status) {
 		t.Errorf("pending pod: createPods %v, status changed to %+v", d.createPods, job.Status)
 	}
 
 	job = placed()
-	decide(job, &observed{now: now, kernel: kernel, pods: pod(corev1.PodRunning, corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}), nodes: ready, deleted: map[string]bool{}}, jobConfig{})
+	decide(job, observe(now, pod(corev1.PodRunning, corev1.ContainerState{Running: &corev1.ContainerStateRunning{}})), jobConfig{})
 	if p := job.Status.Placements[0]; p.Pod != "j-1" || p.PodUID != "uid" {
 		t.Errorf("running pod not recorded: %+v", p)
 	}
@@ -247,13 +257,13 @@ func TestDecidePendingPodGone(t *testing.T) {
 	// An attempt ended while its pod waits to start names that pod.
 	job = placed()
 	job.Spec.ActiveDeadlineSeconds = ptr.To[int64](1)
-	decide(job, &observed{now: now.Add(time.Minute), kernel: kernel, pods: pod(corev1.PodPending, corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}), nodes: ready, deleted: map[string]bool{}}, jobConfig{})
+	decide(job, observe(now.Add(time.Minute), pending), jobConfig{})
 	if p := job.Status.Placements[0]; p.Reason != v1alpha1.ReasonDeadlineExceeded || p.Pod != "j-1" || p.PodUID != "uid" {
 		t.Errorf("pending pod at the deadline: placement %+v, want DeadlineExceeded naming pod j-1", p)
 	}
 
 	job = placed()
-	d = decide(job, &observed{now: now, kernel: kernel, pods: map[string]*corev1.Pod{}, nodes: ready, deleted: map[string]bool{"j-1": true}}, jobConfig{})
+	d = decide(job, observe(now, map[string]*corev1.Pod{}, "j-1"), jobConfig{})
 	if p := job.Status.Placements[0]; len(d.createPods) != 0 || p.Outcome != v1alpha1.PlacementFailed || p.Reason != v1alpha1.ReasonPodDeleted {
 		t.Errorf("a pod made here and gone: createPods %v, placement %+v, want PodDeleted", d.createPods, p)
 	}

@@ -96,9 +96,9 @@ func (p *PublishFailures) ModelCacheErrors() []aivmv1alpha1.ModelCacheError {
 
 // MergeCacheErrors lists the failures of every source, one per digest (the
 // first source that names a digest wins), oldest first, at most
-// MaxModelCacheErrors.
+// MaxModelCacheErrors. Nil sources are left out.
 func MergeCacheErrors(sources ...CacheErrorSource) CacheErrorSource {
-	return mergedCacheErrors(sources)
+	return mergedCacheErrors(slices.DeleteFunc(sources, func(s CacheErrorSource) bool { return s == nil }))
 }
 
 type mergedCacheErrors []CacheErrorSource

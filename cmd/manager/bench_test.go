@@ -26,7 +26,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -739,26 +738,15 @@ func reportRequests(b *testing.B, before map[string]float64, pods int) {
 	b.ReportMetric(r/float64(pods), "reads/pod")
 }
 
-// kubeSchedulerBinary is KUBE_SCHEDULER, else what hack/kube-scheduler.sh
-// provides (cached, or built from Go modules: minutes the first time).
+// kubeSchedulerBinary is testenv.KubeScheduler's binary; the benchmark is
+// skipped without one.
 func kubeSchedulerBinary(b *testing.B) string {
 	b.Helper()
-	if p := os.Getenv("KUBE_SCHEDULER"); p != "" {
-		return p
-	}
-	root, err := testenv.RepoRoot()
+	bin, err := testenv.KubeScheduler()
 	if err != nil {
-		b.Fatal(err)
-	}
-	out, err := exec.Command(filepath.Join(root, "hack", "kube-scheduler.sh")).Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			b.Skipf("no kube-scheduler: hack/kube-scheduler.sh: %v: %s", err, ee.Stderr)
-		}
 		b.Skipf("no kube-scheduler: %v", err)
 	}
-	return strings.TrimSpace(string(out))
+	return bin
 }
 
 // cleanupNamespace removes what a run made, so the next runs on an empty

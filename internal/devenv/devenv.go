@@ -394,25 +394,33 @@ func (e *Env) startManager(ctx context.Context) error {
 // waitHTTP polls url until it answers 200, the process exits or the start
 // timeout passes.
 func (e *Env) waitHTTP(ctx context.Context, p *process, url string) error {
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.StartTimeout)
-	defer cancel()
-	for {
+	return e.waitReady(ctx, p, "not ready at "+url, func(ctx context.Context) bool {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+		if err != nil {
+			return false
 		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+// waitReady polls ready every 250 ms until it holds; it fails when process
+// p exits first (with its log's last line) or the start timeout passes
+// (saying that p is still notYet).
+func (e *Env) waitReady(ctx context.Context, p *process, notYet string, ready func(context.Context) bool) error {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.StartTimeout)
+	defer cancel()
+	for !ready(ctx) {
 		select {
 		case <-p.done:
-			return fmt.Errorf("%s exited (%w); its log: %s", p.name, p.err, p.logPath)
+			return fmt.Errorf("%s exited (%w): %s; its log: %s", p.name, p.err, lastLine(p.logPath), p.logPath)
 		case <-ctx.Done():
-			return fmt.Errorf("%s not ready at %s: %w; its log: %s", p.name, url, ctx.Err(), p.logPath)
+			return fmt.Errorf("%s %s: %w; its log: %s", p.name, notYet, ctx.Err(), p.logPath)
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+	return nil
 }
 
 // startNode registers a node, starts its node agent (CSI driver included)
@@ -467,24 +475,14 @@ func (e *Env) startNode(ctx, runCtx context.Context, name, profile string) error
 			e.progress("node %s: process runner stopped: %v", name, err)
 		}
 	}()
-	wctx, cancel := context.WithTimeout(ctx, e.cfg.StartTimeout)
-	defer cancel()
-	for {
+	return e.waitReady(ctx, agent, "did not publish GPUNode "+name, func(ctx context.Context) bool {
 		var gn aivmv1alpha1.GPUNode
-		err := e.Client.Get(wctx, client.ObjectKey{Name: name}, &gn)
-		if err == nil && len(gn.Status.GPUs) > 0 {
-			if _, err := os.Stat(sock); err == nil {
-				return nil
-			}
+		if err := e.Client.Get(ctx, client.ObjectKey{Name: name}, &gn); err != nil || len(gn.Status.GPUs) == 0 {
+			return false
 		}
-		select {
-		case <-agent.done:
-			return fmt.Errorf("node agent exited (%w); its log: %s", agent.err, agent.logPath)
-		case <-wctx.Done():
-			return fmt.Errorf("node agent did not publish GPUNode %s: %w; its log: %s", name, wctx.Err(), agent.logPath)
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
+		_, err := os.Stat(sock)
+		return err == nil
+	})
 }
 
 // process is a child process of the environment.

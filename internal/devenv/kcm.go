@@ -75,25 +75,14 @@ func (e *Env) startControllerManager(ctx context.Context) error {
 	if e.kcm, err = e.startProcess("kube-controller-manager", e.cfg.ControllerManager, args); err != nil {
 		return err
 	}
-	wctx, cancel := context.WithTimeout(ctx, e.cfg.StartTimeout)
-	defer cancel()
-	for {
+	return e.waitReady(ctx, e.kcm, "made no default ServiceAccount in "+Namespace, func(ctx context.Context) bool {
 		var sa corev1.ServiceAccount
-		if err := e.Client.Get(wctx, client.ObjectKey{Namespace: Namespace, Name: "default"}, &sa); err == nil {
-			return nil
-		}
-		select {
-		case <-e.kcm.done:
-			return fmt.Errorf("kube-controller-manager exited (%w): %s; its log: %s", e.kcm.err, lastLine(e.kcm.logPath), e.kcm.logPath)
-		case <-wctx.Done():
-			return fmt.Errorf("kube-controller-manager made no default ServiceAccount in %s: %w; its log: %s", Namespace, wctx.Err(), e.kcm.logPath)
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
+		return e.Client.Get(ctx, client.ObjectKey{Namespace: Namespace, Name: "default"}, &sa) == nil
+	})
 }
 
-// lastLine returns the last non-empty line of the file at path, for error
-// messages about a process that exited.
+// lastLine returns the last non-empty line of the file at path, for the
+// error about a process that exited.
 func lastLine(path string) string {
 	b, err := os.ReadFile(path) //nolint:gosec // the environment's own log
 	if err != nil {

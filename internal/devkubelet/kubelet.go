@@ -297,9 +297,7 @@ func (k *Kubelet) registerNodeOnce(ctx context.Context) error {
 	default:
 		k.applyNodeMeta(node)
 		if _, err = nodes.Update(ctx, node, metav1.UpdateOptions{}); err != nil {
-			if apierrors.IsConflict(err) {
-				return err
-			}
+			// Wrapped, a Conflict is still one for RetryOnConflict.
 			return fmt.Errorf("devkubelet: update node %s: %w", k.cfg.NodeName, err)
 		}
 	}

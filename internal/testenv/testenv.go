@@ -61,29 +61,26 @@ func RepoRoot() (string, error) {
 // Assets returns the directory holding kube-apiserver and etcd: the
 // KUBEBUILDER_ASSETS environment variable when set, else what hack/envtest.sh
 // provides (cached binaries, setup-envtest, or a build from Go modules).
-func Assets() (string, error) {
-	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
-		return dir, nil
-	}
-	root, err := RepoRoot()
-	if err != nil {
-		return "", err
-	}
-	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(filepath.Join(root, "hack", "envtest.sh"))
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("hack/envtest.sh: %w: %s", err, strings.TrimSpace(stderr.String()))
-	}
-	return strings.TrimSpace(stdout.String()), nil
-}
+func Assets() (string, error) { return provided("KUBEBUILDER_ASSETS", "envtest.sh") }
 
 // ControllerManager returns the path of a kube-controller-manager built from
 // the same Kubernetes release as the API server: the KUBE_CONTROLLER_MANAGER
 // environment variable when set, else what hack/kube-controller-manager.sh
 // provides (the cached binary, or a build from Go modules).
 func ControllerManager() (string, error) {
-	if p := os.Getenv("KUBE_CONTROLLER_MANAGER"); p != "" {
+	return provided("KUBE_CONTROLLER_MANAGER", "kube-controller-manager.sh")
+}
+
+// KubeScheduler returns the path of a kube-scheduler built from the same
+// Kubernetes release as the API server: the KUBE_SCHEDULER environment
+// variable when set, else what hack/kube-scheduler.sh provides (the cached
+// binary, or a build from Go modules: minutes the first time).
+func KubeScheduler() (string, error) { return provided("KUBE_SCHEDULER", "kube-scheduler.sh") }
+
+// provided returns the environment variable env when set, else the path
+// the hack/ script prints.
+func provided(env, script string) (string, error) {
+	if p := os.Getenv(env); p != "" {
 		return p, nil
 	}
 	root, err := RepoRoot()
@@ -91,10 +88,10 @@ func ControllerManager() (string, error) {
 		return "", err
 	}
 	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(filepath.Join(root, "hack", "kube-controller-manager.sh"))
+	cmd := exec.Command(filepath.Join(root, "hack", script)) //nolint:gosec // the repository's own scripts
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("hack/kube-controller-manager.sh: %w: %s", err, strings.TrimSpace(stderr.String()))
+		return "", fmt.Errorf("hack/%s: %w: %s", script, err, strings.TrimSpace(stderr.String()))
 	}
 	return strings.TrimSpace(stdout.String()), nil
 }

@@ -174,11 +174,7 @@ func Run(ctx context.Context, o Options) error {
 	// Models the CSI driver refuses for their content are listed beside
 	// failed prefetches, and wake the agent to publish them.
 	refused := nodeagent.NewPublishFailures(nil)
-	if agentOpts.CacheErrors != nil {
-		agentOpts.CacheErrors = nodeagent.MergeCacheErrors(agentOpts.CacheErrors, refused)
-	} else {
-		agentOpts.CacheErrors = refused
-	}
+	agentOpts.CacheErrors = nodeagent.MergeCacheErrors(agentOpts.CacheErrors, refused)
 	agentOpts.Wake = fanIn(ctx, agentOpts.Wake, refused.Changed())
 	csiCtx, stopCSI := context.WithCancel(ctx)
 	csiDone, err := startCSI(csiCtx, o, c, refused, log.WithName("csi"))

@@ -1,0 +1,39 @@
+/*
+Copyright 2026 The aivm-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package nodeagent
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	clocktesting "k8s.io/utils/clock/testing"
+)
+
+// TestMergeCacheErrorsSkipsNil: the node agent merges the CSI driver's
+// refusals with the cache manager's failures, and runs without a cache
+// manager when no model cache is configured.
+func TestMergeCacheErrorsSkipsNil(t *testing.T) {
+	refused := NewPublishFailures(clocktesting.NewFakePassiveClock(time.Unix(1700000000, 0)))
+	digest := strings.Repeat("a", 64)
+	refused.PublishFailed("ns/m", digest, "DigestMismatch", "", errors.New("bytes differ"))
+	got := MergeCacheErrors(nil, refused).ModelCacheErrors()
+	if len(got) != 1 || got[0].Digest != digest || got[0].Reason != "DigestMismatch" {
+		t.Errorf("merged %+v, want the one refusal", got)
+	}
+}
