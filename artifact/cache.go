@@ -413,6 +413,9 @@ func (c *Cache) evictBlob(e Entry, res *GCResult) (int64, error) {
 	err := c.Remove(e.Digest)
 	switch {
 	case err == nil:
+		if err := c.dropGrants(e.Digest); err != nil {
+			c.log.Error(err, "Could not remove the access records of an evicted artifact", "digest", e.Digest)
+		}
 		res.Evicted = append(res.Evicted, e)
 		c.log.Info("Evicted cached artifact", "digest", e.Digest, "bytes", e.Size, "lastUsed", e.LastUsed)
 		return e.Size, nil

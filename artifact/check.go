@@ -48,14 +48,22 @@ type CheckResult struct {
 	NodeLocal bool
 	// Size is the size the source announced, or -1 when unknown.
 	Size int64
+	// DigestHeader names the response header in which the source stated
+	// the expected sha256 (X-Linked-Etag, Repr-Digest, Digest or ETag),
+	// or is empty when it stated none. A source that states it with the
+	// caller's credentials has shown it can deliver the bytes.
+	DigestHeader string
 }
 
 // Check validates req and, for http, https and hf sources, makes a HEAD
 // request (falling back to a one-byte ranged GET when HEAD is not allowed)
 // with the request's token. It returns a *HTTPStatusError for an error
 // status, a *SizeMismatchError when the announced size differs from
-// req.Size, and the network error when the source cannot be reached. The
-// digest is not checked: that needs the bytes.
+// req.Size, a *SourceDigestMismatchError when a response (the redirects
+// on the way included) states a sha256 other than req.Digest in a header
+// that means the content's digest, and the network error when the source
+// cannot be reached. A source that states no digest is not checked further:
+// that needs the bytes.
 func (c *Checker) Check(ctx context.Context, req Request) (CheckResult, error) {
 	p, err := prepare(req, c.cfg.hfBase)
 	if err != nil {
@@ -66,46 +74,82 @@ func (c *Checker) Check(ctx context.Context, req Request) (CheckResult, error) {
 		res.NodeLocal = true
 		return res, nil
 	}
-	size, err := c.probe(ctx, p, http.MethodHead)
+	return checkSource(ctx, c.cfg.client, p, res)
+}
+
+// checkSource probes p with a HEAD (a one-byte GET where HEAD is not
+// allowed) and fills in res's size and stated digest.
+func checkSource(ctx context.Context, client *http.Client, p prepared, res CheckResult) (CheckResult, error) {
+	pr, err := probe(ctx, client, p, http.MethodHead)
 	var se *HTTPStatusError
 	if errors.As(err, &se) && (se.StatusCode == http.StatusMethodNotAllowed || se.StatusCode == http.StatusNotImplemented) {
-		size, err = c.probe(ctx, p, http.MethodGet)
+		pr, err = probe(ctx, client, p, http.MethodGet)
 	}
 	if err != nil {
 		return res, err
 	}
-	res.Size = size
-	if p.size > 0 && size >= 0 && size != p.size {
-		return res, &SizeMismatchError{Expected: p.size, Actual: size}
+	res.Size = pr.size
+	if p.size > 0 && pr.size >= 0 && pr.size != p.size {
+		return res, &SizeMismatchError{Expected: p.size, Actual: pr.size}
 	}
+	v := judgeDigests(pr.stated, p.digest)
+	if v.mismatch != nil {
+		return res, &SourceDigestMismatchError{Source: p.display, Header: v.mismatch.header, Expected: p.digest, Stated: v.mismatch.sha256}
+	}
+	res.DigestHeader = v.match
 	return res, nil
 }
 
-// probe makes one HEAD, or GET for the first byte, and returns the size.
-func (c *Checker) probe(ctx context.Context, p prepared, method string) (int64, error) {
+// probeResult is what one probe learned.
+type probeResult struct {
+	size   int64
+	stated []statedDigest // from every response, redirects included
+}
+
+// probe makes one HEAD, or GET for the first byte, and returns the size
+// and the digests the responses state. The Hugging Face hub answers a
+// HEAD of an LFS file with a redirect to its storage that carries
+// X-Linked-Etag, so the redirects' headers count too.
+func probe(ctx context.Context, client *http.Client, p prepared, method string) (probeResult, error) {
+	out := probeResult{size: -1}
 	req, err := newRequest(ctx, method, p)
 	if err != nil {
-		return -1, err
+		return out, err
 	}
 	if method == http.MethodGet {
 		req.Header.Set("Range", "bytes=0-0")
 	}
-	resp, err := c.cfg.client.Do(req)
+	hc := *client
+	next := client.CheckRedirect
+	hc.CheckRedirect = func(r *http.Request, via []*http.Request) error {
+		if r.Response != nil {
+			out.stated = append(out.stated, statedDigests(r.Response.Header)...)
+		}
+		if next != nil {
+			return next(r, via)
+		}
+		if len(via) >= maxRedirects {
+			return fmt.Errorf("stopped after %d redirects", maxRedirects)
+		}
+		return nil
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
-		return -1, fmt.Errorf("%s: %w", p.display, unwrapRetryable(clientError(err)))
+		return out, fmt.Errorf("%s: %w", p.display, unwrapRetryable(clientError(err)))
 	}
 	_ = resp.Body.Close()
 	switch {
 	case resp.StatusCode == http.StatusPartialContent:
 		if _, total, ok := parseContentRange(resp.Header.Get("Content-Range")); ok {
-			return total, nil
+			out.size = total
 		}
-		return -1, nil
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
-		return resp.ContentLength, nil
+		out.size = resp.ContentLength
 	default:
-		return -1, &HTTPStatusError{Source: p.display, StatusCode: resp.StatusCode, Status: resp.Status}
+		return out, &HTTPStatusError{Source: p.display, StatusCode: resp.StatusCode, Status: resp.Status}
 	}
+	out.stated = append(out.stated, statedDigests(resp.Header)...)
+	return out, nil
 }
 
 // unwrapRetryable drops the retryable mark: a check is not retried.

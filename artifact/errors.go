@@ -100,3 +100,44 @@ func transientStatus(code int) bool {
 	}
 	return false
 }
+
+// SourceDigestMismatchError reports a source whose response states a sha256
+// other than the expected one (docs/security.md, "Model cache"): the source
+// answers, but not with these bytes.
+type SourceDigestMismatchError struct {
+	// Source is the URL, with credentials and query values redacted.
+	Source string
+	// Header is the response header that stated the digest.
+	Header string
+	// Expected is the digest the caller asked for, lowercase hex.
+	Expected string
+	// Stated is the digest the header stated, lowercase hex.
+	Stated string
+}
+
+// Error names the source, the header and both digests.
+func (e *SourceDigestMismatchError) Error() string {
+	return fmt.Sprintf("%s states sha256 %s in %s, not the expected %s", e.Source, e.Stated, e.Header, e.Expected)
+}
+
+// AccessDeniedError reports a cached blob that is not served to a request
+// because the request's own source and credentials have not shown that
+// they can fetch it (docs/security.md, "Model cache"). It names only the
+// request's source and digest, never who else holds the blob.
+type AccessDeniedError struct {
+	// Source is the request's URL, with credentials and query values redacted.
+	Source string
+	// Digest is the blob's sha256, lowercase hex.
+	Digest string
+	// Err is why the source did not prove access: an error status, a
+	// stated or downloaded digest that differs.
+	Err error
+}
+
+// Error names the request's source and digest and the cause.
+func (e *AccessDeniedError) Error() string {
+	return fmt.Sprintf("the cached bytes of sha256 %s are not served: %s did not show it can deliver them: %v", e.Digest, e.Source, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *AccessDeniedError) Unwrap() error { return e.Err }

@@ -52,6 +52,12 @@ type Request struct {
 	// resolving to one included) is refused with an *InsecureTokenError, and
 	// so is a redirect from https to http. A redirect to another host drops it.
 	Token Token
+	// Credential names where Token comes from, never its value: for a
+	// Model, its credentials Secret as namespace/name/key
+	// (ModelCredential). The cache records which source and credential
+	// fetched or proved each blob (docs/security.md, "Model cache"); a
+	// request with a Token and no Credential earns no record.
+	Credential string
 }
 
 // Result describes a fetched artifact.
@@ -69,11 +75,13 @@ type Result struct {
 
 // prepared is a validated Request.
 type prepared struct {
-	digest  string
-	u       *url.URL
-	size    int64
-	token   Token
-	display string // redacted URL for logs and errors
+	digest string
+	u      *url.URL
+	size   int64
+	token  Token
+	// credential is the token's identity (Request.Credential).
+	credential string
+	display    string // redacted URL for logs and errors
 }
 
 func prepare(req Request, hfBase string) (prepared, error) {
@@ -94,7 +102,7 @@ func prepare(req Request, hfBase string) (prepared, error) {
 	if u.Scheme == SchemeHTTP && !req.Token.IsZero() {
 		return prepared{}, &InsecureTokenError{URL: RedactURL(u)}
 	}
-	return prepared{digest: d, u: u, size: req.Size, token: req.Token, display: RedactURL(u)}, nil
+	return prepared{digest: d, u: u, size: req.Size, token: req.Token, credential: req.Credential, display: RedactURL(u)}, nil
 }
 
 // Fetcher downloads artifacts into a Cache, verifying their digests.
@@ -279,6 +287,9 @@ func (f *Fetcher) fetchLocked(ctx context.Context, p prepared) (Result, error) {
 	}
 	committed = true
 	f.cache.touch(p.digest)
+	if err := f.cache.recordGrant(p, grantFetched); err != nil {
+		log.Error(err, "Could not record which source fetched an artifact; other requests of it will prove access again")
+	}
 	log.Info("Fetched artifact", "bytes", dl.n)
 	return Result{Path: f.cache.Path(p.digest), Digest: p.digest, Size: dl.n, Downloaded: true}, nil
 }

@@ -43,7 +43,7 @@ const (
 // ModelRequest returns the Request that fetches a Model's weights. token is
 // the bearer token from the Model's credentials Secret, or zero.
 func ModelRequest(m *v1alpha1.Model, token Token) Request {
-	req := Request{Source: m.Spec.URI, Digest: m.Spec.SHA256, Token: token}
+	req := Request{Source: m.Spec.URI, Digest: m.Spec.SHA256, Token: token, Credential: ModelCredential(m)}
 	if m.Spec.SizeBytes != nil {
 		req.Size = *m.Spec.SizeBytes
 	}
@@ -59,7 +59,7 @@ func ModelSnapshotSpec(m *v1alpha1.Model, token Token) (SnapshotSpec, error) {
 	if err != nil {
 		return SnapshotSpec{}, fmt.Errorf("model %s/%s: %w", m.Namespace, m.Name, err)
 	}
-	spec := SnapshotSpec{Digest: digest, BaseURI: m.Spec.BaseURI, Token: token}
+	spec := SnapshotSpec{Digest: digest, BaseURI: m.Spec.BaseURI, Token: token, Credential: ModelCredential(m)}
 	if len(m.Spec.Files) == 0 {
 		req := ModelRequest(m, token)
 		size := int64(-1)
@@ -78,6 +78,21 @@ func ModelSnapshotSpec(m *v1alpha1.Model, token Token) (SnapshotSpec, error) {
 		spec.Files[i] = sf
 	}
 	return spec, nil
+}
+
+// ModelCredential names a Model's credential for the cache's access
+// records: its credentials Secret as namespace/name/key, or "" when it
+// names none. It never holds the token.
+func ModelCredential(m *v1alpha1.Model) string {
+	ref := m.Spec.CredentialsSecretRef
+	if ref == nil {
+		return ""
+	}
+	key := ref.Key
+	if key == "" {
+		key = DefaultTokenKey
+	}
+	return m.Namespace + "/" + ref.Name + "/" + key
 }
 
 // DefaultTokenKey is the Secret key read when a credentials reference names none.
@@ -181,16 +196,23 @@ func Prefetch(ctx context.Context, f *Fetcher, nodeLabels map[string]string, mod
 
 // ErrorReason names the cause of a fetch or check error as a PascalCase
 // reason for conditions and GPUNode status.modelCacheErrors:
-// DigestMismatch, SizeMismatch, SourceUnreachable, or FetchFailed.
+// AccessNotProven, SourceDigestMismatch, DigestMismatch, SizeMismatch,
+// SourceUnreachable, or FetchFailed.
 func ErrorReason(err error) string {
 	var dm *DigestMismatchError
 	var sm *SizeMismatchError
 	var se *HTTPStatusError
 	var ne net.Error
 	var re *retryable
+	var ad *AccessDeniedError
+	var sdm *SourceDigestMismatchError
 	switch {
 	case err == nil:
 		return ""
+	case errors.As(err, &ad):
+		return v1alpha1.ReasonAccessNotProven
+	case errors.As(err, &sdm):
+		return v1alpha1.ReasonSourceDigestMismatch
 	case errors.As(err, &dm):
 		return v1alpha1.ReasonDigestMismatch
 	case errors.As(err, &sm):
@@ -231,7 +253,7 @@ func ModelFileRequests(m *v1alpha1.Model, token Token) ([]FileRequest, error) {
 		} else if _, err := ResolveSource(src, ""); err != nil {
 			return nil, &FileError{Path: f.Path, Err: err}
 		}
-		req := Request{Source: src, Digest: f.SHA256, Token: token}
+		req := Request{Source: src, Digest: f.SHA256, Token: token, Credential: ModelCredential(m)}
 		if f.SizeBytes != nil {
 			req.Size = *f.SizeBytes
 		}

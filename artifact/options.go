@@ -58,6 +58,10 @@ type config struct {
 	fileConcurrency int
 	clock           clock.Clock
 	log             logr.Logger
+	// publicPrefixes are the sources the provider declared public
+	// (WithPublicSources); public is their parsed form.
+	publicPrefixes []string
+	public         publicSources
 }
 
 // Option configures a Fetcher or a Checker.
@@ -91,6 +95,16 @@ func WithStallTimeout(d time.Duration) Option { return func(o *config) { o.stall
 // once (DefaultFileConcurrency by default).
 func WithFileConcurrency(n int) Option { return func(o *config) { o.fileConcurrency = n } }
 
+// WithPublicSources declares URL prefixes (https://host/path, http://...,
+// file:///dir) under which everything is public: a blob fetched from under
+// one without a credential is served to any request of its digest, whatever
+// its source (docs/security.md, "Model cache"). Without it a credential-less
+// fetch is shared only with requests of the same source. Do not list a
+// host that serves gated or private files, such as https://huggingface.co.
+func WithPublicSources(prefixes ...string) Option {
+	return func(o *config) { o.publicPrefixes = append(o.publicPrefixes, prefixes...) }
+}
+
 // WithClock sets the clock that times retry and lock waits.
 func WithClock(c clock.Clock) Option { return func(o *config) { o.clock = c } }
 
@@ -121,6 +135,11 @@ func newConfig(opts []Option) (config, error) {
 	if u, err := url.Parse(c.hfBase); err != nil || (u.Scheme != SchemeHTTPS && u.Scheme != SchemeHTTP) || u.Host == "" || u.User != nil {
 		return c, fmt.Errorf("hugging face base URL %q is not an http(s) URL without credentials", text.Shorten(c.hfBase, 120))
 	}
+	public, err := parsePublicSources(c.publicPrefixes)
+	if err != nil {
+		return c, err
+	}
+	c.public = public
 	if c.maxTotal <= 0 {
 		return c, fmt.Errorf("maximum fetch time %s is not positive", c.maxTotal)
 	}

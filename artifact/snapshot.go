@@ -73,6 +73,8 @@ type SnapshotSpec struct {
 	// Token, when set, is sent as a bearer token to https and hf sources,
 	// under the same rules as Request.Token.
 	Token Token
+	// Credential names where Token comes from (Request.Credential).
+	Credential string
 }
 
 // FileError is the failure of one file of a snapshot; it names the file.
@@ -133,7 +135,7 @@ func (f *Fetcher) plan(spec SnapshotSpec) (snapshotPlan, error) {
 			src = u.String()
 		}
 		entries[i] = modeldigest.File{Path: sf.Path, SHA256: d, Size: sf.ManifestSize}
-		files[i] = plannedFile{path: sf.Path, req: Request{Source: src, Digest: d, Size: max(sf.Size, 0), Token: spec.Token}}
+		files[i] = plannedFile{path: sf.Path, req: Request{Source: src, Digest: d, Size: max(sf.Size, 0), Token: spec.Token, Credential: spec.Credential}}
 	}
 	manifest, err := modeldigest.Manifest(entries)
 	if err != nil {
@@ -162,7 +164,12 @@ func manifestNames(manifest []byte, entries []modeldigest.File, digest string) b
 // cached is not fetched again, even when another Model holds it), and the
 // snapshot is built in a temporary directory of hard links to the blobs
 // (copies where the filesystem refuses links) and renamed into place only
-// when every file matched. On failure no snapshot exists and the error is a
+// when every file matched. A file whose blob is cached already (or was
+// brought by another request's download) is used only once this spec's
+// source and credential have shown they can fetch it (docs/security.md,
+// "Model cache"); otherwise the error wraps an *AccessDeniedError, and the
+// snapshot, complete or not, is not returned. When a fetch fails no
+// snapshot is built and the error is a
 // *FileError naming the first failing file by path (a
 // *DigestMismatchError inside names both digests).
 //
@@ -177,6 +184,9 @@ func (f *Fetcher) EnsureSnapshot(ctx context.Context, spec SnapshotSpec) (string
 	c := f.cache
 	dir := c.SnapshotPath(p.digest)
 	if c.snapshotComplete(p.digest) {
+		if err := f.eachFile(ctx, p.files, f.authorizeFile); err != nil {
+			return "", fmt.Errorf("snapshot %s: %w", p.digest, err)
+		}
 		c.touchSnapshot(p.digest)
 		return dir, nil
 	}
@@ -186,6 +196,9 @@ func (f *Fetcher) EnsureSnapshot(ctx context.Context, spec SnapshotSpec) (string
 	}
 	defer func() { _ = lock.unlock() }()
 	if c.snapshotComplete(p.digest) {
+		if err := f.eachFile(ctx, p.files, f.authorizeFile); err != nil {
+			return "", fmt.Errorf("snapshot %s: %w", p.digest, err)
+		}
 		c.touchSnapshot(p.digest)
 		return dir, nil
 	}
@@ -204,7 +217,7 @@ func (f *Fetcher) EnsureSnapshot(ctx context.Context, spec SnapshotSpec) (string
 		}
 		pins = append(pins, pin)
 	}
-	if err := f.fetchAll(ctx, p.files); err != nil {
+	if err := f.eachFile(ctx, p.files, f.fetchFile); err != nil {
 		return "", fmt.Errorf("snapshot %s: %w", p.digest, err)
 	}
 	if err := c.buildSnapshot(p); err != nil {
@@ -223,10 +236,27 @@ func distinctDigests(files []plannedFile) []string {
 	return slices.Compact(out)
 }
 
-// fetchAll fetches every file, at most the file concurrency at a time. It
-// waits for all of them (a blob that arrived is kept for the next try) and
-// returns the failure of the first failing file in path order.
-func (f *Fetcher) fetchAll(ctx context.Context, files []plannedFile) error {
+// fetchFile fetches one file's blob and makes sure the request may have it:
+// a blob that was cached already, or that another request's download
+// brought, is served only once this request's source proved access
+// (authorize).
+func (f *Fetcher) fetchFile(ctx context.Context, req Request) error {
+	if _, err := f.Fetch(ctx, req); err != nil {
+		return err
+	}
+	return f.Authorize(ctx, req)
+}
+
+// authorizeFile makes sure the request may have the blob of a file of a
+// complete snapshot.
+func (f *Fetcher) authorizeFile(ctx context.Context, req Request) error {
+	return f.Authorize(ctx, req)
+}
+
+// eachFile runs do for every file, at most the file concurrency at a time.
+// It waits for all of them (a blob that arrived is kept for the next try)
+// and returns the failure of the first failing file in path order.
+func (f *Fetcher) eachFile(ctx context.Context, files []plannedFile, do func(context.Context, Request) error) error {
 	errs := make([]error, len(files))
 	sem := make(chan struct{}, f.cfg.fileConcurrency)
 	var wg sync.WaitGroup
@@ -241,7 +271,7 @@ func (f *Fetcher) fetchAll(ctx context.Context, files []plannedFile) error {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if _, err := f.Fetch(ctx, files[i].req); err != nil {
+			if err := do(ctx, files[i].req); err != nil {
 				errs[i] = &FileError{Path: files[i].path, Err: err}
 			}
 		}()

@@ -279,6 +279,11 @@ func TestSnapshotHFBaseRedirect(t *testing.T) {
 			cdn.mu.Unlock()
 			f := newTestFetcher(t, WithHFBaseURL(hub.URL), WithHTTPClient(hub.Client()))
 			m := fileSetModel("hf", "hf://acme/tiny@abc123", files)
+			if !tc.token.IsZero() {
+				// A token with a named credential earns access records,
+				// so the files are fetched once and not proved again.
+				m.Spec.CredentialsSecretRef = &v1alpha1.SecretKeyReference{Name: "hf-token"}
+			}
 			dir, err := ensureModel(t, f, m, tc.token)
 			if err != nil {
 				t.Fatalf("EnsureSnapshot: %v", err)

@@ -60,6 +60,15 @@ const (
 	ReasonInvalidSource = "InvalidSource"
 	// ReasonCredentialsNotFound: the Secret named by spec.credentialsSecretRef is missing.
 	ReasonCredentialsNotFound = "CredentialsNotFound"
+	// ReasonSourceDigestMismatch: the source answered, but a response
+	// header that states the content's sha256 (X-Linked-Etag, Repr-Digest,
+	// Digest) states another one than the Model's, so the source does not
+	// serve these bytes (docs/security.md, "Model cache").
+	ReasonSourceDigestMismatch = "SourceDigestMismatch"
+	// ReasonAccessNotProven: a node holds the Model's bytes in its cache but
+	// did not serve them, because the Model's own source and credentials
+	// did not show they can fetch them (docs/security.md, "Model cache").
+	ReasonAccessNotProven = "AccessNotProven"
 
 	// ReasonReady: everything the object depends on is ready.
 	ReasonReady = "Ready"
@@ -122,6 +131,13 @@ const (
 	ReasonImagePullFailed = "ImagePullFailed"
 	// ReasonPodDeleted: the runtime pod was deleted before it finished.
 	ReasonPodDeleted = "PodDeleted"
+	// ReasonPodNotOwned: a pod with the placement's name exists that the
+	// operator did not build for it; it is never adopted, and the next
+	// attempt's pod has another name.
+	ReasonPodNotOwned = "PodNotOwned"
+	// ReasonFailedCreate: a job's pod could not be created (a quota, an
+	// admission webhook, an input that cannot be read); the event says why.
+	ReasonFailedCreate = "FailedCreate"
 	// ReasonPodStuckPending: the runtime pod stayed Pending past the kernel's startup timeout.
 	ReasonPodStuckPending = "PodStuckPending"
 	// ReasonPodFailed: the pod failed without a container exit code (evicted, rejected by the kubelet).
