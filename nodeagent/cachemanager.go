@@ -442,6 +442,7 @@ func (m *CacheManager) recordFailure(mod *aivmv1alpha1.Model, err error) *prefet
 		entry: aivmv1alpha1.ModelCacheError{
 			Digest:  digest,
 			File:    text.Truncate(file, 1024),
+			Model:   text.Truncate(klogKey(mod), 317),
 			Reason:  reason,
 			Message: text.Truncate(msg, maxCacheErrorMessage),
 			// The API keeps seconds; so does the entry, so that the

@@ -52,31 +52,50 @@ func NewPublishFailures(clk clock.PassiveClock) *PublishFailures {
 }
 
 // PublishFailed records that model (namespace/name) with digest could not
-// be served for reason, file naming the failing file of a file set.
+// be served for reason, file naming the failing file of a file set. A
+// refusal for AccessNotProven concerns that Model alone, so it is kept
+// beside the refusals of other Models of the digest (cacheErrorKey).
 func (p *PublishFailures) PublishFailed(model, digest, reason, file string, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if prev, ok := p.byHash[digest]; ok && prev.Reason == reason && prev.File == file {
-		return
-	}
-	p.byHash[digest] = aivmv1alpha1.ModelCacheError{
+	e := aivmv1alpha1.ModelCacheError{
 		Digest:  digest,
 		File:    text.Truncate(file, 1024),
+		Model:   text.Truncate(model, 317),
 		Reason:  reason,
 		Message: text.Truncate(fmt.Sprintf("model %s: %v", model, err), maxCacheErrorMessage),
 		Time:    &metav1.Time{Time: p.clock.Now().Truncate(time.Second)},
 	}
+	key := cacheErrorKey(e)
+	if prev, ok := p.byHash[key]; ok && prev.Reason == reason && prev.File == file && prev.Model == e.Model {
+		return
+	}
+	p.byHash[key] = e
 	notify(p.changed)
 }
 
-// Served forgets a failure of digest: its bytes were served.
+// Served forgets the failures of digest: its bytes were served. The
+// driver does not say to which Model, so a Model refused for
+// AccessNotProven is listed again at its next refusal.
 func (p *PublishFailures) Served(digest string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if _, ok := p.byHash[digest]; ok {
-		delete(p.byHash, digest)
-		notify(p.changed)
+	for k, e := range p.byHash {
+		if e.Digest == digest {
+			delete(p.byHash, k)
+			notify(p.changed)
+		}
 	}
+}
+
+// cacheErrorKey is what a GPUNode lists one failure per: the digest, and
+// for AccessNotProven the Model too, since that failure is the Model's
+// own and not its bytes'.
+func cacheErrorKey(e aivmv1alpha1.ModelCacheError) string {
+	if e.Reason == aivmv1alpha1.ReasonAccessNotProven {
+		return e.Digest + "\x00" + e.Model
+	}
+	return e.Digest
 }
 
 // Changed receives a value after the record changed.
@@ -94,8 +113,9 @@ func (p *PublishFailures) ModelCacheErrors() []aivmv1alpha1.ModelCacheError {
 	return newestLast(out)
 }
 
-// MergeCacheErrors lists the failures of every source, one per digest (the
-// first source that names a digest wins), oldest first, at most
+// MergeCacheErrors lists the failures of every source, one per digest and
+// for AccessNotProven one per digest and Model (the first source that names
+// one wins), oldest first, at most
 // MaxModelCacheErrors. Nil sources are left out.
 func MergeCacheErrors(sources ...CacheErrorSource) CacheErrorSource {
 	return mergedCacheErrors(slices.DeleteFunc(sources, func(s CacheErrorSource) bool { return s == nil }))
@@ -108,8 +128,8 @@ func (m mergedCacheErrors) ModelCacheErrors() []aivmv1alpha1.ModelCacheError {
 	var out []aivmv1alpha1.ModelCacheError
 	for _, s := range m {
 		for _, e := range s.ModelCacheErrors() {
-			if !seen[e.Digest] {
-				seen[e.Digest] = true
+			if k := cacheErrorKey(e); !seen[k] {
+				seen[k] = true
 				out = append(out, e)
 			}
 		}

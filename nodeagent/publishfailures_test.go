@@ -37,3 +37,30 @@ func TestMergeCacheErrorsSkipsNil(t *testing.T) {
 		t.Errorf("merged %+v, want the one refusal", got)
 	}
 }
+
+// TestAccessRefusalsAreKeptPerModel: two Models of one digest refused for
+// AccessNotProven are listed apart, each naming its own Model, beside a
+// content failure of the digest; serving the digest clears them.
+func TestAccessRefusalsAreKeptPerModel(t *testing.T) {
+	refused := NewPublishFailures(clocktesting.NewFakePassiveClock(time.Unix(1700000000, 0)))
+	digest := strings.Repeat("b", 64)
+	refused.PublishFailed("tenant-b/copy", digest, "AccessNotProven", "w.safetensors", errors.New("no proof"))
+	refused.PublishFailed("tenant-c/copy", digest, "AccessNotProven", "w.safetensors", errors.New("no proof"))
+	refused.PublishFailed("tenant-d/m", digest, "DigestMismatch", "w.safetensors", errors.New("bytes differ"))
+	got := MergeCacheErrors(refused).ModelCacheErrors()
+	models := map[string]string{}
+	for _, e := range got {
+		models[e.Model] = e.Reason
+		if !strings.HasPrefix(e.Message, "model "+e.Model+": ") {
+			t.Errorf("message %q does not name its own Model %s", e.Message, e.Model)
+		}
+	}
+	want := map[string]string{"tenant-b/copy": "AccessNotProven", "tenant-c/copy": "AccessNotProven", "tenant-d/m": "DigestMismatch"}
+	if len(got) != 3 || len(models) != 3 || models["tenant-b/copy"] != want["tenant-b/copy"] || models["tenant-c/copy"] != want["tenant-c/copy"] || models["tenant-d/m"] != want["tenant-d/m"] {
+		t.Errorf("listed %+v, want one entry per refused Model: %v", got, want)
+	}
+	refused.Served(digest)
+	if got := refused.ModelCacheErrors(); len(got) != 0 {
+		t.Errorf("after the digest was served: %+v", got)
+	}
+}

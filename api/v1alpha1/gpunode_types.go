@@ -146,6 +146,13 @@ type ModelCacheError struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=1024
 	File string `json:"file,omitempty"`
+	// model is the namespace/name of the Model whose fetch or publish
+	// failed. A failure for reason AccessNotProven concerns that Model
+	// alone (its source or credentials), and its message is shown only on
+	// that Model, never on other Models of the same digest.
+	// +optional
+	// +kubebuilder:validation:MaxLength=317
+	Model string `json:"model,omitempty"`
 	// reason is a PascalCase cause, e.g. DigestMismatch.
 	// +required
 	// +kubebuilder:validation:MaxLength=64

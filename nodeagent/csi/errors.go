@@ -49,7 +49,9 @@ const (
 // ensureError turns a failed Ensure into a CSI status whose message names the
 // Model and the cause; the kubelet shows it in the pod's events. Errors from
 // Snapshots never carry a token (artifact redacts sources, Secrets are named
-// by namespace, name and key).
+// by namespace, name and key), and a refusal for AccessNotProven
+// (PermissionDenied) names only the pod's own Model, its source and its
+// digests, never who else holds the bytes.
 func ensureError(ref ModelRef, err error) error {
 	code, reason := classify(err)
 	return status.Errorf(code, "model %s (digest %s): %s: %v", ref, ref.Digest, reason, err)
@@ -58,7 +60,15 @@ func ensureError(ref ModelRef, err error) error {
 func classify(err error) (codes.Code, string) {
 	var dm *artifact.DigestMismatchError
 	var sm *artifact.SizeMismatchError
+	var ad *artifact.AccessDeniedError
+	var sdm *artifact.SourceDigestMismatchError
 	switch {
+	case errors.As(err, &ad):
+		// Before the content causes: a failed proof wraps the digest
+		// mismatch of a verifying download.
+		return codes.PermissionDenied, v1alpha1.ReasonAccessNotProven
+	case errors.As(err, &sdm):
+		return codes.FailedPrecondition, v1alpha1.ReasonSourceDigestMismatch
 	case errors.Is(err, ErrModelNotFound):
 		return codes.NotFound, reasonModelNotFound
 	case errors.Is(err, ErrDigestChanged):
@@ -80,14 +90,18 @@ func classify(err error) (codes.Code, string) {
 }
 
 // recordFailure tells the FailureRecorder about a refusal for the content
-// of the bytes (a digest or size mismatch); other failures (a source that
-// does not answer, a Model that changed) are not the node's to report.
+// of the bytes (a digest or size mismatch) or because the Model's own
+// source did not prove access to cached bytes (AccessNotProven, shown on
+// that Model alone); other failures (a source that does not answer, a
+// Model that changed) are not the node's to report.
 func (d *Driver) recordFailure(ref ModelRef, err error) {
 	if d.opts.Failures == nil {
 		return
 	}
 	_, reason := classify(err)
-	if reason != v1alpha1.ReasonDigestMismatch && reason != artifact.ReasonSizeMismatch {
+	switch reason {
+	case v1alpha1.ReasonDigestMismatch, artifact.ReasonSizeMismatch, v1alpha1.ReasonAccessNotProven:
+	default:
 		return
 	}
 	file := ""

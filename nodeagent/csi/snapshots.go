@@ -56,7 +56,10 @@ func NewCacheSnapshots(ctx context.Context, fetcher *artifact.Fetcher, reader cl
 func (s *CacheSnapshots) Dir(digest string) string { return s.cache.SnapshotPath(digest) }
 
 // Ensure fetches the Model's files with its credentials where the cache
-// lacks them and materializes its snapshot.
+// lacks them and materializes its snapshot. Files the cache holds already
+// are served only when this Model's source and credentials fetched them
+// here or prove access now; otherwise the error wraps an
+// *artifact.AccessDeniedError.
 func (s *CacheSnapshots) Ensure(ctx context.Context, ref ModelRef) (string, error) {
 	m := &v1alpha1.Model{}
 	if err := s.reader.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, m); err != nil {
@@ -72,9 +75,9 @@ func (s *CacheSnapshots) Ensure(ctx context.Context, ref ModelRef) (string, erro
 	if got != ref.Digest {
 		return "", fmt.Errorf("%w: the Model's digest is now %s", ErrDigestChanged, got)
 	}
-	if ok, err := s.cache.HasSnapshot(ref.Digest); err == nil && ok {
-		return s.Dir(ref.Digest), nil
-	}
+	// No shortcut for a snapshot already cached: EnsureSnapshot serves it
+	// only once this Model's source and credentials have shown they can
+	// fetch its files (docs/security.md, "Model cache").
 	type result struct {
 		dir string
 		err error
