@@ -242,12 +242,18 @@ type modelObservation struct {
 	cachedNodes []string // live nodes holding the verified bytes
 	downNodes   []string // nodes holding them whose GPUNode is Ready=False
 	mismatches  []nodeCacheError
-	check       sourceCheck
-	nextCheck   time.Duration
+	// refusals are nodes that did not serve their cached bytes to this
+	// Model: its source and credentials did not prove access.
+	refusals  []nodeCacheError
+	check     sourceCheck
+	nextCheck time.Duration
 }
 
 type nodeCacheError struct {
 	node string
+	// self is true when the node reported the failure for this Model;
+	// only then does its message (which may name the Model's source) show.
+	self bool
 	v1alpha1.ModelCacheError
 }
 
@@ -286,14 +292,22 @@ func (r *ModelReconciler) observe(ctx context.Context, model *v1alpha1.Model) (m
 	if err := r.client.List(ctx, &failing, client.MatchingFields{indexer.GPUNodeCacheError: digest}); err != nil {
 		return obs, fmt.Errorf("list nodes reporting cache errors: %w", err)
 	}
+	self := client.ObjectKeyFromObject(model).String()
 	for _, n := range failing.Items {
 		for _, e := range n.Status.ModelCacheErrors {
-			if e.Digest == digest && e.Reason == v1alpha1.ReasonDigestMismatch {
-				obs.mismatches = append(obs.mismatches, nodeCacheError{node: n.Name, ModelCacheError: e})
+			switch {
+			case e.Digest != digest:
+			case e.Reason == v1alpha1.ReasonDigestMismatch:
+				obs.mismatches = append(obs.mismatches, nodeCacheError{node: n.Name, self: e.Model == self, ModelCacheError: e})
+			case e.Reason == v1alpha1.ReasonAccessNotProven && e.Model == self:
+				// Another Model's refusal is its own: not a word of it here.
+				obs.refusals = append(obs.refusals, nodeCacheError{node: n.Name, self: true, ModelCacheError: e})
 			}
 		}
 	}
-	slices.SortFunc(obs.mismatches, func(a, b nodeCacheError) int { return strings.Compare(a.node, b.node) })
+	byNode := func(a, b nodeCacheError) int { return strings.Compare(a.node, b.node) }
+	slices.SortFunc(obs.mismatches, byNode)
+	slices.SortFunc(obs.refusals, byNode)
 
 	check, err := r.sourceCheck(ctx, model, obs.files)
 	if err != nil {

@@ -76,11 +76,18 @@ func (r *ModelReconciler) setStatus(model *v1alpha1.Model, obs modelObservation)
 
 	c := obs.check
 	var sm *artifact.SizeMismatchError
+	var sdm *artifact.SourceDigestMismatchError
 	switch {
 	case len(obs.mismatches) > 0:
 		set(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonDigestMismatch, mismatchMessage(obs.mismatches))
 	case c.err != nil && errors.As(c.err, &sm):
 		set(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonSizeMismatch, sizeMismatchMessage(c.err, sm))
+	case c.err != nil && errors.As(c.err, &sdm):
+		// Before the cached bytes count: a source that states other bytes
+		// does not serve these, whoever else holds them.
+		set(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonSourceDigestMismatch, c.err.Error())
+	case len(obs.refusals) > 0:
+		set(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonAccessNotProven, refusalMessage(obs.refusals))
 	case c.failed() && held:
 		cause := "source unreachable: " + errString(c.err)
 		if c.credErr != nil {
@@ -166,11 +173,28 @@ func mismatchMessage(ms []nodeCacheError) string {
 		what = fmt.Sprintf("file %s with a sha256 other than the one its files entry gives", m.File)
 	}
 	msg := fmt.Sprintf("node %s fetched %s; nothing runs on them", m.node, what)
-	if m.Message != "" {
+	// A message reported for another Model of the digest may name that
+	// Model and its source: it shows only on its own Model.
+	if m.Message != "" && m.self {
 		msg += ": " + m.Message
 	}
 	if len(ms) > 1 {
 		msg += fmt.Sprintf(" (%d nodes reported a mismatch)", len(ms))
+	}
+	return msg
+}
+
+// refusalMessage says why nodes did not serve their cached bytes to this
+// Model; the messages are the node's refusals of this Model alone.
+func refusalMessage(rs []nodeCacheError) string {
+	r := rs[0]
+	msg := fmt.Sprintf("node %s holds these bytes but did not serve them to this Model: its source and credentials have not shown they can fetch them "+
+		"(the source must state the sha256 in a digest header such as X-Linked-Etag, or deliver the bytes)", r.node)
+	if r.Message != "" {
+		msg += ": " + r.Message
+	}
+	if len(rs) > 1 {
+		msg += fmt.Sprintf(" (%d nodes refused)", len(rs))
 	}
 	return msg
 }

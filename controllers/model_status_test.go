@@ -18,6 +18,7 @@ package controllers
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,6 +35,9 @@ import (
 func TestModelStatusPrecedence(t *testing.T) {
 	mismatch := []nodeCacheError{{node: "n2", ModelCacheError: v1alpha1.ModelCacheError{Reason: v1alpha1.ReasonDigestMismatch}}}
 	unreachable := sourceCheck{err: &artifact.HTTPStatusError{Source: "https://h/w", StatusCode: 503, Status: "503 Service Unavailable"}}
+	sourceMismatch := &artifact.FileError{Path: "w.safetensors", Err: &artifact.SourceDigestMismatchError{
+		Source: "https://h/w.safetensors", Header: artifact.HeaderLinkedETag, Expected: strings.Repeat("a", 64), Stated: strings.Repeat("b", 64)}}
+	refusal := []nodeCacheError{{node: "n1", self: true, ModelCacheError: v1alpha1.ModelCacheError{Reason: v1alpha1.ReasonAccessNotProven, Model: "ns/m"}}}
 	tests := []struct {
 		name           string
 		obs            modelObservation
@@ -72,6 +76,12 @@ func TestModelStatusPrecedence(t *testing.T) {
 			metav1.ConditionFalse, v1alpha1.ReasonDigestMismatch, metav1.ConditionFalse, v1alpha1.ReasonDigestMismatch},
 		{"size differs, even when held", modelObservation{cachedNodes: []string{"n1"}, check: sourceCheck{err: &artifact.SizeMismatchError{Expected: 1, Actual: 2}}},
 			metav1.ConditionTrue, v1alpha1.ReasonVerified, metav1.ConditionFalse, artifact.ReasonSizeMismatch},
+		{"source states another digest", modelObservation{check: sourceCheck{err: sourceMismatch}},
+			metav1.ConditionUnknown, v1alpha1.ReasonPendingVerification, metav1.ConditionFalse, v1alpha1.ReasonSourceDigestMismatch},
+		{"source states another digest, even when held", modelObservation{cachedNodes: []string{"n1"}, check: sourceCheck{err: sourceMismatch}},
+			metav1.ConditionTrue, v1alpha1.ReasonVerified, metav1.ConditionFalse, v1alpha1.ReasonSourceDigestMismatch},
+		{"held, but not served to this Model", modelObservation{cachedNodes: []string{"n1"}, refusals: refusal},
+			metav1.ConditionTrue, v1alpha1.ReasonVerified, metav1.ConditionFalse, v1alpha1.ReasonAccessNotProven},
 	}
 	clk := clocktesting.NewFakePassiveClock(time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC))
 	r := NewModelReconciler(nil, nil, nil, nil, WithModelClock(clk))
@@ -111,5 +121,28 @@ func TestNodeList(t *testing.T) {
 		if got := nodeList(nodes); got != want {
 			t.Errorf("nodeList(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+// TestModelStatusNamesNoOtherModel: a node's report of another Model of
+// the same digest (another namespace's) shows on this Model without its
+// message, which names that Model and its source.
+func TestModelStatusNamesNoOtherModel(t *testing.T) {
+	other := nodeCacheError{node: "n1", ModelCacheError: v1alpha1.ModelCacheError{
+		Reason: v1alpha1.ReasonDigestMismatch, Model: "tenant-a/gated",
+		Message: "model tenant-a/gated: fetch from https://internal.tenant-a.example/w: sha256 mismatch"}}
+	r := NewModelReconciler(nil, nil, nil, nil, WithModelClock(clocktesting.NewFakePassiveClock(time.Unix(1700000000, 0))))
+	m := &v1alpha1.Model{ObjectMeta: metav1.ObjectMeta{Namespace: "tenant-b", Name: "copy"}}
+	r.setStatus(m, modelObservation{mismatches: []nodeCacheError{other}})
+	for _, c := range m.Status.Conditions {
+		if strings.Contains(c.Message, "tenant-a") {
+			t.Errorf("%s names another namespace's Model: %s", c.Type, c.Message)
+		}
+	}
+	own := other
+	own.self = true
+	r.setStatus(m, modelObservation{mismatches: []nodeCacheError{own}})
+	if rd := meta.FindStatusCondition(m.Status.Conditions, v1alpha1.ConditionReady); !strings.Contains(rd.Message, own.Message) {
+		t.Errorf("Ready = %q, want the node's message about this Model", rd.Message)
 	}
 }
