@@ -45,6 +45,11 @@ func TestManagerRefusesBadControllerFlags(t *testing.T) {
 		"--kube-api-qps":                  {"--kube-api-qps=0"},
 		"--kube-api-burst":                {"--kube-api-burst=0"},
 		"--scheduling-workers":            {"--scheduling-workers=0"},
+		"--result-max-connections":        {"--result-max-connections=0"},
+		"--result-idle-timeout":           {"--result-idle-timeout=2m"},
+		"--result-unauthenticated-rate":   {"--result-unauthenticated-rate=0"},
+		"--result-unauthenticated-burst":  {"--result-unauthenticated-burst=0"},
+		"--result-failed-token-ttl":       {"--result-failed-token-ttl=-1s"},
 	} {
 		opts, err := parseFlags(args...)
 		if err != nil {
@@ -73,6 +78,9 @@ func TestManagerRefusesBadControllerFlags(t *testing.T) {
 	}
 	if err := defaults.scheduling.validate(); err != nil {
 		t.Errorf("the scheduling defaults are refused: %v", err)
+	}
+	if err := defaults.results.validate(); err != nil {
+		t.Errorf("the result endpoint defaults are refused: %v", err)
 	}
 }
 

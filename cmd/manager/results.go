@@ -19,14 +19,17 @@ package main
 import (
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/aivm-dev/aivm-operator/chain-client/receipt"
+	"github.com/aivm-dev/aivm-operator/controllers"
 	"github.com/aivm-dev/aivm-operator/controllers/reporter"
 	"github.com/aivm-dev/aivm-operator/controllers/resultendpoint"
 )
@@ -45,6 +48,7 @@ type resultOptions struct {
 	tlsSecret   string
 	serviceName string
 	certSecret  string
+	limits      resultendpoint.Limits
 }
 
 func (o *resultOptions) bindFlags(fs *flag.FlagSet) {
@@ -52,6 +56,12 @@ func (o *resultOptions) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.tlsSecret, "result-tls-secret", "", "namespace/name of a kubernetes.io/tls Secret serving the result endpoint (reloaded when it changes; its ca.crt, else tls.crt, is the CA bundle). Empty: the manager issues and renews its own CA and certificate.")
 	fs.StringVar(&o.serviceName, "result-service-name", "aivm-operator-result", "Service that fronts the result endpoint in the manager's namespace: the self-managed certificate's DNS names.")
 	fs.StringVar(&o.certSecret, "result-cert-secret", "aivm-operator-result-tls", "Secret in the manager's namespace holding the self-managed CA and certificate, shared by all replicas.")
+	o.limits = resultendpoint.DefaultLimits()
+	fs.IntVar(&o.limits.MaxConnections, "result-max-connections", o.limits.MaxConnections, "Open connections the result endpoint holds at most; at the cap a new connection replaces the least recently idle one.")
+	fs.DurationVar(&o.limits.IdleTimeout, "result-idle-timeout", o.limits.IdleTimeout, "The result endpoint closes a connection that sends no request for this long (before its first request, and between two).")
+	fs.Float64Var(&o.limits.ReviewsPerSecond, "result-unauthenticated-rate", o.limits.ReviewsPerSecond, "TokenReviews per second per source address for tokens that fail (an authenticated token costs nothing); past it posts are answered 429 without a review.")
+	fs.IntVar(&o.limits.ReviewBurst, "result-unauthenticated-burst", o.limits.ReviewBurst, "Burst of --result-unauthenticated-rate.")
+	fs.DurationVar(&o.limits.FailedTokenTTL, "result-failed-token-ttl", o.limits.FailedTokenTTL, "How long a token that failed its TokenReview is refused without another review; 0 turns the cache off.")
 }
 
 func (o *resultOptions) validate() error {
@@ -62,6 +72,18 @@ func (o *resultOptions) validate() error {
 	}
 	if o.bindAddress != "0" && o.tlsSecret == "" && (o.serviceName == "" || o.certSecret == "") {
 		return fmt.Errorf("--result-service-name and --result-cert-secret must be set for a self-managed certificate")
+	}
+	switch l := o.limits; {
+	case l.MaxConnections < 1:
+		return fmt.Errorf("--result-max-connections %d: at least 1", l.MaxConnections)
+	case l.IdleTimeout <= 0 || l.IdleTimeout > time.Minute:
+		return fmt.Errorf("--result-idle-timeout %s: above 0 and at most 1m (the read timeout)", l.IdleTimeout)
+	case !(l.ReviewsPerSecond > 0) || math.IsInf(l.ReviewsPerSecond, 0):
+		return fmt.Errorf("--result-unauthenticated-rate %v: a number above 0", l.ReviewsPerSecond)
+	case l.ReviewBurst < 1:
+		return fmt.Errorf("--result-unauthenticated-burst %d: at least 1", l.ReviewBurst)
+	case l.FailedTokenTTL < 0:
+		return fmt.Errorf("--result-failed-token-ttl %s: not negative", l.FailedTokenTTL)
 	}
 	return nil
 }
@@ -111,7 +133,9 @@ func setupResults(mgr ctrl.Manager, opts *options) (*receipt.KeySigner, *resulte
 		certs = resultendpoint.NewSelfManagedCerts(mgr.GetClient(), mgr.GetAPIReader(), types.NamespacedName{Namespace: ns, Name: opts.results.certSecret},
 			resultendpoint.ServiceDNSNames(opts.results.serviceName, ns), clock.RealClock{}, log)
 	}
-	srvOpts := []resultendpoint.Option{resultendpoint.WithLogger(log)}
+	binding, _ := controllers.ParseGPUBinding(opts.controllers.jobs.gpuBinding) // checked by validate
+	srvOpts := []resultendpoint.Option{resultendpoint.WithLogger(log),
+		resultendpoint.WithLimits(opts.results.limits), resultendpoint.WithGPUBinding(binding)}
 	if signer != nil {
 		srvOpts = append(srvOpts, resultendpoint.WithSigner(signer))
 	}

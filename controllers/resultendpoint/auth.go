@@ -19,12 +19,14 @@ package resultendpoint
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	authnv1 "k8s.io/api/authentication/v1"
@@ -62,11 +64,47 @@ func (s *Server) authenticate(ctx context.Context, r *http.Request) (identity, e
 	if !ok || token == "" {
 		return identity{}, refuse(http.StatusUnauthorized, ReasonUnauthenticated, "no bearer token")
 	}
+	// A token that failed lately fails again without a review; any other
+	// unknown token spends its source's review budget, given back when it
+	// authenticates (guard.go).
+	digest, now := sha256.Sum256([]byte(token)), s.clock.Now()
+	if s.failed.failed(digest, now) {
+		failedTokenHits.Inc()
+		return identity{}, refuse(http.StatusUnauthorized, ReasonUnauthenticated, "token not authenticated for audience %s: it failed a review in the last %s", Audience, s.limits.FailedTokenTTL)
+	}
+	source := sourceOf(r.RemoteAddr)
+	if ok, wait := s.reviews.take(source, now); !ok {
+		rf := refuse(http.StatusTooManyRequests, ReasonRateLimited, "too many unauthenticated posts from %s; retry", source)
+		rf.retryAfter = max(wait, time.Second)
+		return identity{}, rf
+	}
+	id, err := s.review(ctx, token)
+	var rf *refusal
+	switch {
+	case err == nil:
+		s.reviews.giveBack(source, s.clock.Now())
+	case errors.As(err, &rf):
+		s.failed.add(digest, s.clock.Now())
+	default:
+		// The API server failed: the token may be good; no budget is lost.
+		s.reviews.giveBack(source, s.clock.Now())
+	}
+	return id, err
+}
+
+// review sends the TokenReview and reads who the token belongs to.
+func (s *Server) review(ctx context.Context, token string) (identity, error) {
 	review := &authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: token, Audiences: []string{Audience}}}
 	if err := s.client.Create(ctx, review); err != nil {
+		tokenReviews.WithLabelValues(reviewError).Inc()
 		return identity{}, fmt.Errorf("token review: %w", err)
 	}
 	st := review.Status
+	if st.Authenticated {
+		tokenReviews.WithLabelValues(reviewAuthenticated).Inc()
+	} else {
+		tokenReviews.WithLabelValues(reviewUnauthenticated).Inc()
+	}
 	if !st.Authenticated {
 		// The review's error says why (expired, wrong audience, pod gone);
 		// it names no secret.

@@ -32,10 +32,12 @@ const (
 	ReasonStaleAttempt    = "StaleAttempt"
 	ReasonJobFinished     = "JobFinished"
 	ReasonBadRequest      = "BadRequest"
+	ReasonOutOfBounds     = "OutOfBounds"
 	ReasonOutputTooLarge  = "OutputTooLarge"
 	ReasonDigestMismatch  = "DigestMismatch"
 	ReasonConflict        = "Conflict"
 	ReasonPodNotRecorded  = "PodNotRecorded"
+	ReasonRateLimited     = "RateLimited"
 	ReasonInternal        = "Internal"
 )
 
@@ -49,9 +51,34 @@ var (
 		Help:    "Time to answer a result post, TokenReview and writes included.",
 		Buckets: prometheus.ExponentialBuckets(0.002, 2, 12),
 	})
+	tokenReviews = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "aivm_result_endpoint_token_reviews_total",
+		Help: "TokenReviews the endpoint sent, by result (Authenticated, Unauthenticated, Error).",
+	}, []string{"result"})
+	failedTokenHits = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "aivm_result_endpoint_failed_token_hits_total",
+		Help: "Posts refused without a TokenReview because their token failed one recently.",
+	})
+	openConnections = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "aivm_result_endpoint_connections",
+		Help: "Open connections to the result endpoint.",
+	})
+	evictedConnections = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "aivm_result_endpoint_connections_evicted_total",
+		Help: "Idle connections closed to make room for a new one at the connection cap.",
+	})
 )
 
-func init() { ctrlmetrics.Registry.MustRegister(resultsTotal, requestSeconds) }
+// Results of a TokenReview (the token_reviews_total label).
+const (
+	reviewAuthenticated   = "Authenticated"
+	reviewUnauthenticated = "Unauthenticated"
+	reviewError           = "Error"
+)
+
+func init() {
+	ctrlmetrics.Registry.MustRegister(resultsTotal, requestSeconds, tokenReviews, failedTokenHits, openConnections, evictedConnections)
+}
 
 func observe(reason string, d time.Duration) {
 	resultsTotal.WithLabelValues(reason).Inc()

@@ -30,10 +30,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log"
 	"mime"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,6 +45,7 @@ import (
 
 	"github.com/aivm-dev/aivm-operator/chain-client/aivmv1"
 	"github.com/aivm-dev/aivm-operator/chain-client/receipt"
+	"github.com/aivm-dev/aivm-operator/controllers"
 )
 
 // Path is where results are posted.
@@ -55,11 +58,12 @@ const Audience = "aivm.dev/result"
 const DefaultBindAddress = ":9443"
 
 // Timeouts of the HTTP server: a slow client cannot hold a connection.
+// Reading a request's headers, and waiting for one, is bounded by
+// Limits.IdleTimeout, well under readTimeout.
 const (
-	readHeaderTimeout = 10 * time.Second
-	readTimeout       = 60 * time.Second
-	writeTimeout      = 60 * time.Second
-	shutdownTimeout   = 10 * time.Second
+	readTimeout     = 60 * time.Second
+	writeTimeout    = 60 * time.Second
+	shutdownTimeout = 10 * time.Second
 )
 
 // Signer signs result records as the provider (receipt.KeySigner and the
@@ -83,6 +87,16 @@ type Server struct {
 	clock  clock.PassiveClock
 	log    logr.Logger
 	addr   string
+	// gpuBinding is how the manager gives job pods their GPUs: it decides
+	// which GPU UUIDs a pod can honestly report (bounds.go).
+	gpuBinding controllers.GPUBinding
+
+	// limits and what enforces them (guard.go, conns.go).
+	limits  Limits
+	reviews *reviewLimiter
+	failed  *failedTokens
+	logs    *logLimiter
+	conns   *connLimiter
 
 	// listening is closed once Start bound the listener or failed to
 	// (tests read Addr then).
@@ -103,15 +117,24 @@ func WithClock(c clock.PassiveClock) Option { return func(srv *Server) { srv.clo
 // WithLogger sets the logger.
 func WithLogger(l logr.Logger) Option { return func(srv *Server) { srv.log = l } }
 
+// WithGPUBinding tells the endpoint how job pods get their GPUs (default
+// device-plugin): under visible-devices a pod sees exactly its placement's
+// GPUs, so it may report no others.
+func WithGPUBinding(b controllers.GPUBinding) Option { return func(srv *Server) { srv.gpuBinding = b } }
+
 // NewServer returns an endpoint listening on addr with certificates from
 // certs. c writes (ConfigMaps, job status, TokenReviews); reader reads jobs,
 // Kernels and inputs uncached, so a check never acts on a stale placement
 // and user Secrets are never cached.
 func NewServer(c client.Client, reader client.Reader, certs CertSource, addr string, opts ...Option) *Server {
-	s := &Server{client: c, reader: reader, certs: certs, addr: addr, clock: clock.RealClock{}, log: logr.Discard(), listening: make(chan struct{})}
+	s := &Server{client: c, reader: reader, certs: certs, addr: addr, clock: clock.RealClock{}, log: logr.Discard(), gpuBinding: controllers.GPUBindingDevicePlugin, listening: make(chan struct{})}
+	s.limits = DefaultLimits()
 	for _, o := range opts {
 		o(s)
 	}
+	s.reviews = newReviewLimiter(s.limits.ReviewsPerSecond, s.limits.ReviewBurst)
+	s.failed = newFailedTokens(s.limits.FailedTokenTTL)
+	s.logs = newLogLimiter(s.limits.LogLines, s.limits.LogInterval)
 	return s
 }
 
@@ -133,19 +156,24 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("result endpoint: listen on %s: %w", s.addr, err)
 	}
 	s.bound = ln.Addr()
+	s.conns = newConnLimiter(ln, s.limits.MaxConnections)
 	s.listeningOnce.Do(func() { close(s.listening) })
 	mux := http.NewServeMux()
 	mux.Handle(Path, s)
 	srv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: readHeaderTimeout,
+		Handler: mux,
+		// The TLS handshake is bounded by the smallest of these too.
+		ReadHeaderTimeout: s.limits.IdleTimeout,
+		IdleTimeout:       s.limits.IdleTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
+		ConnState:         s.conns.connState,
+		ErrorLog:          log.New(connErrorLog{s}, "", 0),
 		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: s.certs.GetCertificate},
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	go func() { errc <- srv.ServeTLS(s.conns, "", "") }()
 	s.log.Info("Serving results", "address", s.bound.String())
 	select {
 	case err := <-errc:
@@ -201,12 +229,53 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	observe(reason, time.Since(start))
 	if code != http.StatusOK {
-		s.log.V(1).Info("Result refused", "reason", reason, "message", msg)
+		s.logRefusal(r, code, reason, msg)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(response{Reason: reason, Message: msg})
 }
+
+// logRefusal logs a refusal at the default verbosity, at most
+// Limits.LogLines per Limits.LogInterval; the refusals past that are
+// counted in one line when the next interval begins. Messages never hold
+// the token or the input.
+func (s *Server) logRefusal(r *http.Request, code int, reason, msg string) {
+	ok, suppressed := s.logs.allow(reason, s.clock.Now())
+	s.logSuppressed(suppressed)
+	if ok {
+		s.log.Info("Result refused", "code", code, "reason", reason, "message", msg, "source", sourceOf(r.RemoteAddr))
+	}
+}
+
+// logSuppressed logs the count of the lines the last interval left out.
+func (s *Server) logSuppressed(suppressed map[string]int) {
+	if len(suppressed) == 0 {
+		return
+	}
+	n := 0
+	for _, c := range suppressed {
+		n += c
+	}
+	s.log.Info("Result refusals not logged", "count", n, "byReason", suppressed, "interval", s.limits.LogInterval)
+}
+
+// connErrorLog takes the http.Server's connection errors (failed TLS
+// handshakes, resets) into the refusal log's limit: a flood of bad
+// connections cannot flood the log.
+type connErrorLog struct{ s *Server }
+
+func (w connErrorLog) Write(p []byte) (int, error) {
+	ok, suppressed := w.s.logs.allow(reasonConnectionError, w.s.clock.Now())
+	w.s.logSuppressed(suppressed)
+	if ok {
+		w.s.log.Info("Connection failed", "error", strings.TrimSpace(string(p)))
+	}
+	return len(p), nil
+}
+
+// reasonConnectionError counts connection errors in the log summary.
+const reasonConnectionError = "ConnectionError"
 
 // handle authenticates, checks and stores one post.
 func (s *Server) handle(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
@@ -227,6 +296,9 @@ func (s *Server) handle(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	}
 	job, target, err := s.authorize(ctx, id, env)
 	if err != nil {
+		return err
+	}
+	if err := s.checkBounds(ctx, job, target, env); err != nil {
 		return err
 	}
 	checked, err := s.check(ctx, job, target, env)
