@@ -86,7 +86,9 @@ type CABundleSource interface {
 // InferenceJobReconciler drives an InferenceJob through admission, its
 // pods, retries, faults and the end: see docs/job-lifecycle.md. The
 // scheduler writes placements; this controller turns them into pods and
-// pods into outcomes. It writes only its own status fields (CONTRACT.md).
+// pods into outcomes. Its pods run in the workload namespace
+// (WithWorkloadNamespace). It writes only its own status fields
+// (docs/job-lifecycle.md).
 type InferenceJobReconciler struct {
 	client    client.Client
 	apiReader client.Reader
@@ -175,7 +177,7 @@ func WithJobBackoff(base, maxDelay time.Duration) InferenceJobOption {
 func NewInferenceJobReconciler(c client.Client, apiReader client.Reader, recorder events.EventRecorder, opts ...InferenceJobOption) *InferenceJobReconciler {
 	r := &InferenceJobReconciler{
 		client: c, apiReader: apiReader, recorder: recorder, clock: clock.RealClock{},
-		pods:    podConfig{binding: GPUBindingDevicePlugin, resultURL: DefaultResultURL},
+		pods:    podConfig{namespace: DefaultWorkloadNamespace, binding: GPUBindingDevicePlugin, resultURL: DefaultResultURL},
 		workers: DefaultJobMaxConcurrentReconciles,
 		cfg: jobConfig{
 			nodeGrace: DefaultNodeFailureGrace, imagePullGrace: DefaultImagePullGrace,
@@ -204,14 +206,16 @@ func NewInferenceJobReconciler(c client.Client, apiReader client.Reader, recorde
 func (r *InferenceJobReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	job := &v1alpha1.InferenceJob{}
 	if err := r.client.Get(ctx, req.NamespacedName, job); err != nil {
-		if apierrors.IsNotFound(err) {
-			r.created.forgetJob(req.NamespacedName)
+		if !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, err
 		}
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+		// The job is gone: its pods in the workload namespace go too.
+		r.created.forgetJob(req.NamespacedName)
+		return ctrl.Result{}, r.deleteOrphans(ctx, req.NamespacedName, "")
 	}
 	if !job.DeletionTimestamp.IsZero() {
 		r.created.forgetJob(req.NamespacedName)
-		return ctrl.Result{}, nil
+		return ctrl.Result{}, r.deleteOrphans(ctx, req.NamespacedName, "")
 	}
 	if finished(job) {
 		return r.reconcileFinished(ctx, job)
@@ -234,7 +238,7 @@ func (r *InferenceJobReconciler) reconcileNormal(ctx context.Context, job *v1alp
 			return ctrl.Result{}, err
 		}
 	} else if len(obs.pods) > 0 {
-		if err := r.ensureResultCA(ctx, job.Namespace); err != nil {
+		if err := r.ensureResultCA(ctx, r.pods.namespace); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -336,7 +340,7 @@ func (r *InferenceJobReconciler) observe(ctx context.Context, job *v1alpha1.Infe
 		}
 		if pods[name] == nil && (p.PodUID != "" || madeHere) {
 			pod := &corev1.Pod{}
-			err := r.apiReader.Get(ctx, types.NamespacedName{Namespace: job.Namespace, Name: name}, pod)
+			err := r.apiReader.Get(ctx, types.NamespacedName{Namespace: r.pods.namespace, Name: name}, pod)
 			switch {
 			case err == nil:
 				pods[name] = pod
@@ -355,6 +359,7 @@ func (r *InferenceJobReconciler) observe(ctx context.Context, job *v1alpha1.Infe
 		}
 		obs.nodes[p.Node] = ns
 	}
+	obs.foreign = r.verifyPods(job, kernel, pods)
 	return obs, nil
 }
 
@@ -384,9 +389,10 @@ func (r *InferenceJobReconciler) nodeState(ctx context.Context, name string) (no
 	return ns, nil
 }
 
+// listPods returns the job's pods in the workload namespace by name.
 func (r *InferenceJobReconciler) listPods(ctx context.Context, job *v1alpha1.InferenceJob) (map[string]*corev1.Pod, error) {
 	var list corev1.PodList
-	if err := r.client.List(ctx, &list, client.InNamespace(job.Namespace),
+	if err := r.client.List(ctx, &list, client.InNamespace(r.pods.namespace),
 		client.MatchingFields{indexer.PodJob: string(job.UID)}, client.MatchingLabels{LabelJobUID: string(job.UID)}); err != nil {
 		return nil, fmt.Errorf("list pods of %s: %w", klog.KObj(job), err)
 	}
@@ -401,27 +407,45 @@ func (r *InferenceJobReconciler) listPods(ctx context.Context, job *v1alpha1.Inf
 // mount, and adds them to obs.pods. A pod that already exists (a crash
 // after its creation, a stale cache) is adopted, never duplicated.
 func (r *InferenceJobReconciler) createPods(ctx context.Context, job *v1alpha1.InferenceJob, obs *observed, idx []int) error {
-	if err := r.ensureNamespaceObjects(ctx, job); err != nil {
+	if err := r.ensureNamespaceObjects(ctx); err != nil {
+		return err
+	}
+	input, err := readJobInput(ctx, r.apiReader, job)
+	if err != nil {
+		r.failedCreate(job, err)
 		return err
 	}
 	for _, i := range idx {
-		pod, err := buildPod(job, obs.kernel, job.Status.Placements[i], r.pods)
+		want, err := buildPod(job, obs.kernel, job.Status.Placements[i], r.pods)
 		if err != nil {
 			return err
 		}
+		pod := want.DeepCopy()
 		err = r.client.Create(ctx, pod)
 		if apierrors.IsAlreadyExists(err) {
 			if err := r.apiReader.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
 				return fmt.Errorf("get existing pod %s: %w", pod.Name, err)
 			}
-			if pod.Labels[LabelJobUID] != string(job.UID) {
-				return fmt.Errorf("pod %s exists and belongs to another job (uid %q)", klog.KObj(pod), pod.Labels[LabelJobUID])
+			// Adopted only if it is the pod this job would get: a crash
+			// after its creation, a stale cache. Anything else fails the
+			// placement (decide), and the next attempt has another name.
+			if why := notOwned(pod, want); why != "" {
+				if obs.foreign == nil {
+					obs.foreign = map[string]string{}
+				}
+				obs.foreign[pod.Name] = why
+				continue
 			}
 		} else if err != nil {
-			// The service account may be gone (deleted, or the namespace
-			// made anew): check it again on the next try.
-			r.saCreated.Delete(job.Namespace)
+			// The service account may be gone: check it again on the next try.
+			r.saCreated.Delete(r.pods.namespace)
+			r.failedCreate(job, err)
 			return fmt.Errorf("create pod %s: %w", pod.Name, err)
+		}
+		if input != nil {
+			if err := r.ensureInputCopy(ctx, pod, input); err != nil {
+				return err
+			}
 		}
 		obs.pods[pod.Name] = pod
 		r.created.add(job, pod.Name)
@@ -429,14 +453,24 @@ func (r *InferenceJobReconciler) createPods(ctx context.Context, job *v1alpha1.I
 	return nil
 }
 
+// failedCreate emits the Warning event of a pod that could not be made
+// (as the Job controller's FailedCreate): a quota, an admission webhook or
+// an input that cannot be read shows in kubectl describe.
+func (r *InferenceJobReconciler) failedCreate(job *v1alpha1.InferenceJob, err error) {
+	if r.recorder == nil {
+		return
+	}
+	r.recorder.Eventf(job, nil, corev1.EventTypeWarning, v1alpha1.ReasonFailedCreate, "CreatePod", "%s", truncateMessage(err.Error()))
+}
+
 // ensureNamespaceObjects creates the runtime service account and keeps
-// the result CA ConfigMap current: objects of the namespace, written once
-// for all its jobs. A job's inline input travels in its pod.
-func (r *InferenceJobReconciler) ensureNamespaceObjects(ctx context.Context, job *v1alpha1.InferenceJob) error {
-	if err := r.ensureServiceAccount(ctx, job.Namespace); err != nil {
+// the result CA ConfigMap current: objects of the workload namespace,
+// written once for all jobs. A job's inline input travels in its pod.
+func (r *InferenceJobReconciler) ensureNamespaceObjects(ctx context.Context) error {
+	if err := r.ensureServiceAccount(ctx, r.pods.namespace); err != nil {
 		return err
 	}
-	return r.ensureResultCA(ctx, job.Namespace)
+	return r.ensureResultCA(ctx, r.pods.namespace)
 }
 
 // ensureServiceAccount creates the namespace's runtime service account
@@ -531,7 +565,7 @@ func (r *InferenceJobReconciler) deleteEndedPods(ctx context.Context, job *v1alp
 		}
 	}
 	for name, pod := range pods {
-		if keep[name] || pod.DeletionTimestamp != nil {
+		if keep[name] || pod.DeletionTimestamp != nil || pod.Labels[LabelJobUID] != string(job.UID) {
 			continue
 		}
 		if err := r.client.Delete(ctx, pod, client.Preconditions{UID: &pod.UID}); client.IgnoreNotFound(err) != nil && !apierrors.IsConflict(err) {
@@ -571,7 +605,7 @@ func (r *InferenceJobReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	registerJobMetrics(mgr.GetCache())
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.InferenceJob{}).
-		Owns(&corev1.Pod{}).
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.jobOfPod)).
 		Watches(&v1alpha1.Kernel{}, handler.EnqueueRequestsFromMapFunc(r.jobsForKernel)).
 		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.jobsOnNode)).
 		Watches(&v1alpha1.GPUNode{}, handler.EnqueueRequestsFromMapFunc(r.jobsOnNode)).

@@ -43,7 +43,7 @@ func TestJobPodSpec(t *testing.T) {
 	ctx := context.Background()
 	// The namespace really enforces restricted: a pod without the
 	// restricted settings is refused, so the job pod's acceptance means something.
-	bad := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: "bad"},
+	bad := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: e.wl, Name: "bad"},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}}
 	if err := k8sClient.Create(ctx, bad); !apierrors.IsForbidden(err) {
 		t.Fatalf("a privileged pod in the restricted namespace: %v, want Forbidden", err)
@@ -71,12 +71,14 @@ func TestJobPodSpec(t *testing.T) {
 		t.Errorf("startTime %v, observedGeneration %d (generation %d)", got.Status.StartTime, got.Status.ObservedGeneration, got.Generation)
 	}
 
-	wantLabels := map[string]string{LabelJobName: "summarize", LabelJobUID: string(got.UID), LabelAttempt: "1", LabelMember: "0", labelManaged: managedByAIVM}
+	wantLabels := map[string]string{LabelJobNamespace: e.ns, LabelJobName: "summarize", LabelJobUID: string(got.UID), LabelAttempt: "1", LabelMember: "0", labelManaged: managedByAIVM}
 	if diff := cmp.Diff(wantLabels, pod.Labels); diff != "" {
 		t.Errorf("labels (-want +got):\n%s", diff)
 	}
-	if ref := metav1.GetControllerOf(pod); ref == nil || ref.UID != got.UID || ref.Kind != "InferenceJob" {
-		t.Errorf("controller reference %+v, want the job", ref)
+	// The pod runs in the workload namespace, apart from its job: no owner
+	// reference can cross namespaces, the annotation names the job.
+	if pod.Namespace != e.wl || len(pod.OwnerReferences) != 0 || pod.Annotations[AnnotationJob] != e.ns+"/summarize" {
+		t.Errorf("pod %s/%s owners %+v annotation %q: want it in the workload namespace %s naming its job", pod.Namespace, pod.Name, pod.OwnerReferences, pod.Annotations[AnnotationJob], e.wl)
 	}
 	s := pod.Spec
 	if s.NodeName != e.node || s.RestartPolicy != corev1.RestartPolicyNever || s.ServiceAccountName != RuntimeServiceAccount ||
@@ -159,14 +161,14 @@ func TestJobPodSpec(t *testing.T) {
 
 	// What the pod mounts exists: service account, CA; no input ConfigMap is made.
 	sa := &corev1.ServiceAccount{}
-	if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: RuntimeServiceAccount}, sa); err != nil || ptr.Deref(sa.AutomountServiceAccountToken, true) {
+	if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: e.wl, Name: RuntimeServiceAccount}, sa); err != nil || ptr.Deref(sa.AutomountServiceAccountToken, true) {
 		t.Errorf("service account: %v, automount %v", err, sa.AutomountServiceAccountToken)
 	}
 	if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: "summarize-input"}, &corev1.ConfigMap{}); !apierrors.IsNotFound(err) {
 		t.Errorf("input configmap: %v, want none", err)
 	}
 	ca := &corev1.ConfigMap{}
-	if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: ResultCAConfigMap}, ca); err != nil || ca.Data[caKey] != "test-ca" {
+	if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: e.wl, Name: ResultCAConfigMap}, ca); err != nil || ca.Data[caKey] != "test-ca" {
 		t.Errorf("CA configmap: %v %+v", err, ca.Data)
 	}
 	e.kubelet(pod, corev1.PodRunning, running())
@@ -350,7 +352,7 @@ func TestJobRestartMakesNoSecondPod(t *testing.T) {
 		return nil
 	})
 	var pods corev1.PodList
-	if err := k8sClient.List(context.Background(), &pods, client.InNamespace(e.ns)); err != nil {
+	if err := k8sClient.List(context.Background(), &pods, client.InNamespace(e.wl)); err != nil {
 		t.Fatal(err)
 	}
 	if len(pods.Items) != 1 || pods.Items[0].UID != first.UID {
@@ -393,7 +395,7 @@ func TestJobResultCARotates(t *testing.T) {
 		t.Helper()
 		eventually(t, func() error {
 			cm := &corev1.ConfigMap{}
-			if err := k8sClient.Get(context.Background(), client.ObjectKey{Namespace: e.ns, Name: ResultCAConfigMap}, cm); err != nil {
+			if err := k8sClient.Get(context.Background(), client.ObjectKey{Namespace: e.wl, Name: ResultCAConfigMap}, cm); err != nil {
 				return err
 			}
 			if cm.Data["ca.crt"] != want {
@@ -422,18 +424,17 @@ func (c *creatingClient) Create(ctx context.Context, obj client.Object, opts ...
 	return c.Client.Create(ctx, obj, opts...)
 }
 
-// TestNamespaceObjectsWrittenOnce: the first jobs of a new namespace,
-// reconciled on many workers at once, create its runtime service account
-// and result CA ConfigMap once, not once per worker.
+// TestNamespaceObjectsWrittenOnce: the first jobs, reconciled on many
+// workers at once, create the workload namespace's runtime service
+// account and result CA ConfigMap once, not once per worker.
 func TestNamespaceObjectsWrittenOnce(t *testing.T) {
 	ns := newNamespace(t)
 	cc := &creatingClient{Client: k8sClient, creates: map[string]int{}}
-	r := NewInferenceJobReconciler(cc, k8sClient, nil, WithCABundle(staticCA("test-ca")))
-	job := &v1alpha1.InferenceJob{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "first"}}
+	r := NewInferenceJobReconciler(cc, k8sClient, nil, WithCABundle(staticCA("test-ca")), WithWorkloadNamespace(ns))
 	errs := make(chan error, 16)
 	var wg sync.WaitGroup
 	for range 16 {
-		wg.Go(func() { errs <- r.ensureNamespaceObjects(context.Background(), job) })
+		wg.Go(func() { errs <- r.ensureNamespaceObjects(context.Background()) })
 	}
 	wg.Wait()
 	close(errs)

@@ -28,6 +28,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	testclock "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -55,8 +56,10 @@ func (s staticCA) CABundle() []byte { return s }
 
 // jobEnv is one test's namespace, clock and job controller.
 type jobEnv struct {
-	t     *testing.T
-	ns    string
+	t  *testing.T
+	ns string
+	// wl is the test's workload namespace, where the job pods run.
+	wl    string
 	clock *testclock.FakeClock
 	node  string
 	// stopLast stops the manager start started last.
@@ -67,13 +70,14 @@ type jobEnv struct {
 	opts []InferenceJobOption
 }
 
-// newJobEnv creates a namespace (Pod Security restricted enforced), a Ready
-// node with a Healthy GPU and its GPUNode, and starts a manager running the
-// job controller on the namespace with a fake clock.
+// newJobEnv creates a namespace for jobs and a workload namespace for their
+// pods (Pod Security restricted enforced), a Ready node with a Healthy GPU
+// and its GPUNode, and starts a manager running the job controller on
+// both namespaces with a fake clock.
 func newJobEnv(t *testing.T, opts ...InferenceJobOption) *jobEnv {
 	t.Helper()
-	e := &jobEnv{t: t, ns: newNamespace(t), clock: testclock.NewFakeClock(time.Now())}
-	patchSpec(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: e.ns}}, func(n *corev1.Namespace) {
+	e := &jobEnv{t: t, ns: newNamespace(t), wl: newNamespace(t), clock: testclock.NewFakeClock(time.Now())}
+	patchSpec(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: e.wl}}, func(n *corev1.Namespace) {
 		if n.Labels == nil {
 			n.Labels = map[string]string{}
 		}
@@ -96,7 +100,7 @@ func (e *jobEnv) start(opts ...InferenceJobOption) ctrl.Manager {
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
 		// Other tests' jobs stay behind (envtest deletes no namespace's
 		// contents), so this manager sees only this test's namespace.
-		Cache: cache.Options{DefaultNamespaces: map[string]cache.Config{e.ns: {}}},
+		Cache: cache.Options{DefaultNamespaces: map[string]cache.Config{e.ns: {}, e.wl: {}}},
 	})
 	if err != nil {
 		t.Fatalf("new manager: %v", err)
@@ -106,7 +110,7 @@ func (e *jobEnv) start(opts ...InferenceJobOption) ctrl.Manager {
 	}
 	e.opts = append([]InferenceJobOption{
 		WithJobClock(e.clock), WithRuntimeImage(testRuntimeImage), WithCABundle(staticCA("test-ca")),
-		WithResultURL("https://aivm-result.aivm-system.svc:9443/v1/results"),
+		WithResultURL("https://aivm-result.aivm-system.svc:9443/v1/results"), WithWorkloadNamespace(e.wl),
 	}, opts...)
 	r := NewInferenceJobReconciler(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetEventRecorder("inferencejob-controller"), e.opts...)
 	if err := r.SetupWithManager(mgr); err != nil {
@@ -312,14 +316,45 @@ func (e *jobEnv) place(j *v1alpha1.InferenceJob, nodes ...string) int32 {
 	return attempt
 }
 
-// pod waits for the named pod and returns it.
+// pod waits for the pod <job>-<attempt>[-<member>] in the workload
+// namespace and returns it: name leaves out the job UID's part of the pod
+// name (PodName).
 func (e *jobEnv) pod(name string) *corev1.Pod {
 	e.t.Helper()
-	pod := &corev1.Pod{}
+	var pod *corev1.Pod
 	eventually(e.t, func() error {
-		return k8sClient.Get(context.Background(), client.ObjectKey{Namespace: e.ns, Name: name}, pod)
+		pod = e.findPod(name)
+		if pod == nil {
+			return fmt.Errorf("no pod %s in %s", name, e.wl)
+		}
+		return nil
 	})
 	return pod
+}
+
+// findPod returns the workload namespace's pod <job>-<attempt>[-<member>]
+// (name without the UID part), or nil.
+func (e *jobEnv) findPod(name string) *corev1.Pod {
+	e.t.Helper()
+	var pods corev1.PodList
+	if err := k8sClient.List(context.Background(), &pods, client.InNamespace(e.wl)); err != nil {
+		e.t.Fatal(err)
+	}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if shortPodName(p) == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// shortPodName is a job pod's name without its job UID part.
+func shortPodName(p *corev1.Pod) string {
+	uid := p.Labels[LabelJobUID]
+	full := PodName(&v1alpha1.InferenceJob{ObjectMeta: metav1.ObjectMeta{Name: "x", UID: types.UID(uid)}}, 1, 0, false)
+	hash := strings.TrimSuffix(strings.TrimPrefix(full, "x"), "-1")
+	return strings.Replace(p.Name, hash, "", 1)
 }
 
 // kubelet writes the pod's phase and the runtime container's state.
@@ -353,12 +388,11 @@ func exited(code int32, reason, msg string) corev1.ContainerState {
 func (e *jobEnv) waitPodGone(name string) {
 	e.t.Helper()
 	eventually(e.t, func() error {
-		pod := &corev1.Pod{}
-		err := k8sClient.Get(context.Background(), client.ObjectKey{Namespace: e.ns, Name: name}, pod)
-		if apierrors.IsNotFound(err) || (err == nil && pod.DeletionTimestamp != nil) {
+		pod := e.findPod(name)
+		if pod == nil || pod.DeletionTimestamp != nil {
 			return nil
 		}
-		return fmt.Errorf("pod %s still there (%w)", name, err)
+		return fmt.Errorf("pod %s still there", name)
 	})
 }
 

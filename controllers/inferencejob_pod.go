@@ -33,25 +33,31 @@ import (
 	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
 )
 
-// The job pod contract (CONTRACT.md, docs/runtime-contract.md): labels,
-// names, paths and environment the runtime relies on.
+// The job pod contract (docs/runtime-contract.md): labels, names, paths
+// and environment the runtime relies on.
 const (
-	LabelJobName = "aivm.dev/job-name"
-	LabelJobUID  = "aivm.dev/job-uid"
-	LabelAttempt = "aivm.dev/attempt"
-	LabelMember  = "aivm.dev/member"
+	// LabelJobNamespace is the namespace of a pod's InferenceJob: pods run
+	// in the workload namespace, apart from their jobs.
+	LabelJobNamespace = "aivm.dev/job-namespace"
+	LabelJobName      = "aivm.dev/job-name"
+	LabelJobUID       = "aivm.dev/job-uid"
+	LabelAttempt      = "aivm.dev/attempt"
+	LabelMember       = "aivm.dev/member"
 	// AnnotationInput holds a job's inline input (spec.input.text, at most
 	// 64 KiB) on its pod; a downward API volume makes it the input file.
 	AnnotationInput = "aivm.dev/input"
-	labelManaged    = "app.kubernetes.io/managed-by"
-	managedByAIVM   = "aivm-operator"
+	// AnnotationJob is <namespace>/<name> of a pod's InferenceJob, whole
+	// (LabelJobName shortens names longer than a label value).
+	AnnotationJob = "aivm.dev/job"
+	labelManaged  = "app.kubernetes.io/managed-by"
+	managedByAIVM = "aivm-operator"
 
-	// RuntimeServiceAccount is the per-namespace service account of job
-	// pods: no RBAC, no automounted token; it only names the projected
-	// result token's subject.
+	// RuntimeServiceAccount is the service account of job pods in the
+	// workload namespace: no RBAC, no automounted token; it only names the
+	// projected result token's subject.
 	RuntimeServiceAccount = "aivm-runtime"
-	// ResultCAConfigMap holds the result endpoint's CA (key ca.crt) in every
-	// namespace that runs jobs.
+	// ResultCAConfigMap holds the result endpoint's CA (key ca.crt) in the
+	// workload namespace.
 	ResultCAConfigMap = "aivm-result-ca"
 	// ResultTokenAudience is the audience of the projected result token.
 	ResultTokenAudience = "aivm.dev/result"
@@ -98,8 +104,16 @@ func ParseGPUBinding(s string) (GPUBinding, error) {
 	return "", fmt.Errorf("gpu binding %q is not %s or %s", s, GPUBindingDevicePlugin, GPUBindingVisibleDevices)
 }
 
+// DefaultWorkloadNamespace is the namespace job pods run in when none is
+// set: the namespace the chart installs the operator in.
+const DefaultWorkloadNamespace = "aivm-system"
+
 // podConfig is what the pod builder takes from the manager's settings.
 type podConfig struct {
+	// namespace is the workload namespace: every job pod runs there, where
+	// only the manager creates pods, tokens and exec sessions
+	// (docs/security.md).
+	namespace    string
 	runtimeImage string
 	binding      GPUBinding
 	resultURL    string
@@ -120,14 +134,20 @@ func shortName(name string, limit int) string {
 	return prefix + "-" + suffix
 }
 
-// PodName is the deterministic name of a placement's pod: <job>-<attempt>
-// for a single member, <job>-<attempt>-<member> in a committee.
-func PodName(job string, attempt, member int32, committee bool) string {
-	name := job + "-" + strconv.Itoa(int(attempt))
+// PodName is the deterministic name of a placement's pod in the workload
+// namespace: <job>-<uid>-<attempt>, plus -<member> in a committee, where
+// <uid> is 8 hex digits of a hash of the job's UID. Pods of every tenant
+// namespace share the workload namespace, and job names alone collide
+// there (job "a" attempt 1 member 2 and job "a-1" attempt 2 were both
+// "a-1-2"); the UID makes each job's names its own. A long job name is
+// shortened first, so the whole name fits 63 characters.
+func PodName(job *v1alpha1.InferenceJob, attempt, member int32, committee bool) string {
+	sum := sha256.Sum256([]byte(job.UID))
+	suffix := "-" + hex.EncodeToString(sum[:4]) + "-" + strconv.Itoa(int(attempt))
 	if committee {
-		name += "-" + strconv.Itoa(int(member))
+		suffix += "-" + strconv.Itoa(int(member))
 	}
-	return shortName(name, maxPodName)
+	return shortName(job.Name, maxPodName-len(suffix)) + suffix
 }
 
 // InputConfigMapName is the ConfigMap that held a job's inline input
@@ -139,12 +159,24 @@ func InputConfigMapName(job string) string { return shortName(job+"-input", 253)
 // to a label value's 63 characters when longer.
 func JobNameLabel(job string) string { return shortName(job, 63) }
 
+// InputSecretName is the Secret in the workload namespace holding the copy
+// of a job's ConfigMap or Secret input that the pod named pod reads.
+func InputSecretName(pod string) string { return pod + "-input" }
+
+// InputSecretKey is the key of the input in the InputSecretName Secret.
+const InputSecretKey = inputKey
+
 // ResultConfigMapName is the ConfigMap the result endpoint stores a job's output in.
 func ResultConfigMapName(job string) string { return shortName(job+"-result", 253) }
 
+// PlacementPodName is the name of placement p's pod in job.
+func PlacementPodName(job *v1alpha1.InferenceJob, p *v1alpha1.Placement) string {
+	return placementPodName(job, p)
+}
+
 // placementPodName is the name of placement p's pod in job.
 func placementPodName(job *v1alpha1.InferenceJob, p *v1alpha1.Placement) string {
-	return PodName(job.Name, p.Attempt, p.Member, isCommittee(job, p.Attempt))
+	return PodName(job, p.Attempt, p.Member, isCommittee(job, p.Attempt))
 }
 
 // isCommittee reports whether the attempt has more than one member, which
@@ -165,7 +197,12 @@ func isCommittee(job *v1alpha1.InferenceJob, attempt int32) bool {
 // buildPod returns the runtime pod of one placement. The kernel must be
 // Ready (it carries the digests the runtime checks).
 func buildPod(job *v1alpha1.InferenceJob, kernel *v1alpha1.Kernel, p v1alpha1.Placement, cfg podConfig) (*corev1.Pod, error) {
-	name := placementPodName(job, &p)
+	return buildPodNamed(job, kernel, p, placementPodName(job, &p), cfg)
+}
+
+// buildPodNamed is buildPod with the pod's name given: the placement's
+// name depends on the attempt's other placements (isCommittee).
+func buildPodNamed(job *v1alpha1.InferenceJob, kernel *v1alpha1.Kernel, p v1alpha1.Placement, name string, cfg podConfig) (*corev1.Pod, error) {
 	params, err := parametersJSON(job, kernel)
 	if err != nil {
 		return nil, err
@@ -239,17 +276,20 @@ func buildPod(job *v1alpha1.InferenceJob, kernel *v1alpha1.Kernel, p v1alpha1.Pl
 	}
 	gpu.Resources = resources(kernel)
 	pod := &corev1.Pod{
+		// The job is in another namespace, so no owner reference: the
+		// labels name it, and the job controller removes pods whose job
+		// is gone (docs/security.md).
 		ObjectMeta: metav1.ObjectMeta{
 			Name:      name,
-			Namespace: job.Namespace,
+			Namespace: cfg.namespace,
 			Labels: map[string]string{
-				LabelJobName: JobNameLabel(job.Name),
-				LabelJobUID:  string(job.UID),
-				LabelAttempt: strconv.Itoa(int(p.Attempt)),
-				LabelMember:  strconv.Itoa(int(p.Member)),
-				labelManaged: managedByAIVM,
+				LabelJobNamespace: job.Namespace,
+				LabelJobName:      JobNameLabel(job.Name),
+				LabelJobUID:       string(job.UID),
+				LabelAttempt:      strconv.Itoa(int(p.Attempt)),
+				LabelMember:       strconv.Itoa(int(p.Member)),
+				labelManaged:      managedByAIVM,
 			},
-			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(job, v1alpha1.GroupVersion.WithKind("InferenceJob"))},
 		},
 		Spec: corev1.PodSpec{
 			NodeName:                     p.Node,
@@ -266,11 +306,12 @@ func buildPod(job *v1alpha1.InferenceJob, kernel *v1alpha1.Kernel, p v1alpha1.Pl
 				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 			},
 			Containers: containers,
-			Volumes:    volumes(job, kernel),
+			Volumes:    volumes(job, kernel, name),
 		},
 	}
+	pod.Annotations = map[string]string{AnnotationJob: job.Namespace + "/" + job.Name}
 	if t := job.Spec.Input.Text; t != nil {
-		pod.Annotations = map[string]string{AnnotationInput: *t}
+		pod.Annotations[AnnotationInput] = *t
 	}
 	switch {
 	case cfg.binding == GPUBindingVisibleDevices:
@@ -327,22 +368,19 @@ func restrictedContainer() *corev1.SecurityContext {
 }
 
 // volumes are the pod's model, input, token, CA and scratch volumes; every
-// type is allowed under Pod Security restricted.
-func volumes(job *v1alpha1.InferenceJob, kernel *v1alpha1.Kernel) []corev1.Volume {
-	items := func(key string) []corev1.KeyToPath { return []corev1.KeyToPath{{Key: key, Path: inputKey}} }
+// type is allowed under Pod Security restricted. A ConfigMap or Secret
+// input is read from the manager's copy in the workload namespace
+// (InputSecretName), so the pod never reads the tenant's namespace.
+func volumes(job *v1alpha1.InferenceJob, kernel *v1alpha1.Kernel, pod string) []corev1.Volume {
 	var input corev1.VolumeSource
 	switch in := job.Spec.Input; {
-	case in.ConfigMapKeyRef != nil:
-		input.ConfigMap = &corev1.ConfigMapVolumeSource{
-			LocalObjectReference: corev1.LocalObjectReference{Name: in.ConfigMapKeyRef.Name}, Items: items(in.ConfigMapKeyRef.Key),
-		}
-	case in.SecretKeyRef != nil:
-		input.Secret = &corev1.SecretVolumeSource{SecretName: in.SecretKeyRef.Name, Items: items(in.SecretKeyRef.Key)}
+	case in.ConfigMapKeyRef != nil || in.SecretKeyRef != nil:
+		input.Secret = &corev1.SecretVolumeSource{SecretName: InputSecretName(pod), Items: []corev1.KeyToPath{{Key: inputKey, Path: inputKey}}}
 	default:
 		// Inline text is the pod's own annotation: no object to create
 		// per job, and the file the runtime reads is the same.
 		input.DownwardAPI = &corev1.DownwardAPIVolumeSource{Items: []corev1.DownwardAPIVolumeFile{{
-			Path: inputKey, FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.annotations['" + AnnotationInput + "']"},
+			Path: inputKey, FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.annotations['" + AnnotationInput + "']"},
 		}}}
 	}
 	return []corev1.Volume{

@@ -41,6 +41,7 @@ var uncountedReasons = map[string]bool{
 	v1alpha1.ReasonSuspended:     true,
 	v1alpha1.ReasonAttemptFailed: true,
 	v1alpha1.ReasonPodDeleted:    true,
+	v1alpha1.ReasonPodNotOwned:   true,
 }
 
 // maxFailovers bounds the attempts that do not count against the backoff
@@ -72,6 +73,9 @@ type observed struct {
 	// deleted are pods this process created for placements that do not
 	// record them yet, and that the API server no longer has.
 	deleted map[string]bool
+	// foreign are pods with a placement's name that the manager did not
+	// build for it, and why: never adopted (verifyPods).
+	foreign map[string]string
 }
 
 // decision is what decide found besides the status it wrote.
@@ -265,6 +269,11 @@ func decide(job *v1alpha1.InferenceJob, obs *observed, cfg jobConfig) decision {
 			continue
 		}
 		name := placementPodName(job, p)
+		if why, ok := obs.foreign[name]; ok {
+			setOutcome(p, v1alpha1.PlacementFailed, v1alpha1.ReasonPodNotOwned,
+				fmt.Sprintf("pod %s exists but is not the pod the operator builds for it (%s); it is not used", name, why), nil, now)
+			continue
+		}
 		pod := obs.pods[name]
 		if pod != nil && p.PodUID != "" && string(pod.UID) != p.PodUID {
 			pod = nil // a pod of that name the job controller did not record

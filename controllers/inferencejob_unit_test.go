@@ -31,29 +31,42 @@ import (
 	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
 )
 
+// TestPodName: names fit 63 characters, and jobs whose names and
+// attempts used to give the same name (job "a" attempt 1 member 2 and job
+// "a-1" attempt 2 were both "a-1-2") get distinct ones.
 func TestPodName(t *testing.T) {
-	long := strings.Repeat("a", 70)
+	job := func(name, uid string) *v1alpha1.InferenceJob {
+		return &v1alpha1.InferenceJob{ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID(uid)}}
+	}
+	a, a1 := job("a", "uid-a"), job("a-1", "uid-a-1")
+	long := job(strings.Repeat("a", 253), "uid-long")
 	cases := []struct {
-		job             string
+		job             *v1alpha1.InferenceJob
 		attempt, member int32
 		committee       bool
-		want            string
+		wantPrefix      string
 	}{
-		{"job", 1, 0, false, "job-1"},
-		{"job", 2, 3, true, "job-2-3"},
-		{long, 1, 0, false, ""},
+		{a, 1, 2, true, "a-"},
+		{a1, 2, 0, false, "a-1-"},
+		{long, 1, 0, false, "aaaa"},
+		{long, 12, 7, true, "aaaa"},
 	}
+	seen := map[string]bool{}
 	for _, c := range cases {
 		got := PodName(c.job, c.attempt, c.member, c.committee)
-		if c.want != "" && got != c.want {
-			t.Errorf("PodName(%q, %d, %d) = %q, want %q", c.job, c.attempt, c.member, got, c.want)
+		if !strings.HasPrefix(got, c.wantPrefix) {
+			t.Errorf("PodName(%.20q, %d, %d) = %q, want the prefix %q", c.job.Name, c.attempt, c.member, got, c.wantPrefix)
 		}
 		if len(got) > 63 || len(validation.NameIsDNSSubdomain(got, false)) > 0 {
-			t.Errorf("PodName(%q) = %q is not a valid pod name of at most 63 characters", c.job, got)
+			t.Errorf("PodName(%.20q) = %q is not a valid pod name of at most 63 characters", c.job.Name, got)
 		}
+		if seen[got] {
+			t.Errorf("PodName %q given twice", got)
+		}
+		seen[got] = true
 	}
-	if a, b := PodName(long, 1, 0, false), PodName(long, 2, 0, false); a == b {
-		t.Errorf("hash-shortened names of two attempts collide: %s", a)
+	if x, y := PodName(a, 1, 0, false), PodName(job("a", "another-uid"), 1, 0, false); x == y {
+		t.Errorf("two jobs named a (in two namespaces) share the pod name %s", x)
 	}
 }
 
@@ -107,8 +120,8 @@ func TestBuildPodMIG(t *testing.T) {
 		t.Errorf("limits %v, want nvidia.com/mig-1g.10gb: 1 only", lim)
 	}
 	for _, v := range pod.Spec.Volumes {
-		if v.Name == "input" && (v.Secret == nil || v.Secret.SecretName != "s" || v.Secret.Items[0].Key != "prompt" || v.Secret.Items[0].Path != "input") {
-			t.Errorf("input volume %+v, want the secret's key at path input", v)
+		if v.Name == "input" && (v.Secret == nil || v.Secret.SecretName != InputSecretName(pod.Name) || v.Secret.Items[0].Key != "input" || v.Secret.Items[0].Path != "input") {
+			t.Errorf("input volume %+v, want the manager's copy of the input at path input", v)
 		}
 	}
 }
@@ -134,8 +147,8 @@ func TestDecideCommitteeMemberFails(t *testing.T) {
 	}
 	obs := &observed{now: now, kernel: kernel,
 		pods: map[string]*corev1.Pod{
-			"j-1-0": podOf("j-1-0", corev1.PodFailed, corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 12}}),
-			"j-1-1": podOf("j-1-1", corev1.PodRunning, corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}),
+			PodName(job, 1, 0, true): podOf(PodName(job, 1, 0, true), corev1.PodFailed, corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 12}}),
+			PodName(job, 1, 1, true): podOf(PodName(job, 1, 1, true), corev1.PodRunning, corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}),
 		},
 		nodes: map[string]nodeState{"n": {node: &corev1.Node{Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}}}}},
 	}
@@ -219,9 +232,10 @@ func TestDecidePendingPodGone(t *testing.T) {
 		awaitPods(job, 1, metav1.NewTime(now))
 		return job
 	}
+	podName := PodName(placed(), 1, 0, false)
 	ready := map[string]nodeState{"n": {node: &corev1.Node{Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}}}}}
 	pod := func(phase corev1.PodPhase, st corev1.ContainerState) map[string]*corev1.Pod {
-		return map[string]*corev1.Pod{"j-1": {ObjectMeta: metav1.ObjectMeta{Name: "j-1", UID: "uid", CreationTimestamp: metav1.NewTime(now)},
+		return map[string]*corev1.Pod{podName: {ObjectMeta: metav1.ObjectMeta{Name: podName, UID: "uid", CreationTimestamp: metav1.NewTime(now)},
 			Status: corev1.PodStatus{Phase: phase, ContainerStatuses: []corev1.ContainerStatus{{Name: runtimeContainer, State: st}}}}}
 	}
 	pending := pod(corev1.PodPending, corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}})
@@ -250,7 +264,7 @@ func TestDecidePendingPodGone(t *testing.T) {
 
 	job = placed()
 	decide(job, observe(now, pod(corev1.PodRunning, corev1.ContainerState{Running: &corev1.ContainerStateRunning{}})), jobConfig{})
-	if p := job.Status.Placements[0]; p.Pod != "j-1" || p.PodUID != "uid" {
+	if p := job.Status.Placements[0]; p.Pod != podName || p.PodUID != "uid" {
 		t.Errorf("running pod not recorded: %+v", p)
 	}
 
@@ -258,12 +272,12 @@ func TestDecidePendingPodGone(t *testing.T) {
 	job = placed()
 	job.Spec.ActiveDeadlineSeconds = ptr.To[int64](1)
 	decide(job, observe(now.Add(time.Minute), pending), jobConfig{})
-	if p := job.Status.Placements[0]; p.Reason != v1alpha1.ReasonDeadlineExceeded || p.Pod != "j-1" || p.PodUID != "uid" {
-		t.Errorf("pending pod at the deadline: placement %+v, want DeadlineExceeded naming pod j-1", p)
+	if p := job.Status.Placements[0]; p.Reason != v1alpha1.ReasonDeadlineExceeded || p.Pod != podName || p.PodUID != "uid" {
+		t.Errorf("pending pod at the deadline: placement %+v, want DeadlineExceeded naming pod %s", p, podName)
 	}
 
 	job = placed()
-	d = decide(job, observe(now, map[string]*corev1.Pod{}, "j-1"), jobConfig{})
+	d = decide(job, observe(now, map[string]*corev1.Pod{}, podName), jobConfig{})
 	if p := job.Status.Placements[0]; len(d.createPods) != 0 || p.Outcome != v1alpha1.PlacementFailed || p.Reason != v1alpha1.ReasonPodDeleted {
 		t.Errorf("a pod made here and gone: createPods %v, placement %+v, want PodDeleted", d.createPods, p)
 	}

@@ -43,12 +43,15 @@ const lastAppliedAnnotation = corev1.LastAppliedConfigAnnotation
 //     keep theirs;
 //   - a Node's status.images: the node's image list (up to 50 entries with
 //     every tag and digest), which nothing here reads.
-func cacheOptions() cache.Options {
+func cacheOptions(workloadNamespace string) cache.Options {
 	stripped := cache.ByObject{Transform: stripTransform(false)}
 	return cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Pod{}:            {Label: jobPods, Transform: stripTransform(false)},
+			&corev1.Pod{}: {
+				Label: jobPods, Transform: stripTransform(false),
+				Namespaces: map[string]cache.Config{workloadNamespace: {}},
+			},
 			&corev1.Node{}:           {Transform: stripTransform(true)},
 			&v1alpha1.InferenceJob{}: stripped,
 			&v1alpha1.GPUNode{}:      stripped,

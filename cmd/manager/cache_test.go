@@ -86,7 +86,7 @@ func TestCacheTransformsDropUnreadFields(t *testing.T) {
 	}
 
 	// Every kind the manager caches has a transform.
-	opts := cacheOptions()
+	opts := cacheOptions("aivm-system")
 	if opts.DefaultTransform == nil {
 		t.Error("no default transform")
 	}

@@ -148,6 +148,7 @@ func setupControllers(mgr ctrl.Manager, opts options, ca controllers.CABundleSou
 		controllers.WithNodeFailureGrace(opts.controllers.jobs.nodeFailureGrace),
 		controllers.WithImagePullGrace(opts.controllers.jobs.imagePullGrace),
 		controllers.WithResultURL(opts.controllers.jobs.resultURL),
+		controllers.WithWorkloadNamespace(opts.workloadNS()),
 		controllers.WithReporting(opts.controllers.chain.Enabled),
 		controllers.WithCABundle(ca),
 		controllers.WithJobMaxConcurrentReconciles(opts.controllers.jobs.workers),

@@ -44,9 +44,11 @@ type options struct {
 	probeAddr               string
 	leaderElect             bool
 	leaderElectionNamespace string
-	controllers             controllerOptions
-	scheduling              schedulingOptions
-	results                 resultOptions
+	// workloadNamespace is where job pods run (--workload-namespace).
+	workloadNamespace string
+	controllers       controllerOptions
+	scheduling        schedulingOptions
+	results           resultOptions
 }
 
 func main() {
@@ -75,6 +77,7 @@ func (o *options) bindFlags(fs *flag.FlagSet, zapOpts *zap.Options) {
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz endpoints bind to.")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader so only one manager replica reconciles at a time.")
 	fs.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the manager's namespace).")
+	fs.StringVar(&o.workloadNamespace, "workload-namespace", "", "Namespace every job pod runs in, apart from the tenants' namespaces: grant tenants no role there (docs/security.md). Default: the manager's namespace ($POD_NAMESPACE).")
 	o.controllers.bindFlags(fs)
 	o.scheduling.bindFlags(fs)
 	o.results.bindFlags(fs)
@@ -90,6 +93,14 @@ var jobPods = func() labels.Selector {
 	}
 	return labels.NewSelector().Add(*req)
 }()
+
+// workloadNS is --workload-namespace, else the manager's namespace.
+func (o *options) workloadNS() string {
+	if o.workloadNamespace != "" {
+		return o.workloadNamespace
+	}
+	return managerNamespace()
+}
 
 // run starts the manager on cfg and blocks until ctx ends or it fails.
 func run(ctx context.Context, cfg *rest.Config, opts options) error {
@@ -120,7 +131,7 @@ func newManager(cfg *rest.Config, opts options) (ctrl.Manager, error) {
 		LeaderElection:          opts.leaderElect,
 		LeaderElectionID:        "manager.aivm.dev",
 		LeaderElectionNamespace: opts.leaderElectionNamespace,
-		Cache:                   cacheOptions(),
+		Cache:                   cacheOptions(opts.workloadNS()),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create manager: %w", err)

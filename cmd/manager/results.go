@@ -134,7 +134,7 @@ func setupResults(mgr ctrl.Manager, opts *options) (*receipt.KeySigner, *resulte
 			resultendpoint.ServiceDNSNames(opts.results.serviceName, ns), clock.RealClock{}, log)
 	}
 	binding, _ := controllers.ParseGPUBinding(opts.controllers.jobs.gpuBinding) // checked by validate
-	srvOpts := []resultendpoint.Option{resultendpoint.WithLogger(log),
+	srvOpts := []resultendpoint.Option{resultendpoint.WithLogger(log), resultendpoint.WithWorkloadNamespace(opts.workloadNS()),
 		resultendpoint.WithLimits(opts.results.limits), resultendpoint.WithGPUBinding(binding)}
 	if signer != nil {
 		srvOpts = append(srvOpts, resultendpoint.WithSigner(signer))

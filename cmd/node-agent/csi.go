@@ -19,6 +19,7 @@ package main
 import (
 	"errors"
 	"flag"
+	"os"
 
 	"github.com/aivm-dev/aivm-operator/nodeagent/csi"
 )
@@ -28,12 +29,16 @@ type csiOptions struct {
 	endpoint        string
 	stateDir        string
 	registrationDir string
+	// workloadNamespace is the operator's workload namespace.
+	workloadNamespace string
 }
 
 func (o *csiOptions) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.endpoint, "csi-endpoint", "", "Unix socket serving the "+csi.DriverName+" CSI node plugin, at the same path the kubelet sees "+
 		"(/var/lib/kubelet/plugins/"+csi.DriverName+"/csi.sock); empty serves no CSI driver.")
 	fs.StringVar(&o.stateDir, "csi-state-dir", "/var/lib/aivm/csi", "Host directory recording published model volumes, so their pins outlive an agent restart.")
+	fs.StringVar(&o.workloadNamespace, "workload-namespace", os.Getenv("POD_NAMESPACE"), "The operator's workload namespace (the manager's --workload-namespace): its pods, which only the manager creates, may mount Models of any namespace; "+
+		"a pod elsewhere only its own namespace's. Default $POD_NAMESPACE (the chart installs the agent in the release namespace).")
 	fs.StringVar(&o.registrationDir, "kubelet-registration-dir", "/var/lib/kubelet/plugins_registry", "The kubelet's plugin registration directory; empty leaves registration to a node-driver-registrar sidecar.")
 }
 

@@ -68,6 +68,7 @@ type options struct {
 	prefetch             bool
 	modelCacheMaxBytes   int64
 	hfBaseURL            string
+	publicModelSources   string
 	prefetchConcurrency  int
 	modelFileConcurrency int
 	cacheSyncInterval    time.Duration
@@ -105,6 +106,7 @@ func (o *options) bindFlags(fs *flag.FlagSet, zapOpts *zap.Options) {
 	fs.Int64Var(&o.modelCacheMaxBytes, "model-cache-max-bytes", 0, "Size the model cache is kept within by evicting least recently used models that no job uses and no Model pins or prefetches here; 0 leaves it unbounded.")
 	fs.StringVar(&o.hfBaseURL, "hf-base-url", artifact.DefaultHFBaseURL, "Hugging Face compatible endpoint (or mirror) that hf:// model sources resolve against.")
 	fs.IntVar(&o.prefetchConcurrency, "prefetch-concurrency", nodeagent.DefaultPrefetchConcurrency, "Most models fetched at once.")
+	fs.StringVar(&o.publicModelSources, "public-model-sources", "", "Comma-separated URL prefixes (https://mirror.example.com/open-models/) under which every file is public: a file fetched from under one without a credential is served to any Model of its digest. Never list a host with gated or private files, such as https://huggingface.co (docs/csi-driver.md).")
 	fs.IntVar(&o.modelFileConcurrency, "model-file-concurrency", artifact.DefaultFileConcurrency, "Most files of one model fetched at once (1 to 64).")
 	fs.DurationVar(&o.cacheSyncInterval, "cache-sync-interval", nodeagent.DefaultCacheSyncInterval, "Time between two looks for models to prefetch and two cache garbage collections, besides those a Model change starts.")
 	o.csi.bindFlags(fs)
@@ -186,14 +188,16 @@ func run(ctx context.Context, o options, log logr.Logger, stdout io.Writer) erro
 		Prefetch:             o.prefetch,
 		ModelCacheMaxBytes:   o.modelCacheMaxBytes,
 		HFBaseURL:            o.hfBaseURL,
+		PublicModelSources:   splitList(o.publicModelSources),
 		PrefetchConcurrency:  o.prefetchConcurrency,
 		ModelFileConcurrency: o.modelFileConcurrency,
 		CacheSyncInterval:    o.cacheSyncInterval,
 		MetricsAddr:          o.metricsAddr,
 		CSI: agent.CSIOptions{
-			Endpoint:        o.csi.endpoint,
-			StateDir:        o.csi.stateDir,
-			RegistrationDir: o.csi.registrationDir,
+			Endpoint:          o.csi.endpoint,
+			StateDir:          o.csi.stateDir,
+			RegistrationDir:   o.csi.registrationDir,
+			WorkloadNamespace: o.csi.workloadNamespace,
 		},
 		Log: log,
 	})
@@ -228,3 +232,14 @@ func (o options) validate() error {
 
 // maxModelFileConcurrency bounds --model-file-concurrency.
 const maxModelFileConcurrency = 64
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(v string) []string {
+	var out []string
+	for _, item := range strings.Split(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}

@@ -23,7 +23,6 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
@@ -50,9 +49,13 @@ const (
 	// GPUNodeCacheError indexes GPUNodes by the digest of each entry in
 	// status.modelCacheErrors.
 	GPUNodeCacheError = "status.modelCacheErrors.digest"
-	// PodJob indexes Pods by the UID of the InferenceJob that controls
-	// them, so a job's pods are found without scanning its namespace's.
-	PodJob = "metadata.ownerReferences.inferenceJob"
+	// PodJob indexes the workload namespace's Pods by the UID of their
+	// InferenceJob (label aivm.dev/job-uid), so a job's pods are found
+	// without scanning the namespace's.
+	PodJob = "metadata.labels.jobUID"
+	// PodJobKey indexes those Pods by their job's namespace and name label
+	// (JobKey), so the pods of a job that is gone are found too.
+	PodJobKey = "metadata.labels.jobKey"
 )
 
 // Setup registers every index with fi (the manager's field indexer). Call
@@ -79,16 +82,38 @@ func Setup(ctx context.Context, fi client.FieldIndexer) error {
 	if err := fi.IndexField(ctx, &corev1.Pod{}, PodJob, podJob); err != nil {
 		return fmt.Errorf("index pods by %s: %w", PodJob, err)
 	}
+	if err := fi.IndexField(ctx, &corev1.Pod{}, PodJobKey, podJobKey); err != nil {
+		return fmt.Errorf("index pods by %s: %w", PodJobKey, err)
+	}
 	return nil
 }
 
-// podJob returns the UID of the InferenceJob that controls the pod, if one does.
+// Labels of job pods the indexes read (the job controller's LabelJobUID,
+// LabelJobNamespace and LabelJobName; this package sits below it).
+const (
+	labelJobUID       = "aivm.dev/job-uid"
+	labelJobNamespace = "aivm.dev/job-namespace"
+	labelJobName      = "aivm.dev/job-name"
+)
+
+// JobKey is the PodJobKey value of a job: its namespace and name label.
+func JobKey(namespace, nameLabel string) string { return namespace + "/" + nameLabel }
+
+// podJob returns the UID of the pod's InferenceJob, if it names one.
 func podJob(o client.Object) []string {
-	ref := metav1.GetControllerOf(o)
-	if ref == nil || ref.Kind != "InferenceJob" || ref.APIVersion != v1alpha1.GroupVersion.String() {
+	if uid := o.GetLabels()[labelJobUID]; uid != "" {
+		return []string{uid}
+	}
+	return nil
+}
+
+// podJobKey returns the pod's job key, if its labels name a job.
+func podJobKey(o client.Object) []string {
+	l := o.GetLabels()
+	if l[labelJobNamespace] == "" || l[labelJobName] == "" {
 		return nil
 	}
-	return []string{string(ref.UID)}
+	return []string{JobKey(l[labelJobNamespace], l[labelJobName])}
 }
 
 func kernelModelRef(o client.Object) []string {

@@ -17,35 +17,31 @@ limitations under the License.
 package indexer
 
 import (
+	"slices"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
-
-	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
 )
 
 func TestPodJob(t *testing.T) {
-	ref := func(apiVersion, kind string, controller bool) metav1.OwnerReference {
-		return metav1.OwnerReference{APIVersion: apiVersion, Kind: kind, Name: "j", UID: "job-uid", Controller: ptr.To(controller)}
-	}
 	cases := []struct {
-		name string
-		refs []metav1.OwnerReference
-		want []string
+		name    string
+		labels  map[string]string
+		wantUID []string
+		wantKey []string
 	}{
-		{"controlled by an InferenceJob", []metav1.OwnerReference{ref(v1alpha1.GroupVersion.String(), "InferenceJob", true)}, []string{"job-uid"}},
-		{"owned, not controlled", []metav1.OwnerReference{ref(v1alpha1.GroupVersion.String(), "InferenceJob", false)}, nil},
-		{"controlled by a batch Job", []metav1.OwnerReference{ref("batch/v1", "Job", true)}, nil},
-		{"another group's InferenceJob", []metav1.OwnerReference{ref("example.com/v1", "InferenceJob", true)}, nil},
-		{"no owner", nil, nil},
+		{"a job pod", map[string]string{labelJobUID: "job-uid", labelJobNamespace: "team-a", labelJobName: "story"}, []string{"job-uid"}, []string{"team-a/story"}},
+		{"no job namespace", map[string]string{labelJobUID: "job-uid", labelJobName: "story"}, []string{"job-uid"}, nil},
+		{"no labels", nil, nil, nil},
 	}
 	for _, c := range cases {
-		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", OwnerReferences: c.refs}}
-		got := podJob(pod)
-		if len(got) != len(c.want) || (len(got) == 1 && got[0] != c.want[0]) {
-			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Labels: c.labels}}
+		if got := podJob(pod); !slices.Equal(got, c.wantUID) {
+			t.Errorf("%s: podJob %v, want %v", c.name, got, c.wantUID)
+		}
+		if got := podJobKey(pod); !slices.Equal(got, c.wantKey) {
+			t.Errorf("%s: podJobKey %v, want %v", c.name, got, c.wantKey)
 		}
 	}
 }

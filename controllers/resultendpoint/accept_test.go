@@ -155,45 +155,32 @@ func TestAcceptCommittee(t *testing.T) {
 	}
 }
 
-// TestAcceptInputRefs: the input digest is recomputed from the ConfigMap or
-// Secret key the job names, and a job whose input is gone cannot be
-// checked (409, nothing written).
+// TestAcceptInputRefs: a ConfigMap or Secret input is checked against the
+// manager's copy in the workload namespace, the bytes the pod read: the
+// tenant's object changing or going meanwhile changes nothing; without the
+// copy the input cannot be checked (409, nothing written).
 func TestAcceptInputRefs(t *testing.T) {
 	for _, kind := range []string{"ConfigMap", "Secret"} {
 		t.Run(kind, func(t *testing.T) {
-			var ns string
 			f := newFixture(t, func(j *aivmv1alpha1.InferenceJob) {
-				ns = j.Namespace
 				j.Spec.Input.Text = nil
 				ref := aivmv1alpha1.KeyReference{Name: "in", Key: "prompt"}
 				if kind == "ConfigMap" {
-					mustCreate(t, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "in"}, Data: map[string]string{"prompt": "hello"}})
 					j.Spec.Input.ConfigMapKeyRef = &ref
 				} else {
-					mustCreate(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "in"}, Data: map[string][]byte{"prompt": []byte("hello")}})
 					j.Spec.Input.SecretKeyRef = &ref
 				}
 			})
 			tok := f.token(f.pod)
-			var in client.Object = &corev1.ConfigMap{}
-			if kind == "Secret" {
-				in = &corev1.Secret{}
-			}
-			in.SetNamespace(ns)
-			in.SetName("in")
-			if err := k8sClient.Delete(context.Background(), in); err != nil {
-				t.Fatal(err)
-			}
-			post(t, tok, f.envelope(1, 0, " world")).want(t, http.StatusConflict, ReasonDigestMismatch, kind+" in holding the input is gone")
+			post(t, tok, f.envelope(1, 0, " world")).want(t, http.StatusConflict, ReasonDigestMismatch, "copy of the job's input is gone")
 			f.nothingWritten()
+			// The tenant's object says something else: the copy is what counts.
+			mustCreate(t, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "in"}, Data: map[string]string{"prompt": "changed"}})
+			mustCreate(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: workloadNS, Name: controllers.InputSecretName(f.pod.Name)},
+				Data: map[string][]byte{controllers.InputSecretKey: []byte("hello")}})
+			post(t, tok, f.envelope(1, 0, " world")).want(t, http.StatusOK, ReasonAccepted, "")
 		})
 	}
-	f := newFixture(t, func(j *aivmv1alpha1.InferenceJob) {
-		j.Spec.Input.Text = nil
-		mustCreate(t, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: j.Namespace, Name: "in"}, BinaryData: map[string][]byte{"prompt": []byte("hello")}})
-		j.Spec.Input.ConfigMapKeyRef = &aivmv1alpha1.KeyReference{Name: "in", Key: "prompt"}
-	})
-	post(t, f.token(f.pod), f.envelope(1, 0, " world")).want(t, http.StatusOK, ReasonAccepted, "")
 }
 
 // TestAcceptLongJobName: a job whose name is near the 253-character limit

@@ -50,7 +50,7 @@ func TestAuthRefusals(t *testing.T) {
 	f := newFixture(t, nil)
 	env := f.envelope(1, 0, " world")
 
-	other := newFixture(t, nil) // another namespace, its own runtime account
+	other := newFixture(t, nil) // another namespace's job
 	stranger := f.newPod(1, 7)  // a pod of this job that no placement records
 	unbound := f.token(nil)
 
@@ -66,7 +66,7 @@ func TestAuthRefusals(t *testing.T) {
 		{"token not bound to a pod", unbound, http.StatusUnauthorized, ReasonUnauthenticated, "not bound to a pod"},
 		{"expired token", resign(t, f.token(f.pod), -time.Hour, false), http.StatusUnauthorized, ReasonUnauthenticated, "not authenticated"},
 		{"foreign signer", resign(t, f.token(f.pod), time.Hour, true), http.StatusUnauthorized, ReasonUnauthenticated, "not authenticated"},
-		{"another namespace's pod", other.token(other.pod), http.StatusForbidden, ReasonNotCurrentPod, "not in namespace " + f.ns},
+		{"another job's pod", other.token(other.pod), http.StatusForbidden, ReasonNotCurrentPod, "is not the pod of attempt 1 member 0"},
 		{"a pod no placement records", f.token(stranger), http.StatusForbidden, ReasonNotCurrentPod, "pod " + stranger.Name + " is not the pod of attempt 1 member 0"},
 	}
 	for _, c := range cases {
@@ -159,7 +159,7 @@ func TestPodNotRecorded(t *testing.T) {
 		t.Errorf("Retry-After %q, want 2", a.retryAfter)
 	}
 	// A pod without the job's labels and owner: refused outright.
-	impostor := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "impostor", Labels: early.Labels}, Spec: early.Spec}
+	impostor := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: workloadNS, Name: "impostor", Labels: early.Labels}, Spec: early.Spec}
 	mustCreate(t, impostor)
 	post(t, f.token(impostor), env).want(t, http.StatusForbidden, ReasonNotCurrentPod, "is not the pod of attempt 2 member 0")
 	f.nothingWritten()

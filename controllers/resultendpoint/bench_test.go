@@ -54,7 +54,7 @@ func BenchmarkAcceptedResults(b *testing.B) {
 		g.place(1, 0)
 		pod := g.newPod(1, 0)
 		g.record(pod)
-		posts[i] = post{token: requestToken(b, f.ns, pod), env: g.envelope(1, 0, fmt.Sprintf(" result %d", i))}
+		posts[i] = post{token: requestToken(b, workloadNS, pod), env: g.envelope(1, 0, fmt.Sprintf(" result %d", i))}
 	}
 	var next, failed atomic.Int64
 	b.ReportAllocs()

@@ -118,7 +118,7 @@ func (l limits) check(env *envelope.Envelope) error {
 func (s *Server) checkBounds(ctx context.Context, job *aivmv1alpha1.InferenceJob, p *aivmv1alpha1.Placement, env *envelope.Envelope) error {
 	// An inline input costs nothing; the copy of a referenced one is read
 	// here and again by check.
-	input, err := s.readInput(ctx, job)
+	input, err := s.readInput(ctx, job, p)
 	if err != nil {
 		return err
 	}

@@ -27,7 +27,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	aivmv1alpha1 "github.com/aivm-dev/aivm-operator/api/v1alpha1"
@@ -50,17 +49,30 @@ type checked struct {
 // +kubebuilder:rbac:groups=aivm.dev,resources=inferencejobs,verbs=get;list;watch
 // +kubebuilder:rbac:groups=aivm.dev,resources=kernels,verbs=get;list;watch
 
+// WithWorkloadNamespace sets the namespace job pods run in
+// (controllers.DefaultWorkloadNamespace by default): only tokens of its
+// runtime service account are accepted.
+func WithWorkloadNamespace(ns string) Option {
+	return func(s *Server) {
+		if ns != "" {
+			s.workloadNamespace = ns
+		}
+	}
+}
+
 // authorize accepts only the current attempt's pod of the job the envelope
-// names: same namespace as the token's service account, same job UID, the
-// current attempt, and a placement of that attempt and member recording
-// the token's pod by name and UID. It reads the job from the client's
+// names: a token of the runtime service account of the workload namespace
+// (where only the manager creates pods and tokens, docs/security.md), the
+// same job UID, the current attempt, and a placement of that attempt and
+// member recording the token's pod by name and UID. It reads the job from the client's
 // cache first and, when that copy refuses, once more through the API
 // reader, since the cache can lag the write that recorded the pod. A stale
 // copy that passes is harmless: accept writes status with the optimistic
 // lock from that copy and runs placementOf again on every fresh copy.
 func (s *Server) authorize(ctx context.Context, id identity, env *envelope.Envelope) (*aivmv1alpha1.InferenceJob, *aivmv1alpha1.Placement, error) {
-	if id.namespace != env.Namespace {
-		return nil, nil, refuse(http.StatusForbidden, ReasonNotCurrentPod, "the token's service account is not in namespace %s", env.Namespace)
+	if id.namespace != s.workloadNamespace || id.serviceAccount != controllers.RuntimeServiceAccount {
+		return nil, nil, refuse(http.StatusForbidden, ReasonNotCurrentPod, "the token's service account is not %s of the workload namespace %s",
+			controllers.RuntimeServiceAccount, s.workloadNamespace)
 	}
 	job, p, err := s.authorizeFrom(ctx, s.client, id, env)
 	var rf *refusal
@@ -132,19 +144,18 @@ const podNotRecordedRetry = 2 * time.Second
 // unrecorded answers a post for a placement whose pod the job controller
 // has not recorded yet: a fast runtime can post before that status write.
 // When the token's pod is a pod of this job, attempt and member (its
-// labels and controller reference say so), the answer is a retryable 503;
+// labels in the workload namespace say so), the answer is a retryable 503;
 // otherwise 403. Nothing is accepted until the pod is recorded.
 func (s *Server) unrecorded(ctx context.Context, job *aivmv1alpha1.InferenceJob, id identity, env *envelope.Envelope) error {
 	notCurrent := refuse(http.StatusForbidden, ReasonNotCurrentPod, "pod %s is not the pod of %s", id.podName, attemptLabel(env.Attempt, env.Member))
 	pod := &corev1.Pod{}
-	if err := s.reader.Get(ctx, client.ObjectKey{Namespace: job.Namespace, Name: id.podName}, pod); err != nil {
+	if err := s.reader.Get(ctx, client.ObjectKey{Namespace: s.workloadNamespace, Name: id.podName}, pod); err != nil {
 		if apierrors.IsNotFound(err) {
 			return notCurrent
 		}
-		return fmt.Errorf("get pod %s/%s: %w", job.Namespace, id.podName, err)
+		return fmt.Errorf("get pod %s/%s: %w", s.workloadNamespace, id.podName, err)
 	}
-	owner := metav1.GetControllerOf(pod)
-	if string(pod.UID) != id.podUID || owner == nil || owner.UID != job.UID ||
+	if string(pod.UID) != id.podUID || id.podName != expectedPod(job, env) || pod.Labels[controllers.LabelJobNamespace] != job.Namespace ||
 		pod.Labels[controllers.LabelJobUID] != string(job.UID) ||
 		pod.Labels[controllers.LabelAttempt] != strconv.Itoa(int(env.Attempt)) || pod.Labels[controllers.LabelMember] != strconv.Itoa(int(env.Member)) {
 		return notCurrent
@@ -152,6 +163,17 @@ func (s *Server) unrecorded(ctx context.Context, job *aivmv1alpha1.InferenceJob,
 	rf := refuse(http.StatusServiceUnavailable, ReasonPodNotRecorded, "pod %s of %s is not recorded in the job's status yet; retry", id.podName, attemptLabel(env.Attempt, env.Member))
 	rf.retryAfter = podNotRecordedRetry
 	return rf
+}
+
+// expectedPod is the name the job controller gives the pod of the
+// envelope's placement ("" when there is no such placement).
+func expectedPod(job *aivmv1alpha1.InferenceJob, env *envelope.Envelope) string {
+	for i := range job.Status.Placements {
+		if p := &job.Status.Placements[i]; p.Attempt == env.Attempt && p.Member == env.Member {
+			return controllers.PlacementPodName(job, p)
+		}
+	}
+	return ""
 }
 
 // check recomputes the output and input digests and requires the kernel
@@ -163,7 +185,7 @@ func (s *Server) check(ctx context.Context, job *aivmv1alpha1.InferenceJob, p *a
 	if err := claim("output", env.Digests.Output, c.outputDigest); err != nil {
 		return nil, err
 	}
-	input, err := s.readInput(ctx, job)
+	input, err := s.readInput(ctx, job, p)
 	if err != nil {
 		return nil, err
 	}
@@ -210,42 +232,29 @@ func claim(what, posted, want string) error {
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 
-// readInput returns the job's input bytes exactly as the job holds them:
-// the inline text, or the referenced ConfigMap or Secret key. The bytes
+// readInput returns the input bytes the placement's pod read: the inline
+// text, or the manager's copy of the ConfigMap or Secret key in the
+// workload namespace (controllers.InputSecretName), so a tenant who
+// changes its ConfigMap meanwhile cannot change what is signed. The bytes
 // are only hashed, never logged.
-func (s *Server) readInput(ctx context.Context, job *aivmv1alpha1.InferenceJob) ([]byte, error) {
+func (s *Server) readInput(ctx context.Context, job *aivmv1alpha1.InferenceJob, p *aivmv1alpha1.Placement) ([]byte, error) {
 	in := job.Spec.Input
 	switch {
 	case in.Text != nil:
 		return []byte(*in.Text), nil
-	case in.ConfigMapKeyRef != nil:
-		cm := &corev1.ConfigMap{}
-		if err := s.reader.Get(ctx, client.ObjectKey{Namespace: job.Namespace, Name: in.ConfigMapKeyRef.Name}, cm); err != nil {
-			return nil, inputErr(err, "ConfigMap", in.ConfigMapKeyRef.Name)
-		}
-		if v, ok := cm.Data[in.ConfigMapKeyRef.Key]; ok {
-			return []byte(v), nil
-		}
-		if v, ok := cm.BinaryData[in.ConfigMapKeyRef.Key]; ok {
-			return v, nil
-		}
-		return nil, refuse(http.StatusConflict, ReasonDigestMismatch, "ConfigMap %s has no key %s; the input cannot be checked", in.ConfigMapKeyRef.Name, in.ConfigMapKeyRef.Key)
-	case in.SecretKeyRef != nil:
+	case in.ConfigMapKeyRef != nil || in.SecretKeyRef != nil:
+		name := controllers.InputSecretName(p.Pod)
 		sec := &corev1.Secret{}
-		if err := s.reader.Get(ctx, client.ObjectKey{Namespace: job.Namespace, Name: in.SecretKeyRef.Name}, sec); err != nil {
-			return nil, inputErr(err, "Secret", in.SecretKeyRef.Name)
+		if err := s.reader.Get(ctx, client.ObjectKey{Namespace: s.workloadNamespace, Name: name}, sec); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil, refuse(http.StatusConflict, ReasonDigestMismatch, "the copy of the job's input is gone; the input cannot be checked")
+			}
+			return nil, fmt.Errorf("get input copy %s/%s: %w", s.workloadNamespace, name, err)
 		}
-		if v, ok := sec.Data[in.SecretKeyRef.Key]; ok {
+		if v, ok := sec.Data[controllers.InputSecretKey]; ok {
 			return v, nil
 		}
-		return nil, refuse(http.StatusConflict, ReasonDigestMismatch, "Secret %s has no key %s; the input cannot be checked", in.SecretKeyRef.Name, in.SecretKeyRef.Key)
+		return nil, refuse(http.StatusConflict, ReasonDigestMismatch, "the copy of the job's input has no input key; the input cannot be checked")
 	}
 	return nil, refuse(http.StatusConflict, ReasonDigestMismatch, "the job has no input")
-}
-
-func inputErr(err error, kind, name string) error {
-	if apierrors.IsNotFound(err) {
-		return refuse(http.StatusConflict, ReasonDigestMismatch, "%s %s holding the input is gone; the input cannot be checked", kind, name)
-	}
-	return fmt.Errorf("get input %s %s: %w", kind, name, err)
 }

@@ -87,6 +87,8 @@ type Server struct {
 	clock  clock.PassiveClock
 	log    logr.Logger
 	addr   string
+	// workloadNamespace is where job pods run (WithWorkloadNamespace).
+	workloadNamespace string
 	// gpuBinding is how the manager gives job pods their GPUs: it decides
 	// which GPU UUIDs a pod can honestly report (bounds.go).
 	gpuBinding controllers.GPUBinding
@@ -127,7 +129,7 @@ func WithGPUBinding(b controllers.GPUBinding) Option { return func(srv *Server) 
 // Kernels and inputs uncached, so a check never acts on a stale placement
 // and user Secrets are never cached.
 func NewServer(c client.Client, reader client.Reader, certs CertSource, addr string, opts ...Option) *Server {
-	s := &Server{client: c, reader: reader, certs: certs, addr: addr, clock: clock.RealClock{}, log: logr.Discard(), gpuBinding: controllers.GPUBindingDevicePlugin, listening: make(chan struct{})}
+	s := &Server{client: c, reader: reader, certs: certs, addr: addr, clock: clock.RealClock{}, log: logr.Discard(), workloadNamespace: controllers.DefaultWorkloadNamespace, gpuBinding: controllers.GPUBindingDevicePlugin, listening: make(chan struct{})}
 	s.limits = DefaultLimits()
 	for _, o := range opts {
 		o(s)

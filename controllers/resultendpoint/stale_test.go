@@ -56,7 +56,7 @@ func TestStaleCacheCannotAcceptSupersededPod(t *testing.T) {
 
 	s := NewServer(staleJobClient{Client: k8sClient, old: stale}, k8sClient, nil, "127.0.0.1:0", WithLogger(testLogger()))
 	ctx := context.Background()
-	id := identity{namespace: f.ns, serviceAccount: controllers.RuntimeServiceAccount, podName: f.pod.Name, podUID: string(f.pod.UID)}
+	id := identity{namespace: workloadNS, serviceAccount: controllers.RuntimeServiceAccount, podName: f.pod.Name, podUID: string(f.pod.UID)}
 	env := f.envelope(1, 0, " world")
 	job, p, err := s.authorize(ctx, id, env)
 	if err != nil {
@@ -85,7 +85,7 @@ func TestStaleCacheFallsBackBeforeRefusing(t *testing.T) {
 	stale.Status.Placements[0].Pod, stale.Status.Placements[0].PodUID = "", ""
 
 	s := NewServer(staleJobClient{Client: k8sClient, old: stale}, k8sClient, nil, "127.0.0.1:0", WithLogger(testLogger()))
-	id := identity{namespace: f.ns, serviceAccount: controllers.RuntimeServiceAccount, podName: f.pod.Name, podUID: string(f.pod.UID)}
+	id := identity{namespace: workloadNS, serviceAccount: controllers.RuntimeServiceAccount, podName: f.pod.Name, podUID: string(f.pod.UID)}
 	job, _, err := s.authorize(context.Background(), id, f.envelope(1, 0, " world"))
 	if err != nil {
 		t.Fatalf("authorize with a lagging cache: %v", err)

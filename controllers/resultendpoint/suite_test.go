@@ -73,6 +73,10 @@ var (
 // certNamespace holds the shared endpoint's self-managed certificate.
 const certNamespace = "aivm-system"
 
+// workloadNS is the workload namespace, where every test's job pods run
+// with the runtime service account (the server's default).
+const workloadNS = controllers.DefaultWorkloadNamespace
+
 // Digests the test Kernels carry: the kernel's prefixed, the model's bare.
 var (
 	kernelDigest = "sha256:" + strings.Repeat("ab", 32)
@@ -103,6 +107,9 @@ func run(m *testing.M) (int, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if err := k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: certNamespace}}); err != nil {
+		return 0, err
+	}
+	if err := k8sClient.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: workloadNS, Name: controllers.RuntimeServiceAccount}}); err != nil {
 		return 0, err
 	}
 	key, err := keys.Generate()
@@ -184,13 +191,12 @@ type fixture struct {
 	pod *corev1.Pod
 }
 
-// newFixture creates the namespace, the runtime service account, a Kernel
-// with digests, a job with inline input "hello" and its recorded pod.
+// newFixture creates the namespace, a Kernel with digests, a job with
+// inline input "hello" and its recorded pod in the workload namespace.
 // change edits the job before it is created.
 func newFixture(t testing.TB, change func(*aivmv1alpha1.InferenceJob)) *fixture {
 	t.Helper()
 	f := &fixture{t: t, ns: newNamespace(t)}
-	mustCreate(t, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: controllers.RuntimeServiceAccount}})
 	f.kernel("k", 1)
 	f.job = testutil.MakeInferenceJob(f.ns, "story", "k", "hello").Obj()
 	if change != nil {
@@ -246,8 +252,8 @@ func (f *fixture) place(attempt, member int32) {
 	})
 }
 
-// newPod creates the pod of a placement as the job controller would: its
-// name, labels, controller reference and the runtime service account.
+// newPod creates the pod of a placement as the job controller would: in
+// the workload namespace, its name, labels and the runtime service account.
 func (f *fixture) newPod(attempt, member int32) *corev1.Pod {
 	f.t.Helper()
 	committee := false
@@ -257,13 +263,11 @@ func (f *fixture) newPod(attempt, member int32) *corev1.Pod {
 	committee = committee || member > 0
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
-			Namespace: f.ns, Name: controllers.PodName(f.job.Name, attempt, member, committee),
+			Namespace: workloadNS, Name: controllers.PodName(f.job, attempt, member, committee),
 			Labels: map[string]string{
-				controllers.LabelJobUID: string(f.job.UID), controllers.LabelAttempt: strconv.Itoa(int(attempt)),
-				controllers.LabelMember: strconv.Itoa(int(member)),
+				controllers.LabelJobNamespace: f.ns, controllers.LabelJobUID: string(f.job.UID),
+				controllers.LabelAttempt: strconv.Itoa(int(attempt)), controllers.LabelMember: strconv.Itoa(int(member)),
 			},
-			OwnerReferences: []metav1.OwnerReference{{APIVersion: aivmv1alpha1.GroupVersion.String(), Kind: "InferenceJob",
-				Name: f.job.Name, UID: f.job.UID, Controller: ptr.To(true)}},
 		},
 		Spec: corev1.PodSpec{
 			ServiceAccountName: controllers.RuntimeServiceAccount, AutomountServiceAccountToken: ptr.To(false),
@@ -303,7 +307,7 @@ func (f *fixture) get() *aivmv1alpha1.InferenceJob {
 // pod (nil: unbound), for the audiences.
 func (f *fixture) token(pod *corev1.Pod, audiences ...string) string {
 	f.t.Helper()
-	return requestToken(f.t, f.ns, pod, audiences...)
+	return requestToken(f.t, workloadNS, pod, audiences...)
 }
 
 func requestToken(t testing.TB, ns string, pod *corev1.Pod, audiences ...string) string {

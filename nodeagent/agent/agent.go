@@ -69,6 +69,9 @@ type CSIOptions struct {
 	// RegistrationDir is the kubelet's plugin registration directory; ""
 	// leaves registration to a node-driver-registrar sidecar.
 	RegistrationDir string
+	// WorkloadNamespace is the operator's workload namespace, whose pods
+	// (made only by the manager) may mount Models of any namespace.
+	WorkloadNamespace string
 }
 
 // Options configure one node agent. cmd/node-agent fills them from its
@@ -94,6 +97,10 @@ type Options struct {
 	ModelCacheMaxBytes int64
 	// HFBaseURL is the endpoint hf:// sources resolve against.
 	HFBaseURL string
+	// PublicModelSources are URL prefixes under which every file is public:
+	// a file fetched from under one without a credential is served to any
+	// Model of its digest (artifact.WithPublicSources).
+	PublicModelSources []string
 	// PrefetchConcurrency is the most models fetched at once.
 	PrefetchConcurrency int
 	// ModelFileConcurrency is the most files of one model fetched at once.
@@ -223,9 +230,10 @@ func Run(ctx context.Context, o Options) error {
 // newFetcher returns the fetcher of the node's model cache.
 func newFetcher(o Options, store *artifact.Cache, log logr.Logger) (*artifact.Fetcher, error) {
 	fetcher, err := artifact.NewFetcher(store, artifact.WithHFBaseURL(o.HFBaseURL),
-		artifact.WithFileConcurrency(o.ModelFileConcurrency), artifact.WithLogger(log.WithName("fetch")))
+		artifact.WithFileConcurrency(o.ModelFileConcurrency), artifact.WithPublicSources(o.PublicModelSources...),
+		artifact.WithLogger(log.WithName("fetch")))
 	if err != nil {
-		return nil, fmt.Errorf("model fetcher (--hf-base-url, --model-file-concurrency): %w", err)
+		return nil, fmt.Errorf("model fetcher (--hf-base-url, --model-file-concurrency, --public-model-sources): %w", err)
 	}
 	return fetcher, nil
 }
@@ -370,7 +378,10 @@ func startCSI(ctx context.Context, o Options, reader client.Reader, failures csi
 	go func() {
 		defer close(finished)
 		err := csi.Serve(ctx, csi.Options{
-			DriverOptions:   csi.DriverOptions{NodeID: o.NodeName, StateDir: o.CSI.StateDir, Snapshots: snapshots, Failures: failures, Log: log},
+			DriverOptions: csi.DriverOptions{
+				NodeID: o.NodeName, StateDir: o.CSI.StateDir, Snapshots: snapshots, Failures: failures,
+				WorkloadNamespace: o.CSI.WorkloadNamespace, Log: log,
+			},
 			Endpoint:        o.CSI.Endpoint,
 			RegistrationDir: o.CSI.RegistrationDir,
 		})

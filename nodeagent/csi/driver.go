@@ -40,6 +40,10 @@ type DriverOptions struct {
 	// Failures, when set, hears the Models refused for their content and
 	// the Models served.
 	Failures FailureRecorder
+	// WorkloadNamespace is the operator's workload namespace: its pods are
+	// made by the manager alone, so they may mount Models of any
+	// namespace. Empty: every pod only its own namespace's Models.
+	WorkloadNamespace string
 	// Version is reported by GetPluginInfo; "dev" when empty.
 	Version string
 	// Log receives the driver's log lines.

@@ -50,7 +50,7 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csipb.NodePublishVo
 	if capability.GetBlock() != nil {
 		return nil, invalid("volume %s: %s volumes are directories: block access is not supported", id, DriverName)
 	}
-	rec, err := volumeFromContext(id, target, req.GetVolumeContext())
+	rec, err := volumeFromContext(id, target, req.GetVolumeContext(), d.opts.WorkloadNamespace)
 	if err != nil {
 		return nil, err
 	}
@@ -182,8 +182,10 @@ func checkVolume(id, target string) error {
 
 // volumeFromContext reads the Model and pod from the volume attributes and
 // refuses what the driver does not serve: a persistent volume, a Model in
-// another namespace than the pod's, a malformed digest.
-func volumeFromContext(id, target string, vc map[string]string) (*record, error) {
+// another namespace than the pod's (unless the pod is in the operator's
+// workload namespace, where only the manager creates pods), a malformed
+// digest.
+func volumeFromContext(id, target string, vc map[string]string, workloadNamespace string) (*record, error) {
 	if vc[attrEphemeral] != "true" {
 		return nil, invalid("volume %s: %s serves only inline ephemeral volumes (%s=true from the kubelet)", id, DriverName, attrEphemeral)
 	}
@@ -199,7 +201,7 @@ func volumeFromContext(id, target string, vc map[string]string) (*record, error)
 		return nil, invalid("volume %s: volumeAttributes %s and %s must name the Model", id, AttrModelNamespace, AttrModelName)
 	case len(validation.IsDNS1123Label(r.Namespace)) > 0 || len(validation.IsDNS1123Subdomain(r.Name)) > 0:
 		return nil, invalid("volume %s: %q/%q is not a valid Model namespace and name", id, r.Namespace, r.Name)
-	case r.Namespace != r.PodNamespace:
+	case r.Namespace != r.PodNamespace && (workloadNamespace == "" || r.PodNamespace != workloadNamespace):
 		return nil, status.Errorf(codes.PermissionDenied, "volume %s: model %s is not in the pod's namespace %s: a pod may use only Models of its own namespace",
 			id, r.model(), r.PodNamespace)
 	}

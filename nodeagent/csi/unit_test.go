@@ -23,6 +23,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 func TestParseMountPoints(t *testing.T) {
@@ -71,6 +73,37 @@ func TestRecords(t *testing.T) {
 	for _, id := range []string{"", ".hidden", "a/b", strings.Repeat("x", 129), "x\x00"} {
 		if validVolumeID(id) {
 			t.Errorf("volume ID %q accepted", id)
+		}
+	}
+}
+
+// TestVolumeNamespaces: a pod mounts its own namespace's Models; a pod of
+// the workload namespace, where only the manager creates pods, any
+// namespace's; with no workload namespace set, nobody another's.
+func TestVolumeNamespaces(t *testing.T) {
+	attrs := func(podNS, modelNS string) map[string]string {
+		return map[string]string{
+			attrEphemeral: "true", attrPodNamespace: podNS, attrPodName: "p", attrPodUID: "u",
+			AttrModelNamespace: modelNS, AttrModelName: "m", AttrModelDigest: strings.Repeat("ab", 32),
+		}
+	}
+	cases := []struct {
+		name, podNS, modelNS, workload string
+		ok                             bool
+	}{
+		{"own namespace", "team-a", "team-a", "aivm-system", true},
+		{"workload namespace, a tenant's Model", "aivm-system", "team-a", "aivm-system", true},
+		{"a tenant's pod, another tenant's Model", "team-b", "team-a", "aivm-system", false},
+		{"a tenant's pod, a Model of the workload namespace", "team-b", "aivm-system", "aivm-system", false},
+		{"no workload namespace", "aivm-system", "team-a", "", false},
+	}
+	for _, c := range cases {
+		_, err := volumeFromContext("v", "/target", attrs(c.podNS, c.modelNS), c.workload)
+		if (err == nil) != c.ok {
+			t.Errorf("%s: %v, want ok %v", c.name, err, c.ok)
+		}
+		if err != nil && status.Code(err) != codes.PermissionDenied {
+			t.Errorf("%s: code %v, want PermissionDenied", c.name, status.Code(err))
 		}
 	}
 }

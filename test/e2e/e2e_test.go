@@ -190,7 +190,7 @@ func describeJob(ctx context.Context, c client.Client, key client.ObjectKey) str
 		}
 	}
 	var pods corev1.PodList
-	_ = c.List(ctx, &pods, client.InNamespace(key.Namespace))
+	_ = c.List(ctx, &pods, client.InNamespace(devenv.Namespace), client.MatchingLabels{"aivm.dev/job-namespace": key.Namespace})
 	for _, p := range pods.Items {
 		s += fmt.Sprintf("pod %s %s ", p.Name, p.Status.Phase)
 		for _, cs := range p.Status.ContainerStatuses {

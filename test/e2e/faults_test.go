@@ -63,7 +63,7 @@ func TestManagerKilledRepeatedly(t *testing.T) {
 	ctx := t.Context()
 	ns := "kills"
 	setUpKernel(t, env, ns)
-	pods := watchPods(t, env, ns)
+	pods := watchPods(t, env, devenv.Namespace)
 	start := time.Now()
 	createJobs(t, env.Client, ns, "job", killJobs)
 	t.Logf("created %d jobs in %s", killJobs, time.Since(start).Round(time.Millisecond))
@@ -177,7 +177,7 @@ func runningPlacement(t *testing.T, env *devenv.Env, job *v1alpha1.InferenceJob)
 			return false, nil
 		}
 		var pods corev1.PodList
-		if err := env.Client.List(ctx, &pods, client.InNamespace(job.Namespace),
+		if err := env.Client.List(ctx, &pods, client.InNamespace(devenv.Namespace),
 			client.MatchingLabels{"aivm.dev/job-uid": string(job.UID), "aivm.dev/attempt": "1"}); err != nil {
 			return false, err
 		}
@@ -392,7 +392,7 @@ func TestTamperedModelNeverRuns(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, largest), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	pods := watchPods(t, env, ns)
+	pods := watchPods(t, env, devenv.Namespace)
 	model, kernel := builtinKernel(ns, "gpt2-tiny-builtin", files, base)
 	// No prefetch: the job's pod is what makes the node fetch the model,
 	// and the CSI driver's refusal is what its GPUNode lists for the Model
@@ -429,7 +429,7 @@ func TestTamperedModelNeverRuns(t *testing.T) {
 	// A pod placed before the mismatch was known waits: the CSI driver
 	// refuses to publish the model, naming the mismatch.
 	var jobPods corev1.PodList
-	if err := c.List(ctx, &jobPods, client.InNamespace(ns), client.MatchingLabels{"aivm.dev/job-uid": string(job.UID)}); err != nil {
+	if err := c.List(ctx, &jobPods, client.InNamespace(devenv.Namespace), client.MatchingLabels{"aivm.dev/job-uid": string(job.UID)}); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range jobPods.Items {

@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/aivm-dev/aivm-operator/api/v1alpha1"
+	"github.com/aivm-dev/aivm-operator/internal/devenv"
 )
 
 // TestJobWaitsForItsKernel applies an InferenceJob whose Kernel does not
@@ -68,7 +69,7 @@ func TestJobWaitsForItsKernel(t *testing.T) {
 		t.Errorf("Admitted message %q does not name the missing kernel", cond.Message)
 	}
 	var pods corev1.PodList
-	if err := c.List(ctx, &pods, client.InNamespace(ns)); err != nil {
+	if err := c.List(ctx, &pods, client.InNamespace(devenv.Namespace), client.MatchingLabels{"aivm.dev/job-namespace": ns}); err != nil {
 		t.Fatal(err)
 	}
 	if len(pods.Items) != 0 || len(job.Status.Placements) != 0 {

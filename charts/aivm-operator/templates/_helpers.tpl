@@ -46,3 +46,8 @@ app.kubernetes.io/component: node-agent
     {{- end }}
   {{- end }}
 {{- end -}}
+
+{{/* The namespace job pods run in (docs/security.md): jobs.workloadNamespace, else the release namespace. */}}
+{{- define "aivm.workloadNamespace" -}}
+{{- .Values.jobs.workloadNamespace | default .Release.Namespace -}}
+{{- end -}}

@@ -1,0 +1,185 @@
+/*
+Copyright 2026 The aivm-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
+)
+
+// squatter is a pod that someone other than the manager made with the
+// name, labels and service account of a job's placement pod, running an
+// image of its own: the pod-name squatting attack.
+func squatter(e *jobEnv, job *v1alpha1.InferenceJob, attempt int32) *corev1.Pod {
+	e.t.Helper()
+	job = e.get(job)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: e.wl, Name: PodName(job, attempt, 0, false),
+			Labels: map[string]string{
+				LabelJobNamespace: job.Namespace, LabelJobName: job.Name, LabelJobUID: string(job.UID),
+				LabelAttempt: fmt.Sprint(attempt), LabelMember: "0", labelManaged: managedByAIVM,
+			},
+			Annotations: map[string]string{AnnotationJob: job.Namespace + "/" + job.Name},
+		},
+		Spec: corev1.PodSpec{
+			NodeName: e.node, ServiceAccountName: RuntimeServiceAccount, AutomountServiceAccountToken: ptr.To(false),
+			RestartPolicy: corev1.RestartPolicyNever,
+			SecurityContext: &corev1.PodSecurityContext{RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](1000),
+				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
+			Containers: []corev1.Container{{Name: runtimeContainer, Image: "attacker.example/forger:1", SecurityContext: restrictedContainer()}},
+		},
+	}
+	mustCreate(e.t, pod)
+	return pod
+}
+
+// TestSquattedPodNotAdopted: a pod made ahead of the job controller with a
+// placement's name, labels and service account, but not the spec the
+// manager builds, is never adopted: the placement fails PodNotOwned with
+// a Warning event naming it, the pod is never recorded (so the result
+// endpoint never accepts its token), and the pod is left alone.
+func TestSquattedPodNotAdopted(t *testing.T) {
+	e := newJobEnv(t)
+	e.kernel("k", true, nil)
+	job := e.job("victim", "k", func(j *v1alpha1.InferenceJob) { j.Spec.BackoffLimit = ptr.To[int32](0) })
+	sq := squatter(e, job, 1)
+	e.place(job, e.node)
+	got := e.waitJob(job, placementEnded(1, 0, v1alpha1.PlacementFailed, v1alpha1.ReasonPodNotOwned))
+	if p := placement(got, 1, 0); p.Pod != "" || p.PodUID != "" {
+		t.Errorf("placement records pod %s/%s; the squatted pod must never be recorded", p.Pod, p.PodUID)
+	}
+	waitEvent(t, e.ns, "victim", corev1.EventTypeWarning, v1alpha1.ReasonPodNotOwned)
+	still := &corev1.Pod{}
+	if err := k8sClient.Get(context.Background(), client.ObjectKeyFromObject(sq), still); err != nil || still.UID != sq.UID || still.DeletionTimestamp != nil {
+		t.Errorf("the squatted pod: %v (deleting %v); the manager leaves pods it did not make alone", err, still.DeletionTimestamp)
+	}
+	// PodNotOwned is the provider's problem, not the job's: with
+	// backoffLimit 0 the job still gets a second attempt, whose pod has
+	// another name.
+	got = e.waitJob(job, hasAttempts(2))
+	if meta.IsStatusConditionTrue(got.Status.Conditions, v1alpha1.ConditionFailed) {
+		t.Errorf("the job failed: %+v; a squatted pod does not count against backoffLimit", got.Status.Conditions)
+	}
+	if PodName(got, 2, 0, false) == sq.Name {
+		t.Errorf("attempt 2 would reuse the squatted name %s", sq.Name)
+	}
+}
+
+// TestOwnPodAdoptedAfterCrash: the pod the manager made before a crash is
+// adopted (it is exactly the pod it builds), not failed PodNotOwned.
+func TestOwnPodAdoptedAfterCrash(t *testing.T) {
+	e := newJobEnv(t)
+	k := e.kernel("k", true, nil)
+	job := e.job("mine", "k", nil)
+	e.place(job, e.node)
+	cur := e.get(job)
+	want, err := buildPod(cur, e.getKernel(k), cur.Status.Placements[0], podConfig{
+		namespace: e.wl, runtimeImage: testRuntimeImage, binding: GPUBindingDevicePlugin,
+		resultURL: "https://aivm-result.aivm-system.svc:9443/v1/results",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := e.pod("mine-1")
+	if why := notOwned(pod, want); why != "" {
+		t.Fatalf("the manager's own pod as the API server returns it is not owned: %s", why)
+	}
+	e.kubelet(pod, corev1.PodRunning, running())
+	e.waitCond(job, v1alpha1.ConditionRunning, metav1.ConditionTrue, v1alpha1.ReasonPodRunning)
+}
+
+// getKernel reads the kernel as the API server has it.
+func (e *jobEnv) getKernel(k *v1alpha1.Kernel) *v1alpha1.Kernel {
+	e.t.Helper()
+	out := &v1alpha1.Kernel{}
+	if err := k8sClient.Get(context.Background(), client.ObjectKeyFromObject(k), out); err != nil {
+		e.t.Fatal(err)
+	}
+	return out
+}
+
+// TestOrphanPodsDeleted: a job's pods run in the workload namespace, where
+// no owner reference can point at the job; deleting the job still removes
+// them.
+func TestOrphanPodsDeleted(t *testing.T) {
+	e := newJobEnv(t)
+	e.kernel("k", true, nil)
+	job := e.job("gone", "k", nil)
+	e.place(job, e.node)
+	e.pod("gone-1")
+	if err := k8sClient.Delete(context.Background(), e.get(job)); err != nil {
+		t.Fatal(err)
+	}
+	e.waitPodGone("gone-1")
+}
+
+// TestReferencedInputCopied: a ConfigMap input is copied into the
+// workload namespace (the pod never reads the tenant's namespace), owned
+// by the pod so it goes with it; a missing ConfigMap is a FailedCreate
+// Warning naming it, and the job waits.
+func TestReferencedInputCopied(t *testing.T) {
+	e := newJobEnv(t)
+	e.kernel("k", true, nil)
+	ref := func(j *v1alpha1.InferenceJob) {
+		j.Spec.Input = v1alpha1.JobInput{ConfigMapKeyRef: &v1alpha1.KeyReference{Name: "prompt", Key: "text"}}
+	}
+	job := e.job("copy", "k", ref)
+	e.place(job, e.node)
+	waitEvent(t, e.ns, "copy", corev1.EventTypeWarning, v1alpha1.ReasonFailedCreate)
+	if pod := e.findPod("copy-1"); pod != nil {
+		t.Fatalf("pod %s made without its input", pod.Name)
+	}
+	mustCreate(t, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: "prompt"}, Data: map[string]string{"text": "tell me"}})
+	e.poke(job)
+	pod := e.pod("copy-1")
+	var in *corev1.Volume
+	for i := range pod.Spec.Volumes {
+		if pod.Spec.Volumes[i].Name == "input" {
+			in = &pod.Spec.Volumes[i]
+		}
+	}
+	if in == nil || in.Secret == nil || in.Secret.SecretName != InputSecretName(pod.Name) {
+		t.Fatalf("input volume %+v, want the Secret %s", in, InputSecretName(pod.Name))
+	}
+	eventually(t, func() error {
+		sec := &corev1.Secret{}
+		if err := k8sClient.Get(context.Background(), client.ObjectKey{Namespace: e.wl, Name: InputSecretName(pod.Name)}, sec); err != nil {
+			return err
+		}
+		if string(sec.Data[InputSecretKey]) != "tell me" {
+			return fmt.Errorf("copy holds %q", sec.Data[InputSecretKey])
+		}
+		if len(sec.OwnerReferences) != 1 || sec.OwnerReferences[0].UID != pod.UID {
+			return fmt.Errorf("copy owned by %+v, want the pod %s", sec.OwnerReferences, pod.UID)
+		}
+		return nil
+	})
+	if err := k8sClient.Get(context.Background(), client.ObjectKey{Namespace: e.ns, Name: InputSecretName(pod.Name)}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
+		t.Errorf("a copy in the tenant's namespace: %v", err)
+	}
+}
