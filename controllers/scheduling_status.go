@@ -44,7 +44,7 @@ func jobFinished(job *v1alpha1.InferenceJob) bool {
 		meta.IsStatusConditionTrue(job.Status.Conditions, v1alpha1.ConditionFailed)
 }
 
-// needsPlacement is step 2 of the lifecycle handshake (CONTRACT.md):
+// needsPlacement is step 2 of the lifecycle handshake (docs/job-lifecycle.md):
 // admitted, not suspended, not finished, attempts >= 1, and no placement
 // for the current attempt yet; or never admitted and admissible on kernel
 // (Ready), when the placement write admits it (awaitsFirstAdmission).
