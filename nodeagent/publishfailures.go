@@ -74,14 +74,14 @@ func (p *PublishFailures) PublishFailed(model, digest, reason, file string, err 
 	notify(p.changed)
 }
 
-// Served forgets the failures of digest: its bytes were served. The
-// driver does not say to which Model, so a Model refused for
-// AccessNotProven is listed again at its next refusal.
-func (p *PublishFailures) Served(digest string) {
+// Served forgets the failures of digest's bytes (they were served) and
+// model's own AccessNotProven refusal of it; another Model's refusal stays,
+// since serving model proves nothing of that Model's access.
+func (p *PublishFailures) Served(model, digest string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for k, e := range p.byHash {
-		if e.Digest == digest {
+		if e.Digest == digest && (e.Reason != aivmv1alpha1.ReasonAccessNotProven || e.Model == model) {
 			delete(p.byHash, k)
 			notify(p.changed)
 		}

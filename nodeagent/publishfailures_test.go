@@ -40,7 +40,8 @@ func TestMergeCacheErrorsSkipsNil(t *testing.T) {
 
 // TestAccessRefusalsAreKeptPerModel: two Models of one digest refused for
 // AccessNotProven are listed apart, each naming its own Model, beside a
-// content failure of the digest; serving the digest clears them.
+// content failure of the digest; serving the digest to one Model clears the
+// content failure and that Model's refusal, never another Model's.
 func TestAccessRefusalsAreKeptPerModel(t *testing.T) {
 	refused := NewPublishFailures(clocktesting.NewFakePassiveClock(time.Unix(1700000000, 0)))
 	digest := strings.Repeat("b", 64)
@@ -59,8 +60,12 @@ func TestAccessRefusalsAreKeptPerModel(t *testing.T) {
 	if len(got) != 3 || len(models) != 3 || models["tenant-b/copy"] != want["tenant-b/copy"] || models["tenant-c/copy"] != want["tenant-c/copy"] || models["tenant-d/m"] != want["tenant-d/m"] {
 		t.Errorf("listed %+v, want one entry per refused Model: %v", got, want)
 	}
-	refused.Served(digest)
+	refused.Served("tenant-b/copy", digest)
+	if got := refused.ModelCacheErrors(); len(got) != 1 || got[0].Model != "tenant-c/copy" {
+		t.Errorf("after the digest was served to tenant-b/copy: %+v, want tenant-c/copy's refusal only", got)
+	}
+	refused.Served("tenant-c/copy", digest)
 	if got := refused.ModelCacheErrors(); len(got) != 0 {
-		t.Errorf("after the digest was served: %+v", got)
+		t.Errorf("after the digest was served to both: %+v", got)
 	}
 }

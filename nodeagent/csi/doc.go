@@ -70,8 +70,9 @@ type FailureRecorder interface {
 	// PublishFailed records that model (namespace/name) with digest was
 	// refused for reason; file names the failing file of a file set.
 	PublishFailed(model, digest, reason, file string, err error)
-	// Served forgets a failure of digest.
-	Served(digest string)
+	// Served forgets the failures of digest's bytes, and model's own
+	// (namespace/name) refusals: model was served digest.
+	Served(model, digest string)
 }
 
 // Snapshots is what the driver needs from the node's model cache.

@@ -104,7 +104,7 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csipb.NodePublishVo
 		return nil, ensureError(rec.model(), err)
 	}
 	if d.opts.Failures != nil {
-		d.opts.Failures.Served(rec.Digest)
+		d.opts.Failures.Served(rec.model().String(), rec.Digest)
 	}
 	if err := d.records.put(rec); err != nil {
 		return nil, internalError(id, "record it", err)
