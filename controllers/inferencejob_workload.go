@@ -29,7 +29,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
-	ctrl "sigs.k8s.io/controller-runtime/pkg/client"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
@@ -68,7 +71,7 @@ func (e *errInput) Error() string { return e.msg }
 // most MaxInputBytes, read from the API server (tenant Secrets are never
 // cached). The result endpoint hashes the copy, so what is signed is what
 // the pod read.
-func readJobInput(ctx context.Context, r ctrl.Reader, job *v1alpha1.InferenceJob) ([]byte, error) {
+func readJobInput(ctx context.Context, r client.Reader, job *v1alpha1.InferenceJob) ([]byte, error) {
 	in := job.Spec.Input
 	var data []byte
 	switch {
@@ -265,8 +268,8 @@ func notOwnedLabels(pod *corev1.Pod, job *v1alpha1.InferenceJob, p *v1alpha1.Pla
 // for each orphan once the manager sees it, also after a restart.
 func (r *InferenceJobReconciler) deleteOrphans(ctx context.Context, key types.NamespacedName, keepUID types.UID) error {
 	var list corev1.PodList
-	if err := r.client.List(ctx, &list, ctrl.InNamespace(r.pods.namespace),
-		ctrl.MatchingFields{indexer.PodJobKey: indexer.JobKey(key.Namespace, JobNameLabel(key.Name))}); err != nil {
+	if err := r.client.List(ctx, &list, client.InNamespace(r.pods.namespace),
+		client.MatchingFields{indexer.PodJobKey: indexer.JobKey(key.Namespace, JobNameLabel(key.Name))}); err != nil {
 		return fmt.Errorf("list pods of %s: %w", key, err)
 	}
 	var errs []error
@@ -275,7 +278,7 @@ func (r *InferenceJobReconciler) deleteOrphans(ctx context.Context, key types.Na
 		if types.UID(pod.Labels[LabelJobUID]) == keepUID || pod.DeletionTimestamp != nil {
 			continue
 		}
-		if err := r.client.Delete(ctx, pod, ctrl.Preconditions{UID: &pod.UID}); ctrl.IgnoreNotFound(err) != nil && !apierrors.IsConflict(err) {
+		if err := r.client.Delete(ctx, pod, client.Preconditions{UID: &pod.UID}); client.IgnoreNotFound(err) != nil && !apierrors.IsConflict(err) {
 			errs = append(errs, fmt.Errorf("delete orphaned pod %s: %w", klog.KObj(pod), err))
 		}
 	}
@@ -283,7 +286,7 @@ func (r *InferenceJobReconciler) deleteOrphans(ctx context.Context, key types.Na
 }
 
 // jobOfPod maps a pod of the workload namespace to its job.
-func (r *InferenceJobReconciler) jobOfPod(_ context.Context, o ctrl.Object) []reconcile.Request {
+func (r *InferenceJobReconciler) jobOfPod(_ context.Context, o client.Object) []reconcile.Request {
 	if o.GetNamespace() != r.pods.namespace {
 		return nil
 	}
@@ -292,4 +295,55 @@ func (r *InferenceJobReconciler) jobOfPod(_ context.Context, o ctrl.Object) []re
 		return nil
 	}
 	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}}}
+}
+
+// sharedObjectChanged passes the changes and deletions of objects, not
+// their creation: what jobsAfterSharedChange must hear.
+var sharedObjectChanged = predicate.Funcs{
+	CreateFunc:  func(event.CreateEvent) bool { return false },
+	UpdateFunc:  func(event.UpdateEvent) bool { return true },
+	DeleteFunc:  func(event.DeleteEvent) bool { return true },
+	GenericFunc: func(event.GenericEvent) bool { return false },
+}
+
+// jobsAfterSharedChange hears a change or deletion of the workload
+// namespace's runtime service account or result CA ConfigMap: what this
+// process remembers having written is forgotten, and every job with a pod
+// there is reconciled, which writes the object again. Without it a deleted
+// CA would leave new pods waiting for their volume until they fail as
+// stuck, and a restart of the manager would be the only repair.
+func (r *InferenceJobReconciler) jobsAfterSharedChange(ctx context.Context, o client.Object) []reconcile.Request {
+	if o.GetNamespace() != r.pods.namespace {
+		return nil
+	}
+	switch o.(type) {
+	case *corev1.ConfigMap:
+		if o.GetName() != ResultCAConfigMap {
+			return nil
+		}
+		r.caWritten.Delete(r.pods.namespace)
+	case *corev1.ServiceAccount:
+		if o.GetName() != RuntimeServiceAccount {
+			return nil
+		}
+		r.saCreated.Delete(r.pods.namespace)
+	default:
+		return nil
+	}
+	var pods corev1.PodList
+	if err := r.client.List(ctx, &pods, client.InNamespace(r.pods.namespace), client.HasLabels{LabelJobUID}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Could not list job pods to repair the workload namespace's objects")
+		return nil
+	}
+	seen := map[reconcile.Request]bool{}
+	var reqs []reconcile.Request
+	for i := range pods.Items {
+		for _, req := range r.jobOfPod(ctx, &pods.Items[i]) {
+			if !seen[req] {
+				seen[req] = true
+				reqs = append(reqs, req)
+			}
+		}
+	}
+	return reqs
 }

@@ -183,3 +183,28 @@ func TestReferencedInputCopied(t *testing.T) {
 		t.Errorf("a copy in the tenant's namespace: %v", err)
 	}
 }
+
+// TestResultCARepaired: the workload namespace's result CA ConfigMap,
+// deleted while a job's pod waits for it, is written again without a
+// manager restart or another change to the job.
+func TestResultCARepaired(t *testing.T) {
+	e := newJobEnv(t)
+	e.kernel("k", true, nil)
+	job := e.job("ca", "k", nil)
+	e.place(job, e.node)
+	e.pod("ca-1")
+	key := client.ObjectKey{Namespace: e.wl, Name: ResultCAConfigMap}
+	if err := k8sClient.Delete(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() error {
+		cm := &corev1.ConfigMap{}
+		if err := k8sClient.Get(context.Background(), key, cm); err != nil {
+			return err
+		}
+		if cm.Data[caKey] != "test-ca" {
+			return fmt.Errorf("ca.crt %q", cm.Data[caKey])
+		}
+		return nil
+	})
+}

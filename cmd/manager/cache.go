@@ -52,6 +52,17 @@ func cacheOptions(workloadNamespace string) cache.Options {
 				Label: jobPods, Transform: stripTransform(false),
 				Namespaces: map[string]cache.Config{workloadNamespace: {}},
 			},
+			// Only the workload namespace's runtime service account and
+			// result CA ConfigMap, whose deletion the job controller
+			// repairs; every other ConfigMap is read from the API server.
+			&corev1.ConfigMap{}: {
+				Label: managedByAIVM, Transform: stripTransform(false),
+				Namespaces: map[string]cache.Config{workloadNamespace: {}},
+			},
+			&corev1.ServiceAccount{}: {
+				Label: managedByAIVM, Transform: stripTransform(false),
+				Namespaces: map[string]cache.Config{workloadNamespace: {}},
+			},
 			&corev1.Node{}:           {Transform: stripTransform(true)},
 			&v1alpha1.InferenceJob{}: stripped,
 			&v1alpha1.GPUNode{}:      stripped,

@@ -102,6 +102,10 @@ func (o *options) workloadNS() string {
 	return managerNamespace()
 }
 
+// managedByAIVM selects the objects the manager made
+// (app.kubernetes.io/managed-by=aivm-operator).
+var managedByAIVM = labels.SelectorFromSet(labels.Set{"app.kubernetes.io/managed-by": "aivm-operator"})
+
 // run starts the manager on cfg and blocks until ctx ends or it fails.
 func run(ctx context.Context, cfg *rest.Config, opts options) error {
 	mgr, err := newManager(cfg, opts)
