@@ -257,7 +257,7 @@ func TestCheckReadsDigestHeaders(t *testing.T) {
 		{"weak ETag", http.Header{"Etag": {`W/"` + digest + `"`}}, "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := newServer(t, func(_ int32, w http.ResponseWriter, r *http.Request) {
+			srv := newServer(t, func(_ int32, w http.ResponseWriter, _ *http.Request) {
 				for k, v := range tc.header {
 					w.Header()[k] = v
 				}

@@ -210,7 +210,14 @@ func (r *InferenceJobReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		if !apierrors.IsNotFound(err) {
 			return ctrl.Result{}, err
 		}
-		// The job is gone: its pods in the workload namespace go too.
+		// The job is gone: its pods in the workload namespace go too. The
+		// cache may only lag the job's creation (a pod event can arrive
+		// first): the API server confirms the absence before anything is
+		// deleted, and a job it has reaches this reconciler again when the
+		// cache catches up.
+		if err := r.apiReader.Get(ctx, req.NamespacedName, &v1alpha1.InferenceJob{}); !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, err
+		}
 		r.created.forgetJob(req.NamespacedName)
 		return ctrl.Result{}, r.deleteOrphans(ctx, req.NamespacedName, "")
 	}

@@ -19,6 +19,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -26,9 +27,11 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/aivm-dev/aivm-operator/api/v1alpha1"
+	"github.com/aivm-dev/aivm-operator/controllers/indexer"
 )
 
 // squatter is a pod that someone other than the manager made with the
@@ -207,4 +210,61 @@ func TestResultCARepaired(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// laggingJobs is a client whose cache has not seen any InferenceJob yet.
+type laggingJobs struct{ client.Client }
+
+func (c laggingJobs) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if _, ok := obj.(*v1alpha1.InferenceJob); ok {
+		return apierrors.NewNotFound(v1alpha1.GroupVersion.WithResource("inferencejobs").GroupResource(), key.Name)
+	}
+	return c.Client.Get(ctx, key, obj, opts...)
+}
+
+// TestCacheLagDeletesNoPods: a pod event can reach the job controller
+// before its cache has the job; the API server still has it, so the job's
+// pods (here one made before the job was placed) are not taken for
+// orphans. Once the API server has no job, they are.
+func TestCacheLagDeletesNoPods(t *testing.T) {
+	e := newJobEnv(t)
+	e.kernel("k", true, nil)
+	job := e.job("lag", "k", nil)
+	sq := squatter(e, job, 1)
+	r := NewInferenceJobReconciler(laggingJobs{fakePodIndex{k8sClient}}, k8sClient, nil, e.opts...)
+	req := ctrl.Request{NamespacedName: client.ObjectKeyFromObject(job)}
+	if _, err := r.Reconcile(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	kept := &corev1.Pod{}
+	if err := k8sClient.Get(context.Background(), client.ObjectKeyFromObject(sq), kept); err != nil || kept.DeletionTimestamp != nil {
+		t.Fatalf("the pod of a job the cache had not seen: %v, deleting %v", err, kept.DeletionTimestamp)
+	}
+	if err := k8sClient.Delete(context.Background(), e.get(job)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Reconcile(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	p := &corev1.Pod{}
+	if err := k8sClient.Get(context.Background(), client.ObjectKeyFromObject(sq), p); !apierrors.IsNotFound(err) && p.DeletionTimestamp == nil {
+		t.Errorf("the pod of a deleted job is still there: %v", err)
+	}
+}
+
+// fakePodIndex lists pods by the job key index as the cache would, from
+// the API server by labels (which serves no field index).
+type fakePodIndex struct{ client.Client }
+
+func (c fakePodIndex) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	lo := (&client.ListOptions{}).ApplyOptions(opts)
+	if lo.FieldSelector == nil {
+		return c.Client.List(ctx, list, opts...)
+	}
+	key, ok := lo.FieldSelector.RequiresExactMatch(indexer.PodJobKey)
+	if !ok {
+		return c.Client.List(ctx, list, opts...)
+	}
+	ns, name, _ := strings.Cut(key, "/")
+	return c.Client.List(ctx, list, client.InNamespace(lo.Namespace), client.MatchingLabels{LabelJobNamespace: ns, LabelJobName: name})
 }

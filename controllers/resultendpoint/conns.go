@@ -46,11 +46,11 @@ type connLimiter struct {
 	freed    chan struct{}         // a connection closed (capacity 1)
 }
 
-func newConnLimiter(ln net.Listener, max int) *connLimiter {
-	if max < 1 {
-		max = math.MaxInt
+func newConnLimiter(ln net.Listener, limit int) *connLimiter {
+	if limit < 1 {
+		limit = math.MaxInt
 	}
-	return &connLimiter{Listener: ln, max: max, bySource: map[string]*list.List{}, freed: make(chan struct{}, 1)}
+	return &connLimiter{Listener: ln, max: limit, bySource: map[string]*list.List{}, freed: make(chan struct{}, 1)}
 }
 
 // limitedConn is a connection counted by its connLimiter.

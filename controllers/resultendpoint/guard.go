@@ -104,8 +104,8 @@ type lruEntry[K comparable, V any] struct {
 	val V
 }
 
-func newLRU[K comparable, V any](max int) *lru[K, V] {
-	return &lru[K, V]{max: max, m: map[K]*list.Element{}}
+func newLRU[K comparable, V any](size int) *lru[K, V] {
+	return &lru[K, V]{max: size, m: map[K]*list.Element{}}
 }
 
 func (c *lru[K, V]) get(k K) (V, bool) {
