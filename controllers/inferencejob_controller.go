@@ -572,8 +572,20 @@ func (r *InferenceJobReconciler) deleteEndedPods(ctx context.Context, job *v1alp
 			}
 		}
 	}
+	recorded := map[string]bool{}
+	for _, p := range job.Status.Placements {
+		if p.PodUID != "" {
+			recorded[p.PodUID] = true
+		}
+	}
 	for name, pod := range pods {
 		if keep[name] || pod.DeletionTimestamp != nil || pod.Labels[LabelJobUID] != string(job.UID) {
+			continue
+		}
+		// Only pods this controller made: recorded in a placement, or
+		// created by this process. A pod that merely carries the job's
+		// labels is not the manager's to delete while the job lives.
+		if !recorded[string(pod.UID)] && !r.created.has(job, name) {
 			continue
 		}
 		if err := r.client.Delete(ctx, pod, client.Preconditions{UID: &pod.UID}); client.IgnoreNotFound(err) != nil && !apierrors.IsConflict(err) {

@@ -71,6 +71,10 @@ func TestSquattedPodNotAdopted(t *testing.T) {
 	e.kernel("k", true, nil)
 	job := e.job("victim", "k", func(j *v1alpha1.InferenceJob) { j.Spec.BackoffLimit = ptr.To[int32](0) })
 	sq := squatter(e, job, 1)
+	// The controller sees the pod before the job is placed, and leaves it:
+	// a pod with the job's labels is not the manager's to delete.
+	eventually(t, func() error { return e.cache.Get(context.Background(), client.ObjectKeyFromObject(sq), &corev1.Pod{}) })
+	e.reconcileNow(job)
 	e.place(job, e.node)
 	got := e.waitJob(job, placementEnded(1, 0, v1alpha1.PlacementFailed, v1alpha1.ReasonPodNotOwned))
 	if p := placement(got, 1, 0); p.Pod != "" || p.PodUID != "" {
