@@ -41,21 +41,7 @@ import (
 // pods and tokens are made before the timer starts; posts run in parallel
 // (GOMAXPROCS goroutines, times -cpu).
 func BenchmarkAcceptedResults(b *testing.B) {
-	f := newFixture(b, nil)
-	type post struct {
-		token string
-		env   *envelope.Envelope
-	}
-	posts := make([]post, b.N)
-	for i := range posts {
-		j := testutil.MakeInferenceJob(f.ns, fmt.Sprintf("bench-%d", i), "k", "hello").Obj()
-		mustCreate(b, j)
-		g := &fixture{t: b, ns: f.ns, job: j}
-		g.place(1, 0)
-		pod := g.newPod(1, 0)
-		g.record(pod)
-		posts[i] = post{token: requestToken(b, workloadNS, pod), env: g.envelope(1, 0, fmt.Sprintf(" result %d", i))}
-	}
+	posts := makePosts(b, "bench", b.N)
 	var next, failed atomic.Int64
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -78,6 +64,30 @@ func BenchmarkAcceptedResults(b *testing.B) {
 	b.ReportMetric(float64(apiRequests.Load()-requests)/float64(b.N), "apirequests/result")
 }
 
+// benchPost is one job pod's result post: its token and envelope.
+type benchPost struct {
+	token string
+	env   *envelope.Envelope
+}
+
+// makePosts makes n jobs named prefix-<i> in a new namespace, each placed
+// with its pod recorded, and returns each pod's post of a distinct output.
+func makePosts(b *testing.B, prefix string, n int) []benchPost {
+	b.Helper()
+	f := newFixture(b, nil)
+	posts := make([]benchPost, n)
+	for i := range posts {
+		j := testutil.MakeInferenceJob(f.ns, fmt.Sprintf("%s-%d", prefix, i), "k", "hello").Obj()
+		mustCreate(b, j)
+		g := &fixture{t: b, ns: f.ns, job: j}
+		g.place(1, 0)
+		pod := g.newPod(1, 0)
+		g.record(pod)
+		posts[i] = benchPost{token: g.token(pod), env: g.envelope(1, 0, fmt.Sprintf(" result %d", i))}
+	}
+	return posts
+}
+
 // benchPosters is the posting goroutines per GOMAXPROCS: job pods post
 // concurrently, each waiting on its own round trips.
 const benchPosters = 32
@@ -97,21 +107,7 @@ func BenchmarkResultLatency(b *testing.B) {
 		garbagePerSec int
 	}{{"quiet", 0, 0}, {"flood", 10000, 1000}, {"idle", 10000, 0}, {"garbage", 0, 1000}} {
 		b.Run(c.name, func(b *testing.B) {
-			f := newFixture(b, nil)
-			type post struct {
-				token string
-				env   *envelope.Envelope
-			}
-			posts := make([]post, b.N)
-			for i := range posts {
-				j := testutil.MakeInferenceJob(f.ns, fmt.Sprintf("lat-%d", i), "k", "hello").Obj()
-				mustCreate(b, j)
-				g := &fixture{t: b, ns: f.ns, job: j}
-				g.place(1, 0)
-				pod := g.newPod(1, 0)
-				g.record(pod)
-				posts[i] = post{token: g.token(pod), env: g.envelope(1, 0, fmt.Sprintf(" result %d", i))}
-			}
+			posts := makePosts(b, "lat", b.N)
 			s := startLimitedServer(b, DefaultLimits())
 			fl := startFlood(b, s, c.idle, c.garbagePerSec)
 			lat := make([]time.Duration, 0, b.N)
