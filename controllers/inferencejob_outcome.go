@@ -151,7 +151,12 @@ func podOutcome(pod *corev1.Pod, kernel *v1alpha1.Kernel, now time.Time, cfg job
 			return podEnd{outcome: v1alpha1.PlacementSucceeded, reason: v1alpha1.ReasonResultReceived, msg: "pod succeeded"}
 		}
 		reason := v1alpha1.ReasonPodFailed
-		if pascalCase.MatchString(pod.Status.Reason) {
+		switch r := pod.Status.Reason; {
+		case strings.HasPrefix(r, "OutOf") || r == "UnexpectedAdmissionError":
+			// The kubelet refused the pod (OutOfnvidia.com/gpu, ...): the
+			// node's capacity, not the job, so it is not counted.
+			reason = v1alpha1.ReasonAdmissionRejected
+		case pascalCase.MatchString(r):
 			reason = pod.Status.Reason // Evicted, NodeLost, DeadlineExceeded, ...
 		}
 		return podEnd{outcome: v1alpha1.PlacementFailed, reason: reason,

@@ -42,6 +42,8 @@ var uncountedReasons = map[string]bool{
 	v1alpha1.ReasonAttemptFailed: true,
 	v1alpha1.ReasonPodDeleted:    true,
 	v1alpha1.ReasonPodNotOwned:   true,
+	// The kubelet refused the pod for the node's capacity.
+	v1alpha1.ReasonAdmissionRejected: true,
 }
 
 // maxFailovers bounds the attempts that do not count against the backoff

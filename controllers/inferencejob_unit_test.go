@@ -91,6 +91,29 @@ func TestExitReason(t *testing.T) {
 	}
 }
 
+// TestPodOutcomeAdmissionRejected: a pod the kubelet refused for the
+// node's capacity ends AdmissionRejected, a reason not counted against
+// backoffLimit; another failure reason passes through when PascalCase.
+func TestPodOutcomeAdmissionRejected(t *testing.T) {
+	for _, c := range []struct{ reason, want string }{
+		{"OutOfnvidia.com/gpu", v1alpha1.ReasonAdmissionRejected},
+		{"UnexpectedAdmissionError", v1alpha1.ReasonAdmissionRejected},
+		{"Evicted", "Evicted"},
+		{"not pascal", v1alpha1.ReasonPodFailed},
+	} {
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p"}, Status: corev1.PodStatus{Phase: corev1.PodFailed, Reason: c.reason,
+			Message: "Pod was rejected: Node didn't have enough resource: nvidia.com/gpu, requested: 1, used: 8, capacity: 8"}}
+		var d decision
+		out := podOutcome(pod, nil, time.Now(), jobConfig{}, &d)
+		if out.outcome != v1alpha1.PlacementFailed || out.reason != c.want {
+			t.Errorf("pod failed %s: %+v, want Failed/%s", c.reason, out, c.want)
+		}
+	}
+	if !uncountedReasons[v1alpha1.ReasonAdmissionRejected] {
+		t.Error("AdmissionRejected counts against backoffLimit")
+	}
+}
+
 func TestPodOutcomeImagePull(t *testing.T) {
 	now := time.Now()
 	cfg := jobConfig{imagePullGrace: time.Minute}

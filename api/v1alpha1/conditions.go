@@ -135,6 +135,11 @@ const (
 	// operator did not build for it; it is never adopted, and the next
 	// attempt's pod has another name.
 	ReasonPodNotOwned = "PodNotOwned"
+	// ReasonAdmissionRejected: the node's kubelet refused the pod
+	// (OutOf<resource>, UnexpectedAdmissionError), for the node's capacity
+	// and not the job's fault: retried elsewhere, not counted against
+	// backoffLimit.
+	ReasonAdmissionRejected = "AdmissionRejected"
 	// ReasonFailedCreate: a job's pod could not be created (a quota, an
 	// admission webhook, an input that cannot be read); the event says why.
 	ReasonFailedCreate = "FailedCreate"

@@ -29,6 +29,9 @@ import (
 	"os/signal"
 	"sort"
 	"syscall"
+
+	"github.com/go-logr/logr"
+	crlog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 // command is one top-level subcommand.
@@ -52,6 +55,10 @@ func register(name, summary string, run func(ctx context.Context, args []string,
 var errUsage = errors.New("usage error")
 
 func main() {
+	// The dev environment logs through its own logger; controller-runtime's
+	// global one would otherwise print a "SetLogger was never called"
+	// warning with a stack trace before the environment starts.
+	crlog.SetLogger(logr.Discard())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()

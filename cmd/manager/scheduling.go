@@ -82,9 +82,13 @@ func (o *schedulingOptions) withRate(cfg *rest.Config) *rest.Config {
 // setupScheduling registers the scheduling controller (setupControllers
 // registered the field indexes it lists by).
 func setupScheduling(mgr ctrl.Manager, opts options) error {
+	binding, _ := controllers.ParseGPUBinding(opts.controllers.jobs.gpuBinding) // checked by validate
 	sched, err := scheduler.New(scheduler.Options{
 		Policy:              scheduler.Policy(opts.scheduling.policy),
 		HeartbeatStaleAfter: opts.controllers.heartbeatStaleAfter,
+		// The device plugin hands out whole GPUs: sharing one by memory
+		// would place pods the kubelet refuses.
+		WholeGPUs: binding == controllers.GPUBindingDevicePlugin,
 	})
 	if err != nil {
 		return err

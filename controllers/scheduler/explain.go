@@ -45,7 +45,7 @@ func (s *Scheduler) explain(req *Request) (reason, message string) {
 	}
 	var (
 		total, notReady, cordoned, stale, selector, taints int
-		usable, matching, unhealthy, fits                  int
+		usable, matching, unhealthy, fits, held            int
 		bestFree                                           int64 = -1
 		bestNode                                           string
 		taintSeen                                          string
@@ -111,6 +111,10 @@ func (s *Scheduler) explain(req *Request) (reason, message string) {
 				continue
 			}
 			matching++
+			if s.opts.WholeGPUs && g.reserved > 0 {
+				held++
+				continue
+			}
 			free = append(free, g.free())
 		}
 		slices.Sort(free)
@@ -147,6 +151,9 @@ func (s *Scheduler) explain(req *Request) (reason, message string) {
 	}
 	need := quantity(req.Memory)
 	switch {
+	case s.opts.WholeGPUs && req.MIGProfile == "" && fits == 0 && held > 0:
+		return v1alpha1.ReasonNoGPUWithEnoughMemory, fmt.Sprintf("%d of the %d matching GPUs hold other jobs, and a job takes whole GPUs under the device plugin binding; "+
+			"no usable node has %d free GPU(s)%s%s", held, matching, k, unhealthyNote(unhealthy), avoided)
 	case req.MIGProfile != "":
 		return v1alpha1.ReasonNoGPUWithEnoughMemory, fmt.Sprintf("all %d matching MIG devices of profile %s are in use%s", matching, req.MIGProfile, avoided)
 	case max(req.Members, 1) > 1 && fits > 0:

@@ -113,7 +113,7 @@ func (s *Scheduler) placeSingle(d *decision) (candidate, bool) {
 	found := 0
 	consider := func(gid int32) bool {
 		g := s.gpus[gid]
-		if g.free() < d.req.Memory || !s.gpuMatches(d, g) || !s.nodeUsable(d, g.node) {
+		if !s.fits(g, d.req.Memory) || !s.gpuMatches(d, g) || !s.nodeUsable(d, g.node) {
 			return false
 		}
 		c := candidate{node: g.node, n: 1, mig: -1, score: s.fitScore(g.free() - d.req.Memory)}
@@ -189,7 +189,7 @@ func (s *Scheduler) pickGPUs(d *decision, nid int32, k int) (candidate, bool) {
 	var buf [64]int32
 	fit := buf[:0]
 	for _, gid := range s.nodes[nid].gpus {
-		if g := s.gpus[gid]; g.healthy && !g.mig && g.free() >= d.req.Memory && s.gpuMatches(d, g) {
+		if g := s.gpus[gid]; g.healthy && !g.mig && s.fits(g, d.req.Memory) && s.gpuMatches(d, g) {
 			fit = append(fit, gid)
 		}
 	}
@@ -328,6 +328,15 @@ func (s *Scheduler) bonus(d *decision, c *candidate) {
 	if d.avoidN[c.node] {
 		c.score -= avoidedPenalty
 	}
+}
+
+// fits reports whether g can take a job that needs memory bytes: enough
+// free memory, and with WholeGPUs no job on it yet.
+func (s *Scheduler) fits(g *gpuState, memory int64) bool {
+	if s.opts.WholeGPUs && g.reserved > 0 {
+		return false
+	}
+	return g.free() >= memory
 }
 
 // gpuMatches checks the per-GPU rules: product, compute capability and

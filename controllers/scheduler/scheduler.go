@@ -49,6 +49,12 @@ type Options struct {
 	// kube-scheduler's percentageOfNodesToScore, it bounds the cost of a
 	// decision on a large, mostly empty cluster.
 	SampleSize int
+	// WholeGPUs gives each job whole GPUs: a GPU that holds a job takes no
+	// other, whatever its free memory. Set it when pods get GPUs from the
+	// NVIDIA device plugin, which hands out whole nvidia.com/gpu units (the
+	// kubelet refuses a pod beyond the node's allocatable count); leave it
+	// off to share GPUs by memory (visible-devices binding).
+	WholeGPUs bool
 }
 
 // Scheduler keeps the state placement needs and decides placements. It is

@@ -341,7 +341,7 @@ func (s *Scheduler) apply(r *reservation, node string, sign int) {
 				continue
 			}
 			amount := r.memory
-			if amount <= 0 || amount > g.total {
+			if amount <= 0 || amount > g.total || s.opts.WholeGPUs {
 				amount = g.total
 			}
 			g.reserved += int64(sign) * amount

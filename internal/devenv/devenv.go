@@ -42,6 +42,7 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	nodev1 "k8s.io/api/node/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -475,14 +476,24 @@ func (e *Env) startNode(ctx, runCtx context.Context, name, profile string) error
 			e.progress("node %s: process runner stopped: %v", name, err)
 		}
 	}()
-	return e.waitReady(ctx, agent, "did not publish GPUNode "+name, func(ctx context.Context) bool {
+	gpus := 0
+	err = e.waitReady(ctx, agent, "did not publish GPUNode "+name, func(ctx context.Context) bool {
 		var gn aivmv1alpha1.GPUNode
 		if err := e.Client.Get(ctx, client.ObjectKey{Name: name}, &gn); err != nil || len(gn.Status.GPUs) == 0 {
 			return false
 		}
+		gpus = len(gn.Status.GPUs)
 		_, err := os.Stat(sock)
 		return err == nil
 	})
+	if err != nil {
+		return err
+	}
+	// What the NVIDIA device plugin would advertise: the process runner
+	// then refuses a pod beyond the node's GPUs, as the kubelet does
+	// (manager flag --gpu-binding=device-plugin).
+	kl.SetCapacity("nvidia.com/gpu", *resource.NewQuantity(int64(gpus), resource.DecimalSI))
+	return nil
 }
 
 // process is a child process of the environment.

@@ -65,15 +65,30 @@ func (im Images) argv(c *corev1.Container) ([]string, int, error) {
 	return append(argv, c.Args...), host, nil
 }
 
-// capacity is the Node's capacity: cfg.Capacity over machine defaults.
+// capacity is the Node's capacity: cfg.Capacity and SetCapacity over
+// machine defaults.
 func (k *Kubelet) capacity() corev1.ResourceList {
 	out := corev1.ResourceList{
 		corev1.ResourceCPU:    resource.MustParse(strconv.Itoa(runtime.NumCPU())),
 		corev1.ResourceMemory: resource.MustParse("64Gi"),
 		corev1.ResourcePods:   resource.MustParse("110"),
 	}
+	k.capMu.Lock()
+	defer k.capMu.Unlock()
 	for k, v := range k.cfg.Capacity {
 		out[k] = v.DeepCopy()
 	}
 	return out
+}
+
+// SetCapacity sets the Node's capacity and allocatable of one resource, as
+// a device plugin advertises nvidia.com/gpu once it found the GPUs; the
+// next heartbeat publishes it, and admission counts it at once.
+func (k *Kubelet) SetCapacity(name corev1.ResourceName, q resource.Quantity) {
+	k.capMu.Lock()
+	defer k.capMu.Unlock()
+	if k.cfg.Capacity == nil {
+		k.cfg.Capacity = corev1.ResourceList{}
+	}
+	k.cfg.Capacity[name] = q
 }

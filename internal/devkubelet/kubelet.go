@@ -91,6 +91,8 @@ type Config struct {
 type Kubelet struct {
 	cfg Config
 
+	// capMu guards cfg.Capacity (SetCapacity).
+	capMu   sync.Mutex
 	mu      sync.Mutex
 	workers map[types.UID]*podWorker
 	// finished holds the pods whose processes ended, so late events never
@@ -207,6 +209,12 @@ func (k *Kubelet) sync(ctx context.Context, pod *corev1.Pod) {
 				}
 				k.confirmDeletion(ctx, pod)
 			}
+			return
+		}
+		if reason, msg := k.admit(pod); reason != "" {
+			k.finished[pod.UID] = true
+			k.mu.Unlock()
+			k.reject(ctx, pod, reason, msg)
 			return
 		}
 		w = newPodWorker(k, pod)
