@@ -110,6 +110,8 @@ func NewPublisher(c client.Client, opts PublisherOptions) (*Publisher, error) {
 // errors of its digest (an identical entry stays where it is), errors of
 // digests in st.cachedModels are removed (the digest was fetched fine), the
 // others are kept, and the oldest are dropped beyond MaxModelCacheErrors.
+// An AccessNotProven refusal is a Model's, not its bytes': it is listed per
+// Model, kept although its digest is cached, and only while st reports it.
 func (p *Publisher) Publish(ctx context.Context, st aivmv1alpha1.GPUNodeStatus, labels map[string]string) error {
 	now := p.clock.Now()
 	if p.obj == nil || now.Sub(p.readAt) >= p.heartbeat {
@@ -336,28 +338,42 @@ func mergeCacheErrors(listed, reported []aivmv1alpha1.ModelCacheError, cached []
 	for _, d := range cached {
 		fine[d] = true
 	}
-	byDigest := map[string]*aivmv1alpha1.ModelCacheError{}
+	// stale says whether the cached bytes answer e: a content failure of a
+	// digest the cache now holds is over, but an AccessNotProven refusal
+	// is about the Model, and its digest is cached by definition.
+	stale := func(e aivmv1alpha1.ModelCacheError) bool {
+		return fine[e.Digest] && e.Reason != aivmv1alpha1.ReasonAccessNotProven
+	}
+	byKey := map[string]*aivmv1alpha1.ModelCacheError{}
 	for i := range reported {
-		byDigest[reported[i].Digest] = &reported[i]
+		byKey[cacheErrorKey(reported[i])] = &reported[i]
 	}
 	var out []aivmv1alpha1.ModelCacheError
 	present := map[string]bool{}
 	for _, e := range listed {
-		if fine[e.Digest] {
+		k := cacheErrorKey(e)
+		if stale(e) {
 			continue
 		}
-		if r, ok := byDigest[e.Digest]; ok && !sameCacheError(e, *r) {
+		if e.Reason == aivmv1alpha1.ReasonAccessNotProven && byKey[k] == nil {
+			// The driver reports a Model's refusal while it stands (its
+			// pods retry the publish), so one no longer reported is over:
+			// the Model proved access, or its pods are gone.
+			continue
+		}
+		if r, ok := byKey[k]; ok && !sameCacheError(e, *r) {
 			continue // replaced below
 		}
 		out = append(out, e)
-		present[e.Digest] = present[e.Digest] || byDigest[e.Digest] != nil
+		present[k] = present[k] || byKey[k] != nil
 	}
 	for _, r := range reported {
-		if fine[r.Digest] || present[r.Digest] {
+		k := cacheErrorKey(r)
+		if stale(r) || present[k] {
 			continue
 		}
 		out = append(out, r)
-		present[r.Digest] = true
+		present[k] = true
 	}
 	if len(out) > MaxModelCacheErrors {
 		out = out[len(out)-MaxModelCacheErrors:]

@@ -34,6 +34,9 @@ func TestMergeCacheErrors(t *testing.T) {
 	e := func(digest, reason string, s int) aivmv1alpha1.ModelCacheError {
 		return aivmv1alpha1.ModelCacheError{Digest: digest, Reason: reason, Message: reason + " of " + digest[:4], Time: at(s)}
 	}
+	refusal := func(digest, model string, s int) aivmv1alpha1.ModelCacheError {
+		return aivmv1alpha1.ModelCacheError{Digest: digest, Model: model, Reason: aivmv1alpha1.ReasonAccessNotProven, Message: "model " + model, Time: at(s)}
+	}
 	var many, lastMax []aivmv1alpha1.ModelCacheError
 	for i := range MaxModelCacheErrors + 3 {
 		many = append(many, e(fmt.Sprintf("%064x", i), "FetchFailed", i))
@@ -70,6 +73,22 @@ func TestMergeCacheErrors(t *testing.T) {
 			listed:   []aivmv1alpha1.ModelCacheError{e(d("a"), "DigestMismatch", 1), e(d("c"), "FetchFailed", 2)},
 			reported: []aivmv1alpha1.ModelCacheError{e(d("a"), "DigestMismatch", 1)},
 			cached:   []string{d("a"), d("c")},
+		},
+		{
+			// The access refusals of two Models of a cached digest are
+			// listed apart and kept, beside the digest's bytes being fine.
+			name:     "access refusals are per Model and outlive the cached digest",
+			listed:   []aivmv1alpha1.ModelCacheError{refusal(d("a"), "b/copy", 1)},
+			reported: []aivmv1alpha1.ModelCacheError{refusal(d("a"), "b/copy", 1), refusal(d("a"), "c/copy", 2)},
+			cached:   []string{d("a")},
+			want:     []aivmv1alpha1.ModelCacheError{refusal(d("a"), "b/copy", 1), refusal(d("a"), "c/copy", 2)},
+		},
+		{
+			name:     "an access refusal no longer reported is over",
+			listed:   []aivmv1alpha1.ModelCacheError{refusal(d("a"), "b/copy", 1), refusal(d("a"), "c/copy", 2)},
+			reported: []aivmv1alpha1.ModelCacheError{refusal(d("a"), "c/copy", 2)},
+			cached:   []string{d("a")},
+			want:     []aivmv1alpha1.ModelCacheError{refusal(d("a"), "c/copy", 2)},
 		},
 		{
 			name:     "bounded, oldest dropped",
