@@ -296,7 +296,14 @@ func decide(job *v1alpha1.InferenceJob, obs *observed, cfg jobConfig) decision {
 		// A pod that only waits to start is not recorded yet: its name
 		// and UID go into status with the next change written for it.
 		record := func() { p.Pod, p.PodUID = pod.Name, string(pod.UID) }
-		if reason, msg, ok := nodeFault(p, obs.nodes[p.Node], obs.now, cfg.nodeGrace, &d); ok {
+		// A placement newer than what observe read (decide runs again on a
+		// fresh copy after a Conflict) has a node nobody looked at: no
+		// verdict on it this pass; the next reconcile reads it.
+		ns, observedNode := obs.nodes[p.Node]
+		if !observedNode {
+			d.wakeAt(obs.now.Add(time.Second))
+		}
+		if reason, msg, ok := nodeFault(p, ns, obs.now, cfg.nodeGrace, &d); observedNode && ok {
 			record()
 			setOutcome(p, v1alpha1.PlacementFailed, reason, msg, nil, now)
 			continue

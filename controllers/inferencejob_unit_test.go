@@ -242,6 +242,35 @@ func TestFirstAdmissionComesWithPlacement(t *testing.T) {
 // it knows it made it (obs.deleted), in which case the placement ends
 // PodDeleted. A pending pod costs no status change; a running one is
 // recorded.
+// TestDecideUnobservedNode: decide runs again on a fresh copy after a
+// Conflict, where the scheduler may have written a placement whose node
+// observe never read. That node is not "gone": no NodeNotReady, the pod is
+// made, and the controller looks again soon. A node read and missing is.
+func TestDecideUnobservedNode(t *testing.T) {
+	now := time.Now()
+	kernel := &v1alpha1.Kernel{ObjectMeta: metav1.ObjectMeta{Name: "k", Namespace: "ns"}}
+	kernel.Status.KernelDigest = "sha256:x"
+	kernel.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: "Ready"}}
+	job := &v1alpha1.InferenceJob{ObjectMeta: metav1.ObjectMeta{Name: "j", Namespace: "ns", Generation: 1},
+		Spec: v1alpha1.InferenceJobSpec{KernelRef: v1alpha1.LocalObjectReference{Name: "k"}}}
+	admit(job, "k", metav1.NewTime(now))
+	job.Status.Placements = []v1alpha1.Placement{{Attempt: 1, Node: "n"}}
+	running := map[string]*corev1.Pod{PodName(job, 1, 0, false): {ObjectMeta: metav1.ObjectMeta{Name: PodName(job, 1, 0, false), UID: "uid"},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{{Name: runtimeContainer,
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}}}}
+
+	unseen := job.DeepCopy()
+	d := decide(unseen, &observed{now: now, kernel: kernel, pods: running, nodes: map[string]nodeState{}}, jobConfig{nodeGrace: time.Minute})
+	if p := unseen.Status.Placements[0]; p.Outcome != "" || d.requeueAt.IsZero() {
+		t.Errorf("a node observe did not read: placement %s/%s, requeue %v; want it open and a look again", p.Outcome, p.Reason, d.requeueAt)
+	}
+	gone := job.DeepCopy()
+	decide(gone, &observed{now: now, kernel: kernel, pods: running, nodes: map[string]nodeState{"n": {}}}, jobConfig{nodeGrace: time.Minute})
+	if p := gone.Status.Placements[0]; p.Reason != v1alpha1.ReasonNodeNotReady {
+		t.Errorf("a node read and missing: placement %s/%s, want NodeNotReady", p.Outcome, p.Reason)
+	}
+}
+
 func TestDecidePendingPodGone(t *testing.T) {
 	now := time.Now()
 	kernel := &v1alpha1.Kernel{ObjectMeta: metav1.ObjectMeta{Name: "k", Namespace: "ns"}}
