@@ -17,10 +17,10 @@ IMG ?= ghcr.io/aivm-dev/aivm-operator:dev
 TEST_PKGS ?= ./...
 TEST_FLAGS ?= -timeout 30m
 # Packages whose tests also run under the race detector in `make test-race`
-# (CI runs it): the chain client, artifact, the scheduler core, internal
-# packages, the node agent and the runtime. The controllers' envtest
-# packages and the end-to-end tests run without it (minutes more on 2 cores).
-RACE_PKGS ?= ./chain-client/... ./artifact/... ./controllers/scheduler/... ./internal/committee/... \
+# (CI runs it): the chain client, artifact, the controllers (their envtest
+# suites included: about a minute more on 2 cores), internal packages, the
+# node agent and the runtime. The end-to-end tests run without it.
+RACE_PKGS ?= ./chain-client/... ./artifact/... ./controllers/... ./internal/committee/... \
 	./internal/sha256hex/... ./internal/text/... ./internal/status/... ./internal/devkubelet/... \
 	./nodeagent/... ./runtime-image/...
 # `make test` includes the end-to-end tests (test/e2e, on the dev
